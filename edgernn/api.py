@@ -1,0 +1,66 @@
+"""Python API: train_model(), export(), bench(). The CLI calls these."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgernn.bench import BenchSettings, bench_model
+from edgernn.data.datasets import load_dataset
+from edgernn.errors import EdgeRNNError
+from edgernn.exporting import export_model
+from edgernn.loading import load_model
+from edgernn.models.layers import parse_layers
+from edgernn.target import load_target
+from edgernn.training import TrainResult, train, write_outputs
+
+
+def train_model(dataset: str, layers: str, out: Path, eval_out: Path, **kw: Any) -> TrainResult:
+    """Train on a bundled dataset; write the checkpoint and held-out evaluation file."""
+    specs = parse_layers(layers)
+    ds = load_dataset(dataset)
+    result = train(ds, specs, **kw)
+    write_outputs(ds, result, out, eval_out)
+    return result
+
+
+def export(
+    model: Path, target: str = "x86", out_dir: Path | None = None,
+    formats: list[str] | None = None, modes: list[str] | None = None,
+    load: dict[str, Any] | None = None, on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Export ``model`` for ``target``; returns the manifest (also written to OUT/manifest.json)."""
+    t = load_target(target)
+    lm = load_model(model, **(load or {}))
+    formats = formats if formats is not None else t.formats
+    bad = [f for f in formats if f not in t.runtimes]
+    if bad:
+        raise EdgeRNNError(f"target {t.name} cannot run format(s) {', '.join(bad)}; it runs "
+                           f"{', '.join(t.runtimes)}")
+    modes = modes if modes is not None else t.quantize
+    out_dir = out_dir or model.with_name(model.stem + "-export")
+    return export_model(lm, out_dir, formats, modes, t.name, on_step=on_step)
+
+
+def bench(
+    models: list[Path], target: str, data: Path, out_dir: Path,
+    settings: BenchSettings | None = None, on_row: Callable[[dict], None] | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Bench every model's variants on ``target``; rows go to ``on_row`` as they finish."""
+    t = load_target(target)
+    settings = settings or BenchSettings()
+    rows: list[dict[str, Any]] = []
+
+    def keep(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if on_row:
+            on_row(row)
+
+    names = [Path(m).stem for m in models]
+    if len(set(names)) != len(names):
+        raise EdgeRNNError("models must have distinct file names (their stems name the rows)")
+    for m in models:
+        bench_model(Path(m), t, Path(data), out_dir, settings, keep, on_step)
+    return rows

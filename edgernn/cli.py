@@ -1,0 +1,266 @@
+"""The ``edgernn`` command line: a thin click face over the library."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from edgernn.errors import EdgeRNNError
+
+# tables are wide: when output is not a terminal, do not squeeze them into 80 columns
+out = Console(width=None if sys.stdout.isatty() else 220)
+err = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                    console=err, transient=False)
+
+
+def load_options(f: Callable) -> Callable:
+    """Options that say how to read a model file."""
+    f = click.option("--task", type=click.Choice(["classify", "forecast"]),
+                     help="Task when the file does not say (default: from the data).")(f)
+    f = click.option("--input-dtype", type=click.Choice(["float32", "int64", "int32"]),
+                     help="Input dtype when the file carries no input spec.")(f)
+    f = click.option("--input-shape", metavar="SHAPE",
+                     help="Input shape when the file carries none, e.g. batch=1,seq=64,4 "
+                          "(named axes are dynamic).")(f)
+    f = click.option("--import", "imports", multiple=True, metavar="MODULE",
+                     help="Module or .py file defining the classes of a trusted pickle.")(f)
+    f = click.option("--trust-pickle", is_flag=True,
+                     help="Allow loading a pickled nn.Module (can run arbitrary code).")(f)
+    return f
+
+
+def _load_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    return {k: kw.pop(k) for k in ("trust_pickle", "imports", "input_shape", "input_dtype", "task")}
+
+
+def _split(value: str, allowed: list[str], what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if "all" in items:
+        return list(allowed)
+    if items == ["none"]:
+        return []
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        raise EdgeRNNError(f"unknown {what} {', '.join(bad)}; choose from {', '.join(allowed)}, all")
+    return items
+
+
+@click.group()
+@click.version_option(package_name="edgernn")
+def cli() -> None:
+    """Export, quantize and profile LSTM/GRU models on edge targets; pick what to ship."""
+
+
+@cli.command()
+def datasets() -> None:
+    """List the bundled datasets."""
+    from edgernn.data.datasets import load_dataset, names
+
+    for n in names():
+        ds = load_dataset(n)
+        kind = "real" if ds.real else "synthetic"
+        out.print(f"[bold]{n}[/] ({kind}, {ds.task}, {len(ds.x_train)}+{len(ds.x_test)} windows, "
+                  f"seq {ds.seq_len}): {ds.description}")
+
+
+@cli.command()
+@click.option("--dataset", default="weather", show_default=True, help="Bundled dataset.")
+@click.option("--layers", default="lstm:64", show_default=True,
+              help="Recurrent stack, e.g. gru:128,lstm:128 or bilstm:64x2.")
+@click.option("--epochs", default=15, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=3e-3, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--max-train", type=click.IntRange(1), help="Use only the first N training windows.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Checkpoint to write (.pt).")
+@click.option("--eval-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Held-out evaluation file (default: OUT with .eval.npz).")
+def train(dataset: str, layers: str, epochs: int, batch_size: int, lr: float, seed: int,
+          max_train: int | None, out_path: Path, eval_out: Path | None) -> None:
+    """Train a reference classifier or forecaster on a bundled dataset."""
+    from edgernn.api import train_model
+
+    eval_out = eval_out or out_path.with_suffix(".eval.npz")
+    with _progress() as progress:
+        res = train_model(dataset, layers, out_path, eval_out, epochs=epochs,
+                          batch_size=batch_size, lr=lr, seed=seed, max_train=max_train,
+                          progress=progress)
+    final = ", ".join(f"{k} {v:.4f}" for k, v in res.final.items())
+    per = sum(res.epoch_seconds) / len(res.epoch_seconds)
+    out.print(f"wrote {out_path} ({sum(p.numel() for p in res.model.parameters())} parameters, "
+              f"{per:.2f} s/epoch; held-out {final}) and {eval_out}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--target", default="x86", show_default=True, help="Target name or .yaml path.")
+@click.option("--format", "fmt", default=None, help="onnx, ... or all (default: the target's).")
+@click.option("--quantize", default=None,
+              help="none, dynamic, fp16, int8 or all; comma-separated (default: the target's).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory (default: MODEL's name + -export).")
+@load_options
+def export(model: Path, target: str, fmt: str | None, quantize: str | None,
+           out_dir: Path | None, **kw: Any) -> None:
+    """Export MODEL to the target's formats and quantizations; write manifest.json."""
+    from edgernn.api import export as api_export
+    from edgernn.formats import FORMATS
+    from edgernn.quantize import MODES
+    from edgernn.table import manifest_table
+
+    load = _load_kwargs(kw)
+    formats = _split(fmt, sorted(FORMATS), "format") if fmt else None
+    modes = _split(quantize, list(MODES), "quantization") if quantize else None
+    out_dir = out_dir or model.with_name(model.stem + "-export")
+    with err.status("exporting") as st:
+        manifest = api_export(model, target, out_dir, formats, modes, load,
+                              on_step=lambda m: st.update(m))
+    out.print(manifest_table(manifest))
+    out.print(f"manifest: {out_dir / 'manifest.json'}")
+    failed = [a for a in manifest["artifacts"] if a["status"] not in ("ok", "skipped")]
+    if failed and len(failed) == len(manifest["artifacts"]):
+        raise EdgeRNNError("every export failed; see the table above")
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--target", default="x86", show_default=True, help="Target name or .yaml path.")
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+              help="Evaluation data (.npz with x and y).")
+@click.option("--format", "fmt", default=None, help="Formats to bench (default: the target's).")
+@click.option("--quantize", default=None, help="Quantizations (default: the target's).")
+@click.option("--threads", type=click.IntRange(1), help="Inference threads (default: target's).")
+@click.option("--runs", "min_runs", default=100, show_default=True, type=click.IntRange(1),
+              help="Minimum timed runs per variant (after warm-up).")
+@click.option("--min-seconds", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="Keep timing each variant at least this long.")
+@click.option("--warmup", default=20, show_default=True, type=click.IntRange(0))
+@click.option("--collapse", default=0.10, show_default=True, type=click.FloatRange(0),
+              help="Relative metric degradation that marks a variant 'accuracy collapsed'.")
+@click.option("--out", "out_dir", default="edgernn-bench", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Working directory.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write rows as JSON (default: OUT/results.json).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write rows as CSV (default: OUT/results.csv).")
+@load_options
+def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | None,
+          quantize: str | None, threads: int | None, min_runs: int, min_seconds: float,
+          warmup: int, collapse: float, out_dir: Path, json_path: Path | None,
+          csv_path: Path | None, **kw: Any) -> None:
+    """Export, run and evaluate every variant of MODELS on a target; print one table."""
+    from edgernn.api import bench as api_bench
+    from edgernn.bench import BenchSettings
+    from edgernn.formats import FORMATS
+    from edgernn.quantize import MODES
+    from edgernn.results import ResultWriter
+    from edgernn.table import bench_table
+
+    settings = BenchSettings(
+        threads=threads, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds,
+        collapse=collapse, load_options=_load_kwargs(kw),
+        formats=_split(fmt, sorted(FORMATS), "format") if fmt else None,
+        modes=_split(quantize, list(MODES), "quantization") if quantize else None,
+    )
+    writer = ResultWriter(json_path or out_dir / "results.json", csv_path or out_dir / "results.csv")
+    try:
+        with err.status("bench") as st:
+            api_bench(list(models), target, data_path, out_dir, settings, writer.add,
+                      on_step=lambda m: st.update(m))
+    finally:
+        if writer.rows:
+            out.print(bench_table(writer.rows, title=_bench_title(writer.rows)))
+            out.print(f"rows: {writer.json_path} {writer.csv_path}")
+    bad = [r for r in writer.rows if r["status"] not in ("ok", "skipped")]
+    if bad:
+        err.print(f"{len(bad)} of {len(writer.rows)} variants not ok (see status column)")
+
+
+def _bench_title(rows: list[dict[str, Any]]) -> str:
+    dev = next((r["device"] for r in rows if r.get("device") and r["target"] != "host"), None)
+    dev = dev or next((r["device"] for r in rows if r.get("device")), {}) or {}
+    threads = next((r["threads"] for r in rows if r.get("threads")), "?")
+    emulated = any(r.get("emulated") for r in rows)
+    target = next((r["target"] for r in rows if r["target"] != "host"), "host")
+    return (f"target {target}{' (EMULATED: timings are not device latency)' if emulated else ''}: "
+            f"{dev.get('cpu_model', '?')} ({dev.get('machine', '?')}), {threads} thread(s); "
+            "latency batch 1, median of timed runs after warm-up")
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def targets(ctx: click.Context) -> None:
+    """List target definitions (targets/*.yaml)."""
+    if ctx.invoked_subcommand:
+        return
+    from edgernn.target import list_targets, load_target
+
+    for name, path in sorted(list_targets().items()):
+        try:
+            t = load_target(str(path))
+            out.print(f"[bold]{name}[/] ({t.runner}; formats {', '.join(t.formats)}): "
+                      f"{t.description}  [dim]{path}[/]")
+        except EdgeRNNError as e:
+            out.print(f"[bold]{name}[/] [red]invalid[/]: {e}")
+
+
+@cli.command()
+@click.option("--out", "out_dir", default="runs/demo", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+@click.option("--epochs", default=15, show_default=True, type=click.IntRange(1))
+@click.option("--dataset", default="weather", show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, out_dir: Path, epochs: int, dataset: str) -> None:
+    """The main job on the bundled example: train an LSTM and a GRU, bench every variant."""
+    for layers, name in (("lstm:64", "lstm"), ("gru:64", "gru")):
+        ctx.invoke(train, dataset=dataset, layers=layers, epochs=epochs, batch_size=64, lr=3e-3,
+                   seed=0, max_train=None, out_path=out_dir / f"{name}.pt",
+                   eval_out=out_dir / f"{dataset}.eval.npz")
+    ctx.invoke(bench, models=(out_dir / "lstm.pt", out_dir / "gru.pt"), target="x86",
+               data_path=out_dir / f"{dataset}.eval.npz", fmt=None, quantize=None, threads=None,
+               min_runs=200, min_seconds=1.0, warmup=20, collapse=0.10, out_dir=out_dir / "bench",
+               json_path=None, csv_path=None, trust_pickle=False, imports=(), input_shape=None,
+               input_dtype=None, task=None)
+
+
+def main() -> None:
+    """Entry point: user errors become one line and exit 1; Ctrl-C exits 130."""
+    try:
+        cli.main(standalone_mode=False)
+    except EdgeRNNError as e:
+        err.print(f"[red]edgernn: error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        err.print("edgernn: interrupted; finished rows were kept")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("edgernn: interrupted; finished rows were kept")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # a bug, not the user's fault: still one line unless debugging
+        if os.environ.get("EDGERNN_DEBUG"):
+            raise
+        err.print(f"edgernn: internal error: {type(e).__name__}: {str(e).splitlines()[0][:300]} "
+                  "(set EDGERNN_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

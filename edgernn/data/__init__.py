@@ -1,0 +1,1 @@
+"""Bundled datasets and the .npz evaluation-data format."""

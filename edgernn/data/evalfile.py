@@ -1,0 +1,115 @@
+"""Evaluation data: an ``.npz`` with ``x`` (N, ...) model inputs and ``y`` targets.
+
+``x``: float32 features (N, seq, features) or integer token ids (N, seq), sample axis first.
+``y``: class ids (N,) for classification, values (N,) or (N, horizon) for forecasting.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgernn.errors import EdgeRNNError
+from edgernn.spec import InputSpec
+
+
+@dataclass
+class EvalData:
+    x: np.ndarray
+    y: np.ndarray
+    task: str
+    path: Path | None = None
+
+
+def save_eval(path: Path, x: np.ndarray, y: np.ndarray, task: str, **meta) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=x, y=y, meta=np.array(json.dumps({"task": task, **meta})))
+
+
+def load_eval(path: str | Path) -> EvalData:
+    """Load and sanity-check an evaluation file; raise a one-line error on anything off."""
+    p = Path(path)
+    if not p.is_file():
+        raise EdgeRNNError(f"evaluation data {p} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            keys = set(f.files)
+            missing = {"x", "y"} - keys
+            if missing:
+                raise EdgeRNNError(
+                    f"{p}: missing array(s) {', '.join(sorted(missing))}; an evaluation file "
+                    f"needs 'x' (inputs) and 'y' (targets), found {sorted(keys) or 'none'}"
+                )
+            x, y = f["x"], f["y"]
+            meta = json.loads(str(f["meta"])) if "meta" in keys else {}
+    except EdgeRNNError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, json.JSONDecodeError) as e:
+        raise EdgeRNNError(f"{p} is not a readable .npz file ({type(e).__name__}: {e})") from None
+    if x.ndim < 2 or len(x) == 0:
+        raise EdgeRNNError(f"{p}: 'x' has shape {x.shape}; need (samples, seq[, features])")
+    if len(y) != len(x):
+        raise EdgeRNNError(f"{p}: 'x' has {len(x)} samples but 'y' has {len(y)}")
+    if x.dtype.kind not in "fiu" or y.dtype.kind not in "fiu":
+        raise EdgeRNNError(f"{p}: 'x' and 'y' must be numeric, got {x.dtype} and {y.dtype}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise EdgeRNNError(f"{p}: 'x' contains NaN or Inf")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise EdgeRNNError(f"{p}: 'y' contains NaN or Inf")
+    task = meta.get("task") or ("classify" if y.dtype.kind in "iu" else "forecast")
+    return EvalData(x, y, task, p)
+
+
+def check_fits(data: EvalData, spec: InputSpec, accepts_seq: bool = True) -> np.ndarray:
+    """Return ``x`` cast to the model's dtype; raise if its shape or dtype does not fit."""
+    x = data.x
+    want = spec.shape
+    # eval x is sample-first; the model may be seq-first
+    model_axes = list(range(len(want)))
+    if x.ndim != len(want):
+        raise EdgeRNNError(
+            f"evaluation 'x' has shape {list(x.shape)} (samples first) but the model takes "
+            f"{len(want)}-d input {spec.to_dict()['shape']}"
+        )
+    for i in model_axes:
+        ax = spec.axes[i]
+        if ax.name == "batch" or i == spec.batch_axis:
+            continue
+        xi = _model_axis_to_data_axis(i, spec.batch_axis)
+        if ax.name == "seq" and accepts_seq:
+            continue
+        if x.shape[xi] != ax.size:
+            what = ax.name or f"axis {i}"
+            raise EdgeRNNError(
+                f"evaluation 'x' has {x.shape[xi]} along {what} but the model expects {ax.size} "
+                f"(model input {spec.to_dict()['shape']}, data {list(x.shape)})"
+            )
+    if spec.is_tokens:
+        if x.dtype.kind == "f":
+            raise EdgeRNNError(
+                f"evaluation 'x' is {x.dtype} but the model takes integer token ids ({spec.dtype})"
+            )
+        if spec.vocab_size and (x.min() < 0 or x.max() >= spec.vocab_size):
+            raise EdgeRNNError(
+                f"evaluation 'x' has token ids in [{x.min()}, {x.max()}] but the model's "
+                f"vocabulary has {spec.vocab_size} ids"
+            )
+        return x.astype(spec.dtype)
+    if x.dtype.kind != "f":
+        raise EdgeRNNError(f"evaluation 'x' is {x.dtype} but the model takes float features")
+    return x.astype(np.float32)
+
+
+def _model_axis_to_data_axis(i: int, batch_axis: int) -> int:
+    """Data is sample-first; map a model axis index to the data axis index."""
+    if i == batch_axis:
+        return 0
+    return i + 1 if i < batch_axis else i
+
+
+def to_model_layout(x: np.ndarray, batch_axis: int) -> np.ndarray:
+    return x if batch_axis == 0 else np.moveaxis(x, 0, batch_axis)

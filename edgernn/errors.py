@@ -1,0 +1,15 @@
+"""One error type for the user's mistakes; the CLI turns it into one line."""
+
+from __future__ import annotations
+
+
+class EdgeRNNError(Exception):
+    """A problem the user can fix; the message says what is wrong and how to fix it."""
+
+
+class ExportError(EdgeRNNError):
+    """A model construct or setting that an exporter cannot handle."""
+
+
+class RunnerError(EdgeRNNError):
+    """A target or runtime failed while measuring."""

@@ -1,0 +1,75 @@
+"""SequenceModel: (embedding | normalisation) -> mixed LSTM/GRU stack -> linear head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgernn.errors import EdgeRNNError
+from edgernn.models.layers import LayerSpec
+
+_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class SequenceModel(nn.Module):
+    """Many-to-one recurrent model for classification (logits) or forecasting (values).
+
+    Float inputs are standardised inside the model and forecasts de-standardised, so the
+    exported artifacts take and return values in the data's own units.
+    """
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        self.config = config
+        inp = config["input"]
+        self.tokens = inp["kind"] == "tokens"
+        if self.tokens:
+            self.embed = nn.Embedding(inp["vocab_size"], inp["embed_dim"])
+            width = inp["embed_dim"]
+        else:
+            width = inp["features"]
+            self.register_buffer("x_mean", torch.zeros(width))
+            self.register_buffer("x_std", torch.ones(width))
+        self.rnns = nn.ModuleList()
+        for spec in (LayerSpec(**d) for d in config["layers"]):
+            self.rnns.append(
+                _CELLS[spec.cell](
+                    width, spec.hidden, num_layers=spec.num_layers, batch_first=True,
+                    bidirectional=spec.bidirectional,
+                )
+            )
+            width = spec.hidden * (2 if spec.bidirectional else 1)
+        self.last_bidirectional = bool(config["layers"][-1].get("bidirectional"))
+        self.last_hidden = int(config["layers"][-1]["hidden"])
+        out = config["num_classes"] if config["task"] == "classify" else config["horizon"]
+        self.head = nn.Linear(width, out)
+        self.register_buffer("y_mean", torch.zeros(1))
+        self.register_buffer("y_std", torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x) if self.tokens else (x - self.x_mean) / self.x_std
+        for rnn in self.rnns:
+            h, _ = rnn(h)
+        if self.last_bidirectional:
+            k = self.last_hidden
+            last = torch.cat([h[:, -1, :k], h[:, 0, k:]], dim=1)
+        else:
+            last = h[:, -1, :]
+        out = self.head(last)
+        if self.config["task"] == "forecast":
+            out = out * self.y_std + self.y_mean
+        return out
+
+
+def build_model(config: dict[str, Any]) -> SequenceModel:
+    """Build a SequenceModel from its config, with a one-line error on a bad config."""
+    try:
+        return SequenceModel(config)
+    except (KeyError, TypeError, ValueError) as e:
+        raise EdgeRNNError(f"model config is malformed: {e!r}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

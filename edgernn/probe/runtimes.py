@@ -1,0 +1,113 @@
+"""Inference runtimes behind one small interface; each imports its library lazily.
+
+A runtime turns a model file into a ``Session`` whose ``run(x)`` maps one numpy input to the
+first output. Add a runtime by decorating a loader with ``@runtime("name")``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Session:
+    run: Callable[[np.ndarray], np.ndarray]
+    runtime: str
+    version: str
+    dynamic_batch: bool = True
+    details: dict[str, Any] | None = None
+
+
+_LOADERS: dict[str, Callable[..., Session]] = {}
+_MODULES: dict[str, str] = {}
+
+
+def runtime(name: str, module: str):
+    """Register a loader for runtime ``name``, which needs the importable ``module``."""
+
+    def deco(fn: Callable[..., Session]) -> Callable[..., Session]:
+        _LOADERS[name] = fn
+        _MODULES[name] = module
+        return fn
+
+    return deco
+
+
+def preimport(name: str) -> None:
+    """Import a runtime's library (so a memory baseline taken after it excludes the library)."""
+    if name in _MODULES:
+        __import__(_MODULES[name])
+
+
+def available() -> list[str]:
+    return sorted(_LOADERS)
+
+
+def load(name: str, path: str, threads: int = 1, **options: Any) -> Session:
+    if name not in _LOADERS:
+        raise ValueError(f"unknown runtime {name!r}; known: {', '.join(available())}")
+    return _LOADERS[name](path, threads, **options)
+
+
+def version_of(module_name: str) -> str | None:
+    """Installed version of a runtime module, or None when it cannot be imported."""
+    try:
+        mod = __import__(module_name, fromlist=["__version__"])
+    except Exception:
+        return None
+    return str(getattr(mod, "__version__", "unknown"))
+
+
+@runtime("onnxruntime", "onnxruntime")
+def _onnxruntime(path: str, threads: int, **_: Any) -> Session:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    name = inp.name
+    dyn = not isinstance(inp.shape[0], int)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return sess.run(None, {name: x})[0]
+
+    return Session(run, "onnxruntime", ort.__version__, dyn, {"input": name})
+
+
+@runtime("torch", "torch")
+def _torch(path: str, threads: int, **options: Any) -> Session:
+    """PyTorch eager (host only: loads through edgernn.loading, which this probe may import)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+    from edgernn.loading import load_model
+
+    lm = load_model(path, **options)
+    module = lm.module
+    dtype = getattr(torch, lm.spec.dtype)
+
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        out = module(torch.from_numpy(x).to(dtype))
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return out.numpy()
+
+    return Session(run, "torch", torch.__version__, True, {"kind": lm.kind})
+
+
+def pin_threads(threads: int) -> None:
+    """Set the thread-count environment before any runtime is imported."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))

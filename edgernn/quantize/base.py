@@ -1,0 +1,40 @@
+"""The quantizer plug-in interface and registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from edgernn.artifact import Artifact
+from edgernn.loading import LoadedModel
+
+# user-facing modes (``--quantize``); each quantizer serves one (format, mode)
+MODES = ("dynamic", "fp16", "int8")
+
+
+class NotApplicable(Exception):
+    """The quantizer would leave this model unchanged or cannot handle it; the message says why."""
+
+
+class Quantizer(Protocol):
+    format: str
+    mode: str
+    label: str  # the artifact's quantization label, e.g. "int8-dynamic"
+
+    def available(self) -> str | None:
+        """None when usable here, else the reason."""
+
+    def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
+        """Write ``path`` from the fp32 artifact; raise NotApplicable when it would be a no-op."""
+
+
+_QUANTIZERS: dict[tuple[str, str], Quantizer] = {}
+
+
+def register_quantizer(q: Quantizer) -> Quantizer:
+    _QUANTIZERS[(q.format, q.mode)] = q
+    return q
+
+
+def quantizers_for(fmt: str, modes: list[str]) -> list[Quantizer]:
+    return [_QUANTIZERS[(fmt, m)] for m in modes if (fmt, m) in _QUANTIZERS]

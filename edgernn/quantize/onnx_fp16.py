@@ -1,0 +1,48 @@
+"""ONNX float16 storage (onnxconverter-common, fp32 inputs/outputs kept)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from edgernn.artifact import Artifact
+from edgernn.formats.onnx import op_census
+from edgernn.loading import LoadedModel
+from edgernn.quantize.base import register_quantizer
+
+
+class OnnxFloat16:
+    format = "onnx"
+    mode = "fp16"
+    label = "fp16"
+
+    def available(self) -> str | None:
+        try:
+            import onnxconverter_common  # noqa: F401
+        except ImportError:
+            return "onnxconverter-common is not installed (pip install onnxconverter-common)"
+        return None
+
+    def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
+        import onnx
+        from onnxconverter_common import float16
+
+        logging.getLogger().setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m16 = float16.convert_float_to_float16(onnx.load(fp32.path), keep_io_types=True)
+        onnx.save(m16, str(path))
+        return Artifact(
+            variant="onnx-fp16", format="onnx", quantization=self.label, runtime=fp32.runtime,
+            path=str(path), ops=op_census(path),
+            notes=["weights stored as float16; onnxruntime's CPU provider computes in float32 "
+                   "where it has no fp16 kernel (a storage saving, not a speed-up)"],
+            quantized_fraction=None, accepts_other_seq_len=fp32.accepts_other_seq_len,
+            dynamic_batch=fp32.dynamic_batch,
+            backend="onnxconverter_common.float16 (keep_io_types)",
+        )
+
+
+register_quantizer(OnnxFloat16())

@@ -1,0 +1,75 @@
+"""Terminal tables for bench rows and manifests (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if v < 10 else f"{v:.1f}"
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
+
+
+STATUS_STYLE = {"ok": "green", "accuracy collapsed": "bold red", "skipped": "yellow"}
+
+
+def bench_table(rows: list[dict[str, Any]], title: str = "") -> Table:
+    """One row per variant; reasons and notes go in the caption as numbered footnotes."""
+    t = Table(title=title, header_style="bold", title_justify="left", caption_justify="left")
+    cols = ["model", "variant", "runtime", "status", "size", "p50 ms", "p90", "p99", "std",
+            "vs torch", "load ms", "first ms", "mem MB", "metric", "drop", "agree", "parity"]
+    for col in cols:
+        t.add_column(col, justify="left" if col in cols[:4] or col == "metric" else "right",
+                     no_wrap=True)
+    base = {r["model"]: r for r in rows if r["variant"].endswith("/torch-fp32") and r["latency_ms"]}
+    foot: list[str] = []
+    for r in rows:
+        lat = r.get("latency_ms") or {}
+        b = base.get(r["model"])
+        ratio = f"{lat['p50'] / b['latency_ms']['p50']:.2f}x" if lat and b else "-"
+        marks = []
+        for text in ([r["reason"]] if r.get("reason") else []) + list(r.get("notes") or []):
+            foot.append(f"[{len(foot) + 1}] {r['variant']}: {text}")
+            marks.append(str(len(foot)))
+        status = r["status"] + (f" [{','.join(marks)}]" if marks else "")
+        style = STATUS_STYLE.get(r["status"], "red")
+        metric = f"{r['metric']} {r['value']:.4f}" if r.get("value") is not None else r["metric"]
+        drop = f"{r['accuracy_drop']:+.4f}" if r.get("accuracy_drop") is not None else "-"
+        agree = f"{r['agreement']:.3f}" if r.get("agreement") is not None else "-"
+        parity = f"{r['parity_max_abs_diff']:.1e}" if r.get("parity_max_abs_diff") else "-"
+        rt = r["runtime"] + (f" {r['runtime_version']}" if r.get("runtime_version") else "")
+        mem = f"{r['peak_mb']:.1f}" if r.get("peak_mb") is not None else "-"
+        t.add_row(
+            r["model"], r["variant"].split("/", 1)[-1], rt, f"[{style}]{status}[/]",
+            _size(r.get("size_bytes")), _ms(lat.get("p50")), _ms(lat.get("p90")),
+            _ms(lat.get("p99")), _ms(lat.get("std")), ratio, _ms(lat.get("load")),
+            _ms(lat.get("first")), mem, metric, drop, agree, parity,
+        )
+    legend = ("size: file bytes; p50/p90/p99/std: batch-1 latency over the timed runs; vs torch: "
+              "p50 / PyTorch fp32 p50; mem: peak RSS growth from loading and running the model; "
+              "drop: fp32 PyTorch metric minus variant metric (positive = worse; for error "
+              "metrics, variant minus fp32); agree: share of predictions equal to fp32 PyTorch's; "
+              "parity: max |output - fp32 PyTorch output| on the evaluation data")
+    t.caption = "\n".join(foot + [legend])
+    return t
+
+
+def manifest_table(manifest: dict[str, Any]) -> Table:
+    t = Table(title=f"{manifest['model']['name']} -> {manifest['target']}", header_style="bold")
+    for col in ("variant", "status", "file", "size", "parity", "other seq len", "notes"):
+        t.add_column(col, overflow="fold")
+    for a in manifest["artifacts"]:
+        status = a["status"] + (f": {a['error']}" if a.get("error") else "")
+        parity = f"{a['parity_max_abs_diff']:.1e}" if a.get("parity_max_abs_diff") is not None else "-"
+        t.add_row(a["variant"], status, a.get("path") or "-", _size(a.get("size_bytes")), parity,
+                  "yes" if a.get("accepts_other_seq_len") else "no", "; ".join(a.get("notes") or []))
+    return t
