@@ -6,8 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgernn.bench import BenchSettings, bench_model
+from edgernn.bench import BenchSettings, bench_model, check_formats
 from edgernn.data.datasets import load_dataset
+from edgernn.data.evalfile import check_fits, load_eval
 from edgernn.errors import EdgeRNNError
 from edgernn.exporting import export_model
 from edgernn.loading import load_model
@@ -29,18 +30,20 @@ def export(
     model: Path, target: str = "x86", out_dir: Path | None = None,
     formats: list[str] | None = None, modes: list[str] | None = None,
     load: dict[str, Any] | None = None, on_step: Callable[[str], None] | None = None,
+    calib: Path | None = None,
 ) -> dict[str, Any]:
     """Export ``model`` for ``target``; returns the manifest (also written to OUT/manifest.json)."""
     t = load_target(target)
     lm = load_model(model, **(load or {}))
-    formats = formats if formats is not None else t.formats
-    bad = [f for f in formats if f not in t.runtimes]
-    if bad:
-        raise EdgeRNNError(f"target {t.name} cannot run format(s) {', '.join(bad)}; it runs "
-                           f"{', '.join(t.runtimes)}")
+    names = check_formats(t, formats if formats is not None else t.formats)
     modes = modes if modes is not None else t.quantize
+    cx, source = None, None
+    if calib is not None:
+        cx = check_fits(load_eval(calib), lm.spec)
+        source = f"{calib} ({len(cx)} samples)"
     out_dir = out_dir or model.with_name(model.stem + "-export")
-    return export_model(lm, out_dir, formats, modes, t.name, on_step=on_step)
+    return export_model(lm, out_dir, names, modes, t.name, on_step=on_step, calib=cx,
+                        calib_source=source)
 
 
 def bench(

@@ -10,8 +10,8 @@ from typing import Any
 class Artifact:
     """A model file and what is known about it. Field names are a stable contract."""
 
-    variant: str
-    format: str
+    variant: str  # "<plugin>-<quantization>", e.g. "onnx-int8-dynamic", "tflite-keras-fp16"
+    format: str  # the family (file type): "onnx", "tflite"
     quantization: str
     runtime: str
     path: str = ""
@@ -28,7 +28,9 @@ class Artifact:
     ops: dict[str, int] = field(default_factory=dict)
     quantized_fraction: float | None = None
     export_seconds: float | None = None
-    backend: str | None = None
+    backend: str | None = None  # converter/quantizer that produced the file, human-readable
+    plugin: str | None = None  # format plug-in name: "onnx", "tflite-litert"
+    calibration: str | None = None  # where full-int8 calibration data came from
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

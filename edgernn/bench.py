@@ -14,6 +14,7 @@ from edgernn.artifact import Artifact
 from edgernn.data.evalfile import check_fits, load_eval
 from edgernn.errors import EdgeRNNError, RunnerError
 from edgernn.exporting import export_model
+from edgernn.formats import expand_formats, get_format
 from edgernn.loading import LoadedModel, load_model
 from edgernn.probe.metrics import HIGHER_IS_BETTER, PRIMARY, degradation
 from edgernn.runners import get_runner
@@ -35,6 +36,8 @@ class BenchSettings:
     formats: list[str] | None = None
     modes: list[str] | None = None
     load_options: dict[str, Any] = field(default_factory=dict)
+    calib_path: Path | None = None
+    calib_samples: int = 200
 
 
 def _job(settings: BenchSettings, target: Target, threads: int) -> dict[str, Any]:
@@ -104,15 +107,11 @@ def bench_model(
     x = check_fits(data, model.spec)
     work = out_dir / model.name
     work.mkdir(parents=True, exist_ok=True)
-    formats = settings.formats or target.formats
-    unknown = [f for f in formats if f not in target.runtimes]
-    if unknown:
-        raise EdgeRNNError(
-            f"target {target.name} has no runtime for format(s) {', '.join(unknown)}; "
-            f"it supports {', '.join(target.runtimes)}"
-        )
+    formats = check_formats(target, settings.formats or target.formats)
     modes = settings.modes if settings.modes is not None else target.quantize
-    manifest = export_model(model, work, formats, modes, target.name, on_step=step)
+    calib, calib_source = calibration_data(settings, model, x)
+    manifest = export_model(model, work, formats, modes, target.name, on_step=step,
+                            calib=calib, calib_source=calib_source)
     arts = [Artifact.from_dict(a) for a in manifest["artifacts"]]
     threads = settings.threads or target.threads
     data_file = work / "probe-data.npz"
@@ -149,7 +148,14 @@ def bench_model(
     try:
         for art in arts:
             row = base_row(model, art, target, task)
-            if art.status == "ok":
+            seq_axis = model.spec.seq_axis
+            if (art.status == "ok" and not art.accepts_other_seq_len and seq_axis is not None
+                    and x.shape[_data_axis(seq_axis, model.spec.batch_axis)]
+                    != model.spec.shape[seq_axis]):
+                row.update(status="skipped", reason=(
+                    f"artifact is fixed at sequence length {model.spec.shape[seq_axis]}; the "
+                    f"data has {x.shape[_data_axis(seq_axis, model.spec.batch_axis)]}"))
+            elif art.status == "ok":
                 step(f"{model.name}: measure {art.variant} on {target.name}")
                 art_path = work / art.path
                 job = {**_job(settings, target, threads), "runtime": target.runtimes[art.format],
@@ -164,6 +170,38 @@ def bench_model(
     finally:
         runner.close()
     return rows
+
+
+def check_formats(target: Target, formats: list[str]) -> list[str]:
+    """Plug-in names for ``formats``; error when the target has no runtime for one."""
+    names = expand_formats(formats)
+    bad = [n for n in names if get_format(n).family not in target.runtimes]
+    if bad:
+        raise EdgeRNNError(
+            f"target {target.name} has no runtime for format(s) {', '.join(bad)}; "
+            f"it runs {', '.join(target.runtimes)}"
+        )
+    return names
+
+
+def calibration_data(
+    settings: BenchSettings, model: LoadedModel, x: np.ndarray
+) -> tuple[np.ndarray | None, str | None]:
+    """Inputs for full-int8 calibration: ``--calib`` if given, else a slice of the eval data."""
+    if settings.calib_path:
+        cal = load_eval(settings.calib_path)
+        cx = check_fits(cal, model.spec)
+        return cx[: settings.calib_samples], (
+            f"{settings.calib_path} ({min(len(cx), settings.calib_samples)} samples)")
+    n = min(len(x), settings.calib_samples)
+    return x[:n], (f"first {n} samples of the evaluation data (no --calib given; they are also "
+                   "evaluated, so int8 accuracy may be slightly optimistic)")
+
+
+def _data_axis(model_axis: int, batch_axis: int) -> int:
+    if model_axis == batch_axis:
+        return 0
+    return model_axis + 1 if model_axis < batch_axis else model_axis
 
 
 def _torch_options(load_options: dict[str, Any], model: LoadedModel) -> dict[str, Any]:

@@ -57,6 +57,21 @@ def _split(value: str, allowed: list[str], what: str) -> list[str]:
     return items
 
 
+def _formats(value: str | None) -> list[str] | None:
+    """Format plug-in or family names; ``all`` means every registered plug-in."""
+    from edgernn.formats import FORMATS, expand_formats
+
+    if not value:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return sorted(FORMATS) if "all" in items else expand_formats(items)
+
+
+calib_option = click.option(
+    "--calib", type=click.Path(path_type=Path),
+    help="Calibration inputs (.npz with x) for full-int8 quantization.")
+
+
 @click.group()
 @click.version_option(package_name="edgernn")
 def cli() -> None:
@@ -107,27 +122,29 @@ def train(dataset: str, layers: str, epochs: int, batch_size: int, lr: float, se
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--target", default="x86", show_default=True, help="Target name or .yaml path.")
-@click.option("--format", "fmt", default=None, help="onnx, ... or all (default: the target's).")
+@click.option("--format", "fmt", default=None,
+              help="Format family (onnx, tflite), backend (tflite-litert) or all; comma-separated "
+                   "(default: the target's).")
 @click.option("--quantize", default=None,
               help="none, dynamic, fp16, int8 or all; comma-separated (default: the target's).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (default: MODEL's name + -export).")
+@calib_option
 @load_options
 def export(model: Path, target: str, fmt: str | None, quantize: str | None,
-           out_dir: Path | None, **kw: Any) -> None:
+           out_dir: Path | None, calib: Path | None, **kw: Any) -> None:
     """Export MODEL to the target's formats and quantizations; write manifest.json."""
     from edgernn.api import export as api_export
-    from edgernn.formats import FORMATS
     from edgernn.quantize import MODES
     from edgernn.table import manifest_table
 
     load = _load_kwargs(kw)
-    formats = _split(fmt, sorted(FORMATS), "format") if fmt else None
+    formats = _formats(fmt)
     modes = _split(quantize, list(MODES), "quantization") if quantize else None
     out_dir = out_dir or model.with_name(model.stem + "-export")
     with err.status("exporting") as st:
         manifest = api_export(model, target, out_dir, formats, modes, load,
-                              on_step=lambda m: st.update(m))
+                              on_step=lambda m: st.update(m), calib=calib)
     out.print(manifest_table(manifest))
     out.print(f"manifest: {out_dir / 'manifest.json'}")
     failed = [a for a in manifest["artifacts"] if a["status"] not in ("ok", "skipped")]
@@ -156,15 +173,15 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
               help="Write rows as JSON (default: OUT/results.json).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write rows as CSV (default: OUT/results.csv).")
+@calib_option
 @load_options
 def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | None,
           quantize: str | None, threads: int | None, min_runs: int, min_seconds: float,
           warmup: int, collapse: float, out_dir: Path, json_path: Path | None,
-          csv_path: Path | None, **kw: Any) -> None:
+          csv_path: Path | None, calib: Path | None, **kw: Any) -> None:
     """Export, run and evaluate every variant of MODELS on a target; print one table."""
     from edgernn.api import bench as api_bench
     from edgernn.bench import BenchSettings
-    from edgernn.formats import FORMATS
     from edgernn.quantize import MODES
     from edgernn.results import ResultWriter
     from edgernn.table import bench_table
@@ -172,7 +189,7 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
     settings = BenchSettings(
         threads=threads, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds,
         collapse=collapse, load_options=_load_kwargs(kw),
-        formats=_split(fmt, sorted(FORMATS), "format") if fmt else None,
+        formats=_formats(fmt), calib_path=calib,
         modes=_split(quantize, list(MODES), "quantization") if quantize else None,
     )
     writer = ResultWriter(json_path or out_dir / "results.json", csv_path or out_dir / "results.csv")
@@ -232,7 +249,7 @@ def demo(ctx: click.Context, out_dir: Path, epochs: int, dataset: str) -> None:
     ctx.invoke(bench, models=(out_dir / "lstm.pt", out_dir / "gru.pt"), target="x86",
                data_path=out_dir / f"{dataset}.eval.npz", fmt=None, quantize=None, threads=None,
                min_runs=200, min_seconds=1.0, warmup=20, collapse=0.10, out_dir=out_dir / "bench",
-               json_path=None, csv_path=None, trust_pickle=False, imports=(), input_shape=None,
+               json_path=None, csv_path=None, calib=None, trust_pickle=False, imports=(), input_shape=None,
                input_dtype=None, task=None)
 
 

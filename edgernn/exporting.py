@@ -16,7 +16,7 @@ import torch
 from edgernn import __version__
 from edgernn.artifact import Artifact
 from edgernn.errors import EdgeRNNError
-from edgernn.formats import get_format
+from edgernn.formats import expand_formats, get_format
 from edgernn.loading import LoadedModel, sha256_file
 from edgernn.probe import runtimes
 from edgernn.quantize import NotApplicable, quantizers_for
@@ -76,50 +76,64 @@ def _finish(art: Artifact, model: LoadedModel) -> Artifact:
 def export_model(
     model: LoadedModel, out_dir: Path, formats: list[str], modes: list[str],
     target: str = "x86", on_step: Callable[[str], None] | None = None,
+    calib: np.ndarray | None = None, calib_source: str | None = None,
 ) -> dict[str, Any]:
-    """Export fp32 and quantized artifacts of ``model`` into ``out_dir``; return the manifest."""
+    """Export fp32 and quantized artifacts of ``model`` into ``out_dir``; return the manifest.
+
+    ``formats`` are plug-in or family names; ``calib`` (model inputs) feeds full-int8
+    quantizers, and ``calib_source`` says where it came from.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     arts: list[Artifact] = []
     step = on_step or (lambda _msg: None)
-    for fname in formats:
-        fmt = get_format(fname)
+    for pname in expand_formats(formats):
+        fmt = get_format(pname)
+
+        def failed(variant: str, label: str, error: str, status: str = "export failed",
+                   fmt: Any = fmt, pname: str = pname) -> Artifact:
+            return Artifact(variant, fmt.family, label, fmt.runtime, status=status, error=error,
+                            plugin=pname)
+
         reason = fmt.available()
         if reason:
-            arts.append(Artifact(f"{fname}-fp32", fname, "fp32", fmt.runtime,
-                                 status="export failed", error=reason))
+            arts.append(failed(f"{pname}-fp32", "fp32", reason))
             continue
-        step(f"{model.name}: export {fname} fp32")
-        path = out_dir / f"{model.name}.fp32{fmt.suffix}"
+        step(f"{model.name}: export {pname} fp32")
+        path = out_dir / f"{model.name}.{pname}.fp32{fmt.suffix}"
         try:
-            fp32 = _finish(fmt.export(model, path), model)
+            fp32 = fmt.export(model, path)
+            fp32.plugin = pname
+            fp32 = _finish(fp32, model)
         except EdgeRNNError as e:
-            arts.append(Artifact(f"{fname}-fp32", fname, "fp32", fmt.runtime,
-                                 status="export failed", error=str(e)))
+            arts.append(failed(f"{pname}-fp32", "fp32", str(e)))
+            continue
+        except Exception as e:
+            arts.append(failed(f"{pname}-fp32", "fp32", _line(e)))
             continue
         arts.append(fp32)
         if fp32.status != "ok":
             continue
-        for q in quantizers_for(fname, modes):
-            step(f"{model.name}: {fname} {q.label}")
-            qpath = out_dir / f"{model.name}.{q.label}{fmt.suffix}"
-            variant = f"{fname}-{q.label}"
+        for q in quantizers_for(pname, modes):
+            step(f"{model.name}: {pname} {q.label}")
+            qpath = out_dir / f"{model.name}.{pname}.{q.label}{fmt.suffix}"
+            variant = f"{pname}-{q.label}"
             reason = q.available()
             if reason:
-                arts.append(Artifact(variant, fname, q.label, fmt.runtime,
-                                     status="export failed", error=reason))
+                arts.append(failed(variant, q.label, reason))
                 continue
             t0 = time.perf_counter()
             try:
-                art = q.quantize(model, fp32, qpath)
+                art = q.quantize(model, fp32, qpath, calib)
             except NotApplicable as e:
-                arts.append(Artifact(variant, fname, q.label, fmt.runtime, status="skipped",
-                                     error=str(e)))
+                arts.append(failed(variant, q.label, str(e), status="skipped"))
                 continue
             except Exception as e:
-                arts.append(Artifact(variant, fname, q.label, fmt.runtime,
-                                     status="export failed", error=_line(e)))
+                arts.append(failed(variant, q.label, _line(e)))
                 continue
             art.export_seconds = time.perf_counter() - t0
+            art.plugin = pname
+            if art.calibration is None and calib_source and q.mode == "int8":
+                art.calibration = calib_source
             arts.append(_finish(art, model))
     manifest = {
         "edgernn_version": __version__,

@@ -31,6 +31,7 @@ def op_census(path: Path) -> dict[str, int]:
 
 class OnnxFormat:
     name = "onnx"
+    family = "onnx"
     suffix = ".onnx"
     runtime = "onnxruntime"
 

@@ -25,7 +25,11 @@ class Quantizer(Protocol):
         """None when usable here, else the reason."""
 
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
-        """Write ``path`` from the fp32 artifact; raise NotApplicable when it would be a no-op."""
+        """Write ``path`` from the fp32 artifact (or by re-converting ``model``).
+
+        ``calib`` holds model inputs (sample-first) for full-int8 calibration, or None; a
+        quantizer that needs it and gets None raises NotApplicable saying to pass --calib.
+        Raise NotApplicable when the result would be unchanged or meaningless."""
 
 
 _QUANTIZERS: dict[tuple[str, str], Quantizer] = {}
