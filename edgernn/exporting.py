@@ -19,7 +19,7 @@ from edgernn.errors import EdgeRNNError
 from edgernn.formats import expand_formats, get_format
 from edgernn.loading import LoadedModel, sha256_file
 from edgernn.probe import runtimes
-from edgernn.quantize import NotApplicable, quantizers_for
+from edgernn.quantize import NotApplicable, quantizers_for, unsupported_reason
 
 MANIFEST = "manifest.json"
 FP32_ATOL = 1e-4
@@ -113,6 +113,10 @@ def export_model(
         arts.append(fp32)
         if fp32.status != "ok":
             continue
+        for mode in modes:
+            why = unsupported_reason(pname, mode)
+            if why:
+                arts.append(failed(f"{pname}-{mode}", mode, why, status="skipped"))
         for q in quantizers_for(pname, modes):
             step(f"{model.name}: {pname} {q.label}")
             qpath = out_dir / f"{model.name}.{pname}.{q.label}{fmt.suffix}"

@@ -8,6 +8,15 @@ from edgernn.quantize.base import (
     Quantizer,
     quantizers_for,
     register_quantizer,
+    register_unsupported,
+    unsupported_reason,
 )
 
-__all__ = ["MODES", "NotApplicable", "Quantizer", "quantizers_for", "register_quantizer"]
+register_unsupported(
+    "onnx", "int8",
+    "full int8 is not offered for ONNX: onnxruntime static (QDQ) quantization leaves LSTM/GRU in "
+    "fp32 and clips out-of-range inputs; use dynamic",
+)
+
+__all__ = ["MODES", "NotApplicable", "Quantizer", "quantizers_for", "register_quantizer",
+           "register_unsupported", "unsupported_reason"]

@@ -40,5 +40,20 @@ def register_quantizer(q: Quantizer) -> Quantizer:
     return q
 
 
+_UNSUPPORTED: dict[tuple[str, str], str] = {}
+
+
+def register_unsupported(fmt: str, mode: str, reason: str) -> None:
+    """Record why a format plug-in offers no quantizer for a mode (shown as a skipped row)."""
+    _UNSUPPORTED[(fmt, mode)] = reason
+
+
 def quantizers_for(fmt: str, modes: list[str]) -> list[Quantizer]:
     return [_QUANTIZERS[(fmt, m)] for m in modes if (fmt, m) in _QUANTIZERS]
+
+
+def unsupported_reason(fmt: str, mode: str) -> str | None:
+    """Why ``fmt`` has no quantizer for ``mode``; None when it has one."""
+    if (fmt, mode) in _QUANTIZERS:
+        return None
+    return _UNSUPPORTED.get((fmt, mode), f"no {mode} quantizer for {fmt}")
