@@ -111,3 +111,68 @@ def pin_threads(threads: int) -> None:
     """Set the thread-count environment before any runtime is imported."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))
+
+
+def _tflite_session(interpreter_cls: Any, path: str, threads: int, name: str, version: str) -> Session:
+    """A TFLite interpreter as a stateless Session.
+
+    Every call resets variable tensors first: the fused LSTM keeps its state in variable
+    tensors between invokes, so without the reset the same input gives different outputs.
+    Float inputs/outputs are (de)quantized when a file has integer I/O; int64 token ids are
+    cast to the file's input dtype (litert-torch turns int64 inputs into int32).
+    """
+    interp = interpreter_cls(model_path=path, num_threads=threads)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    sig = inp.get("shape_signature")
+    dynamic_batch = sig is not None and len(sig) > 0 and int(sig[0]) == -1
+    state = {"shape": tuple(int(d) for d in inp["shape"])}
+    in_dtype = np.dtype(inp["dtype"])
+    in_scale, in_zero = inp.get("quantization", (0.0, 0))
+    out_scale, out_zero = out.get("quantization", (0.0, 0))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if in_dtype.kind in "iu" and x.dtype.kind == "f" and in_scale:
+            info = np.iinfo(in_dtype)
+            x = np.clip(np.round(x / in_scale + in_zero), info.min, info.max)
+        x = np.ascontiguousarray(x, dtype=in_dtype)
+        if x.shape != state["shape"]:
+            interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
+            interp.allocate_tensors()
+            state["shape"] = x.shape
+        interp.reset_all_variables()
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        y = interp.get_tensor(out["index"]).copy()
+        if y.dtype.kind in "iu" and out_scale:
+            y = (y.astype(np.float32) - out_zero) * out_scale
+        return y
+
+    details = {"input_dtype": str(in_dtype), "input_shape": list(state["shape"])}
+    return Session(run, name, version, dynamic_batch, details)
+
+
+@runtime("litert", "ai_edge_litert.interpreter")
+def _litert(path: str, threads: int, **_: Any) -> Session:
+    import ai_edge_litert
+    from ai_edge_litert import interpreter
+
+    return _tflite_session(interpreter.Interpreter, path, threads, "litert",
+                           getattr(ai_edge_litert, "__version__", "unknown"))
+
+
+@runtime("tflite_runtime", "tflite_runtime.interpreter")
+def _tflite_runtime(path: str, threads: int, **_: Any) -> Session:
+    import tflite_runtime
+    from tflite_runtime import interpreter
+
+    return _tflite_session(interpreter.Interpreter, path, threads, "tflite_runtime",
+                           getattr(tflite_runtime, "__version__", "unknown"))
+
+
+@runtime("tf.lite", "tensorflow")
+def _tf_lite(path: str, threads: int, **_: Any) -> Session:
+    import tensorflow as tf
+
+    return _tflite_session(tf.lite.Interpreter, path, threads, "tf.lite", tf.__version__)
