@@ -31,7 +31,7 @@ class BenchSettings:
     min_runs: int = 100
     max_runs: int = 3000
     min_seconds: float = 1.0
-    eval_batch: int = 64
+    eval_batch: int = 1  # batch 1 as deployed: dynamic int8 scales depend on the batch
     collapse: float = 0.10  # relative degradation of the primary metric that marks a collapse
     formats: list[str] | None = None
     modes: list[str] | None = None

@@ -165,6 +165,8 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
 @click.option("--min-seconds", default=1.0, show_default=True, type=click.FloatRange(0),
               help="Keep timing each variant at least this long.")
 @click.option("--warmup", default=20, show_default=True, type=click.IntRange(0))
+@click.option("--eval-batch", default=1, show_default=True, type=click.IntRange(1),
+              help="Evaluation batch size where a variant accepts batches (1 = as deployed).")
 @click.option("--collapse", default=0.10, show_default=True, type=click.FloatRange(0),
               help="Relative metric degradation that marks a variant 'accuracy collapsed'.")
 @click.option("--out", "out_dir", default="edgernn-bench", show_default=True,
@@ -177,7 +179,7 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
 @load_options
 def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | None,
           quantize: str | None, threads: int | None, min_runs: int, min_seconds: float,
-          warmup: int, collapse: float, out_dir: Path, json_path: Path | None,
+          warmup: int, eval_batch: int, collapse: float, out_dir: Path, json_path: Path | None,
           csv_path: Path | None, calib: Path | None, **kw: Any) -> None:
     """Export, run and evaluate every variant of MODELS on a target; print one table."""
     from edgernn.api import bench as api_bench
@@ -188,6 +190,7 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
 
     settings = BenchSettings(
         threads=threads, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds,
+        eval_batch=eval_batch,
         collapse=collapse, load_options=_load_kwargs(kw),
         formats=_formats(fmt), calib_path=calib,
         modes=_split(quantize, list(MODES), "quantization") if quantize else None,
@@ -242,15 +245,15 @@ def targets(ctx: click.Context) -> None:
 @click.pass_context
 def demo(ctx: click.Context, out_dir: Path, epochs: int, dataset: str) -> None:
     """The main job on the bundled example: train an LSTM and a GRU, bench every variant."""
-    for layers, name in (("lstm:64", "lstm"), ("gru:64", "gru")):
+    for layers, name in (("lstm:128", "lstm"), ("gru:128", "gru")):
         ctx.invoke(train, dataset=dataset, layers=layers, epochs=epochs, batch_size=64, lr=3e-3,
                    seed=0, max_train=None, out_path=out_dir / f"{name}.pt",
                    eval_out=out_dir / f"{dataset}.eval.npz")
     ctx.invoke(bench, models=(out_dir / "lstm.pt", out_dir / "gru.pt"), target="x86",
                data_path=out_dir / f"{dataset}.eval.npz", fmt=None, quantize=None, threads=None,
-               min_runs=200, min_seconds=1.0, warmup=20, collapse=0.10, out_dir=out_dir / "bench",
-               json_path=None, csv_path=None, calib=None, trust_pickle=False, imports=(), input_shape=None,
-               input_dtype=None, task=None)
+               min_runs=200, min_seconds=1.0, warmup=20, eval_batch=1, collapse=0.10,
+               out_dir=out_dir / "bench", json_path=None, csv_path=None, calib=None,
+               trust_pickle=False, imports=(), input_shape=None, input_dtype=None, task=None)
 
 
 def main() -> None:

@@ -91,7 +91,9 @@ def load_model(
     spec = _resolve_spec(p, spec_d, input_shape, input_dtype, task)
     module.eval()
     check_supported(module)
-    return LoadedModel(module, spec, kind, p, sha256_file(p), config, meta)
+    lm = LoadedModel(module, spec, kind, p, sha256_file(p), config, meta)
+    trial_run(lm)
+    return lm
 
 
 def _zip_names(p: Path) -> list[str]:
@@ -238,6 +240,27 @@ def check_supported(module: nn.Module) -> None:
                 f"layer {name or 'model'}: LSTM with proj_size={m.proj_size} is not supported "
                 "(ONNX LSTM and TFLite fused LSTM have no projection); use proj_size=0"
             )
+
+
+def trial_run(lm: LoadedModel) -> None:
+    """Run the model once on its example input, naming what went wrong if it cannot."""
+    x = lm.example_input()
+    try:
+        with torch.no_grad():
+            lm.module(x)
+    except Exception as e:
+        text = f"{type(e).__name__}: {e}"
+        fwd = getattr(lm.module, "forward", None)
+        ann = str(getattr(fwd, "__annotations__", {})) if fwd else ""
+        if "PackedSequence" in ann or "batch_sizes" in text or "PackedSequence" in text:
+            raise ExportError(
+                "the model takes a PackedSequence input, which the exporters cannot handle; "
+                "give it a forward that takes padded tensors (batch, seq, ...)"
+            ) from None
+        raise EdgeRNNError(
+            f"the model fails on an input of shape {list(x.shape)} ({lm.spec.dtype}): "
+            f"{_first_line(e)}; check --input-shape/--input-dtype"
+        ) from None
 
 
 def _first_line(e: BaseException) -> str:

@@ -20,6 +20,10 @@ _SCHEMA: dict[str, type | tuple[type, ...]] = {
 }
 
 
+_TYPE_NAMES = {str: "a string", list: "a list", dict: "a mapping", int: "an integer",
+               bool: "true or false"}
+
+
 @dataclass
 class Target:
     name: str
@@ -93,8 +97,8 @@ def parse_target(data: Any, p: Path) -> Target:
         if want is None:
             continue
         if not isinstance(val, want) or (want is int and isinstance(val, bool)):
-            tn = want.__name__ if isinstance(want, type) else "number"
-            raise EdgeRNNError(f"target file {p}: {key!r} must be a {tn}, got {val!r}")
+            tn = _TYPE_NAMES.get(want, "a number")
+            raise EdgeRNNError(f"target file {p}: {key!r} must be {tn}, got {val!r}")
     if data["runner"] not in RUNNERS:
         raise EdgeRNNError(
             f"target file {p}: unknown runner {data['runner']!r}; known: {', '.join(sorted(RUNNERS))}"

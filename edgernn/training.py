@@ -97,7 +97,7 @@ def train(
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         result.epoch_seconds.append(time.perf_counter() - t0)
         metrics = evaluate_torch(model, ds.x_test, ds.y_test, ds.task)
         metrics["loss"] = total / len(xt)

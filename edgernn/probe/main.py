@@ -78,7 +78,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         result["peak_delta_mb"] = result["peak_rss_mb"] - base_rss
     # evaluation: outputs on every sample, metrics and parity computed here, on this device
     t0 = time.perf_counter()
-    step = int(job.get("eval_batch", 64)) if sess.dynamic_batch else 1
+    step = int(job.get("eval_batch", 1)) if sess.dynamic_batch else 1
     outs = [sess.run(layout(x[i : i + step])) for i in range(0, len(x), step)]
     out = np.concatenate([o.reshape(len(o), -1) if o.ndim else o.reshape(1, 1) for o in outs])
     result["eval_seconds"] = time.perf_counter() - t0

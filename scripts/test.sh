@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up everything the tests need, then lint and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+. .venv/bin/activate
+ruff check edgernn tests benchmarks scripts
+python -m pytest -q "$@"

@@ -1,0 +1,61 @@
+"""Shared fixtures: small trained models and evaluation data, built once per test session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgernn.api import train_model
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("edgernn")
+
+
+@pytest.fixture(scope="session")
+def weather_models(workdir) -> dict[str, Path]:
+    """A trained LSTM and GRU classifier on the real weather data (few epochs, small)."""
+    paths = {}
+    for name, layers in (("lstm", "lstm:32"), ("gru", "gru:32")):
+        out = workdir / f"{name}.pt"
+        train_model("weather", layers, out, workdir / "weather.eval.npz", epochs=3, seed=0)
+        paths[name] = out
+    paths["eval"] = workdir / "weather.eval.npz"
+    return paths
+
+
+@pytest.fixture(scope="session")
+def temps_model(workdir) -> dict[str, Path]:
+    """A small forecaster on the real hourly temperature data."""
+    out = workdir / "temps_gru.pt"
+    train_model("temps", "gru:16", out, workdir / "temps.eval.npz", epochs=1, max_train=600)
+    return {"model": out, "eval": workdir / "temps.eval.npz"}
+
+
+@pytest.fixture(scope="session")
+def tokens_model(workdir) -> dict[str, Path]:
+    """A token (Embedding) mixed GRU+LSTM classifier on synthetic ids."""
+    out = workdir / "tokens_mixed.pt"
+    train_model("tokens", "gru:16,lstm:16", out, workdir / "tokens.eval.npz", epochs=1,
+                max_train=400)
+    return {"model": out, "eval": workdir / "tokens.eval.npz"}
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run the real entry point in-process; return (exit code, stdout, stderr)."""
+    from edgernn.cli import main
+
+    old = sys.argv
+    sys.argv = ["edgernn", *map(str, args)]
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = int(e.code or 0)
+    finally:
+        sys.argv = old
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
