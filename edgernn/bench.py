@@ -13,10 +13,11 @@ import numpy as np
 from edgernn.artifact import Artifact
 from edgernn.data.evalfile import check_fits, load_eval
 from edgernn.errors import EdgeRNNError, RunnerError
-from edgernn.exporting import export_model
+from edgernn.exporting import export_model, load_manifest
 from edgernn.formats import expand_formats, get_format
-from edgernn.loading import LoadedModel, load_model
+from edgernn.loading import LoadedModel, load_model, sha256_file
 from edgernn.probe.metrics import HIGHER_IS_BETTER, PRIMARY, degradation
+from edgernn.quantize import label_for
 from edgernn.runners import get_runner
 from edgernn.runners.local import LocalRunner
 from edgernn.target import Target
@@ -38,6 +39,8 @@ class BenchSettings:
     load_options: dict[str, Any] = field(default_factory=dict)
     calib_path: Path | None = None
     calib_samples: int = 200
+    store: Any = None  # edgernn.store.Store: rows are saved there and reused unless force
+    force: bool = False
 
 
 def _job(settings: BenchSettings, target: Target, threads: int) -> dict[str, Any]:
@@ -99,77 +102,143 @@ def bench_model(
     model_path: Path, target: Target, data_path: Path, out_dir: Path, settings: BenchSettings,
     on_row: Callable[[dict[str, Any]], None], on_step: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Bench one model; every finished row is handed to ``on_row`` at once."""
+    """Bench one model; every finished row is stored and handed to ``on_row`` at once."""
     step = on_step or (lambda _m: None)
     model = load_model(model_path, **settings.load_options)
     data = load_eval(data_path)
+    data_sha = sha256_file(Path(data_path))
     task = model.spec.task or data.task
     x = check_fits(data, model.spec)
     work = out_dir / model.name
     work.mkdir(parents=True, exist_ok=True)
     formats = check_formats(target, settings.formats or target.formats)
     modes = settings.modes if settings.modes is not None else target.quantize
-    calib, calib_source = calibration_data(settings, model, x)
-    manifest = export_model(model, work, formats, modes, target.name, on_step=step,
-                            calib=calib, calib_source=calib_source)
-    arts = [Artifact.from_dict(a) for a in manifest["artifacts"]]
     threads = settings.threads or target.threads
-    data_file = work / "probe-data.npz"
-    np.savez(data_file, x=x, y=data.y)
+    store = settings.store
     rows: list[dict[str, Any]] = []
 
+    def cached(variant: str) -> dict[str, Any] | None:
+        if store is None or settings.force:
+            return None
+        hit = store.find(model.sha256, f"{model.name}/{variant}", row_target(variant),
+                         data_sha, threads)
+        if hit:
+            hit["cached"] = True
+        return hit
+
+    def row_target(variant: str) -> str:
+        # PyTorch runs on this host; it is the target itself only for a local target
+        return target.name if variant != BASELINE or target.runner == "local" else "host"
+
+    def emit(row: dict[str, Any]) -> None:
+        row.setdefault("data_sha256", data_sha)
+        row.setdefault("requested_threads", threads)
+        if store is not None and not row.get("cached"):
+            store.add(row)
+        rows.append(row)
+        on_row(row)
+
+    manifest = None if settings.force else reuse_manifest(work, model, formats, modes)
+    if manifest is None:
+        calib, calib_source = calibration_data(settings, model, x)
+        manifest = export_model(model, work, formats, modes, target.name, on_step=step,
+                                calib=calib, calib_source=calib_source)
+    arts = [Artifact.from_dict(a) for a in manifest["artifacts"]]
+    hits = {a.variant: cached(a.variant) for a in arts}
+    data_file = work / "probe-data.npz"
+    reference = work / f"reference-{model.sha256[:12]}-{data_sha[:12]}.npy"
+
     # fp32 PyTorch baseline, always on this host (devices do not run PyTorch)
+    baseline = cached(BASELINE)
+    need_reference = any(hits[a.variant] is None and a.status == "ok" for a in arts)
+    if baseline is None or (need_reference and not reference.exists()):
+        np.savez(data_file, x=x, y=data.y)
+        baseline = measure_baseline(model, target, settings, threads, task, data_file, reference,
+                                    row_target(BASELINE), step)
+    emit(baseline)
+    if baseline["status"] != "ok":
+        baseline = None
+    if need_reference and reference.exists():
+        np.savez(data_file, x=x, y=data.y, reference=np.load(reference))
+
+    runner = None
+    try:
+        for art in arts:
+            if hits[art.variant] is not None:
+                emit(hits[art.variant])
+                continue
+            row = base_row(model, art, target, task)
+            seq_axis = model.spec.seq_axis
+            data_seq = (x.shape[_data_axis(seq_axis, model.spec.batch_axis)]
+                        if seq_axis is not None else None)
+            if (art.status == "ok" and not art.accepts_other_seq_len and seq_axis is not None
+                    and data_seq != model.spec.shape[seq_axis]):
+                row.update(status="skipped", reason=(
+                    f"artifact is fixed at sequence length {model.spec.shape[seq_axis]}; the "
+                    f"data has {data_seq}"))
+            elif art.status == "ok":
+                step(f"{model.name}: measure {art.variant} on {target.name}")
+                runner = runner or get_runner(target)
+                job = {**_job(settings, target, threads), "runtime": target.runtimes[art.format],
+                       "path": "artifact", "task": task, "batch_axis": model.spec.batch_axis}
+                try:
+                    fill_row(row, runner.measure(job, {"data": data_file, "artifact": work / art.path}))
+                except RunnerError as e:
+                    row.update(status="run failed", reason=str(e))
+                judge(row, baseline, settings.collapse)
+            emit(row)
+    finally:
+        if runner is not None:
+            runner.close()
+    return rows
+
+
+def measure_baseline(
+    model: LoadedModel, target: Target, settings: BenchSettings, threads: int, task: str,
+    data_file: Path, reference: Path, row_target: str, step: Callable[[str], None],
+) -> dict[str, Any]:
+    """Measure fp32 PyTorch on this host; its outputs become the reference for every variant."""
     step(f"{model.name}: measure {BASELINE} (host)")
     torch_art = Artifact(BASELINE, "torch", "fp32", "torch", path=str(model.path),
                          size_bytes=model.path.stat().st_size, accepts_other_seq_len=True,
                          dynamic_batch=True)
-    brow = base_row(model, torch_art, target, task)
-    brow["target"] = "host"
+    row = base_row(model, torch_art, target, task)
+    row["target"] = row_target
     local = LocalRunner(target)
     try:
-        outputs = work / "reference-outputs.npy"
         job = {**_job(settings, target, threads), "runtime": "torch", "path": "model",
-               "task": task, "batch_axis": model.spec.batch_axis, "save_outputs": str(outputs),
+               "task": task, "batch_axis": model.spec.batch_axis, "save_outputs": str(reference),
                "options": _torch_options(settings.load_options, model)}
-        res = local.measure(job, {"data": data_file, "model": model.path})
-        fill_row(brow, res)
-        brow["parity_max_abs_diff"], brow["agreement"] = 0.0, 1.0
-        np.savez(data_file, x=x, y=data.y, reference=np.load(outputs))
-        baseline: dict[str, Any] | None = brow
+        fill_row(row, local.measure(job, {"data": data_file, "model": model.path}))
+        row["parity_max_abs_diff"], row["agreement"], row["accuracy_drop"] = 0.0, 1.0, 0.0
     except RunnerError as e:
-        brow.update(status="run failed", reason=str(e))
-        baseline = None
+        row.update(status="run failed", reason=str(e))
     finally:
         local.close()
-    rows.append(brow)
-    on_row(brow)
+    return row
 
-    runner = get_runner(target)
+
+def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
+                   modes: list[str]) -> dict[str, Any] | None:
+    """The existing manifest in ``work`` when it is for this exact model file and covers every
+    requested variant with intact files; else None (export again)."""
     try:
-        for art in arts:
-            row = base_row(model, art, target, task)
-            seq_axis = model.spec.seq_axis
-            if (art.status == "ok" and not art.accepts_other_seq_len and seq_axis is not None
-                    and x.shape[_data_axis(seq_axis, model.spec.batch_axis)]
-                    != model.spec.shape[seq_axis]):
-                row.update(status="skipped", reason=(
-                    f"artifact is fixed at sequence length {model.spec.shape[seq_axis]}; the "
-                    f"data has {x.shape[_data_axis(seq_axis, model.spec.batch_axis)]}"))
-            elif art.status == "ok":
-                step(f"{model.name}: measure {art.variant} on {target.name}")
-                art_path = work / art.path
-                job = {**_job(settings, target, threads), "runtime": target.runtimes[art.format],
-                       "path": "artifact", "task": task, "batch_axis": model.spec.batch_axis}
-                try:
-                    fill_row(row, runner.measure(job, {"data": data_file, "artifact": art_path}))
-                except RunnerError as e:
-                    row.update(status="run failed", reason=str(e))
-                judge(row, baseline, settings.collapse)
-            rows.append(row)
-            on_row(row)
-    finally:
-        runner.close()
-    return rows
+        manifest, arts = load_manifest(work)
+    except EdgeRNNError:
+        return None
+    if manifest.get("model", {}).get("sha256") != model.sha256:
+        return None
+    have = {(a.plugin, a.quantization) for a in arts}
+    for plugin in formats:
+        if (plugin, "fp32") not in have:
+            return None
+        if any((plugin, label_for(plugin, mode)) not in have for mode in modes):
+            return None
+    for a in arts:
+        if a.status == "ok" and (not Path(a.path).exists() or sha256_file(Path(a.path)) != a.sha256):
+            return None
+    manifest["reused"] = True
+    return manifest
 
 
 def check_formats(target: Target, formats: list[str]) -> list[str]:

@@ -67,6 +67,10 @@ def _formats(value: str | None) -> list[str] | None:
     return sorted(FORMATS) if "all" in items else expand_formats(items)
 
 
+db_option = click.option(
+    "--db", type=click.Path(dir_okay=False, path_type=Path),
+    help="Results store (SQLite). Default: $EDGERNN_DB or ~/.local/share/edgernn/results.db.")
+
 calib_option = click.option(
     "--calib", type=click.Path(path_type=Path),
     help="Calibration inputs (.npz with x) for full-int8 quantization.")
@@ -175,21 +179,26 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
               help="Write rows as JSON (default: OUT/results.json).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write rows as CSV (default: OUT/results.csv).")
+@click.option("--force", is_flag=True, help="Measure again even what the store already has.")
+@db_option
 @calib_option
 @load_options
 def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | None,
           quantize: str | None, threads: int | None, min_runs: int, min_seconds: float,
           warmup: int, eval_batch: int, collapse: float, out_dir: Path, json_path: Path | None,
-          csv_path: Path | None, calib: Path | None, **kw: Any) -> None:
+          csv_path: Path | None, calib: Path | None, force: bool, db: Path | None,
+          **kw: Any) -> None:
     """Export, run and evaluate every variant of MODELS on a target; print one table."""
     from edgernn.api import bench as api_bench
     from edgernn.bench import BenchSettings
     from edgernn.quantize import MODES
     from edgernn.results import ResultWriter
+    from edgernn.store import Store
     from edgernn.table import bench_table
 
+    store = Store(db)
     settings = BenchSettings(
-        threads=threads, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds,
+        store=store, force=force, threads=threads, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds,
         eval_batch=eval_batch,
         collapse=collapse, load_options=_load_kwargs(kw),
         formats=_formats(fmt), calib_path=calib,
@@ -203,7 +212,10 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
     finally:
         if writer.rows:
             out.print(bench_table(writer.rows, title=_bench_title(writer.rows)))
-            out.print(f"rows: {writer.json_path} {writer.csv_path}")
+            reused = sum(1 for r in writer.rows if r.get("cached"))
+            out.print(f"rows: {writer.json_path} {writer.csv_path}; store: {store.path}"
+                      + (f" ({reused} row(s) reused from the store; --force re-measures)"
+                         if reused else ""))
     bad = [r for r in writer.rows if r["status"] not in ("ok", "skipped")]
     if bad:
         err.print(f"{len(bad)} of {len(writer.rows)} variants not ok (see status column)")
@@ -218,6 +230,74 @@ def _bench_title(rows: list[dict[str, Any]]) -> str:
     return (f"target {target}{' (EMULATED: timings are not device latency)' if emulated else ''}: "
             f"{dev.get('cpu_model', '?')} ({dev.get('machine', '?')}), {threads} thread(s); "
             "latency batch 1, median of timed runs after warm-up")
+
+
+@cli.command()
+@db_option
+@click.option("--target", help="Only rows of this target.")
+@click.option("--model", "models", multiple=True, help="Only rows of this model (name or sha256).")
+@click.option("--all", "all_rows", is_flag=True, help="Every stored row, not just the newest per key.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path))
+def results(db: Path | None, target: str | None, models: tuple[str, ...], all_rows: bool,
+            json_path: Path | None, csv_path: Path | None) -> None:
+    """Show stored bench rows; export them as JSON or CSV."""
+    from edgernn.store import Store, export_rows
+    from edgernn.table import bench_table
+
+    store = Store(db)
+    rows = store.rows(target, models, latest=not all_rows)
+    if not rows:
+        raise EdgeRNNError(f"no stored rows match in {store.path}; run edgernn bench first")
+    out.print(bench_table(rows, title=f"{len(rows)} row(s) from {store.path}"))
+    for p in (json_path, csv_path):
+        if p:
+            export_rows(rows, p)
+            out.print(f"wrote {p}")
+
+
+@cli.command("select")
+@db_option
+@click.option("--target", help="Only variants measured on this target.")
+@click.option("--model", "models", multiple=True, help="Only these models (name or sha256).")
+@click.option("--max-latency-ms", type=click.FloatRange(0, min_open=True))
+@click.option("--max-size-mb", type=click.FloatRange(0, min_open=True))
+@click.option("--max-drop", type=float,
+              help="Largest accepted metric degradation vs fp32 PyTorch (metric units).")
+@click.option("--metric", help="Metric to judge accuracy by (default: the task's).")
+@click.option("--latency-stat", type=click.Choice(["p50", "p90", "p99", "mean"]), default="p50",
+              show_default=True)
+@click.option("--prefer", type=click.Choice(["latency", "size", "accuracy"]), default="latency",
+              show_default=True, help="What to optimise among variants within budget.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
+               max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
+               metric: str | None, latency_stat: str, prefer: str, json_path: Path | None) -> None:
+    """Pick the variant to ship under latency / size / accuracy budgets, and say why."""
+    import json
+
+    from edgernn.select import Budget, select
+    from edgernn.store import Store
+    from edgernn.table import selection_table
+
+    store = Store(db)
+    rows = store.rows(target, models)
+    if not rows:
+        raise EdgeRNNError(f"no stored rows{' for target ' + target if target else ''} in "
+                           f"{store.path}; run edgernn bench first")
+    targets = sorted({r["target"] for r in rows if r["target"] != "host"})
+    if not target and len(targets) > 1:
+        raise EdgeRNNError(f"rows from several targets ({', '.join(targets)}); pass --target")
+    budget = Budget(max_latency_ms, max_size_mb, max_drop, latency_stat)
+    sel = select(rows, budget, metric, prefer)
+    out.print(selection_table(sel))
+    for line in sel.explanation:
+        out.print(line, highlight=False)
+    if json_path:
+        json_path.write_text(json.dumps(sel.to_dict(), indent=2, default=str))
+    if sel.pick is None:
+        raise EdgeRNNError(sel.explanation[0] + (" " + sel.explanation[1]
+                                                 if len(sel.explanation) > 1 else ""))
 
 
 @cli.group(invoke_without_command=True)
@@ -253,6 +333,7 @@ def demo(ctx: click.Context, out_dir: Path, epochs: int, dataset: str) -> None:
                data_path=out_dir / f"{dataset}.eval.npz", fmt=None, quantize=None, threads=None,
                min_runs=200, min_seconds=1.0, warmup=20, eval_batch=1, collapse=0.10,
                out_dir=out_dir / "bench", json_path=None, csv_path=None, calib=None,
+               force=False, db=None,
                trust_pickle=False, imports=(), input_shape=None, input_dtype=None, task=None)
 
 

@@ -73,3 +73,17 @@ def manifest_table(manifest: dict[str, Any]) -> Table:
         t.add_row(a["variant"], status, a.get("path") or "-", _size(a.get("size_bytes")), parity,
                   "yes" if a.get("accepts_other_seq_len") else "no", "; ".join(a.get("notes") or []))
     return t
+
+
+def selection_table(sel: Any) -> Table:
+    """Candidates with Pareto membership and budget verdicts; the pick is marked."""
+    t = Table(title=f"variants judged by {sel.metric}", header_style="bold")
+    for col in ("", "variant", "target", "latency ms", "size", "drop", "pareto", "budget"):
+        t.add_column(col, justify="right" if col in ("latency ms", "size", "drop") else "left")
+    order = sorted(sel.candidates, key=lambda c: (c is not sel.pick, bool(c.failed), c.latency))
+    for c in order:
+        mark = "[bold green]PICK[/]" if c is sel.pick else ""
+        t.add_row(mark, c.name, c.row["target"], f"{c.latency:.4g}", _size(c.row["size_bytes"]),
+                  f"{c.drop:+.4f}", "yes" if c in sel.pareto else "",
+                  "[red]" + "; ".join(c.failed) + "[/]" if c.failed else "[green]within[/]")
+    return t

@@ -10,6 +10,21 @@ import pytest
 from edgernn.api import train_model
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_store(tmp_path_factory):
+    """Every test writes to a throwaway results store, never the user's."""
+    import os
+
+    path = tmp_path_factory.mktemp("store") / "results.db"
+    old = os.environ.get("EDGERNN_DB")
+    os.environ["EDGERNN_DB"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("EDGERNN_DB", None)
+    else:
+        os.environ["EDGERNN_DB"] = old
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("edgernn")

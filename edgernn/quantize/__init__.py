@@ -6,6 +6,7 @@ from edgernn.quantize.base import (
     MODES,
     NotApplicable,
     Quantizer,
+    label_for,
     quantizers_for,
     register_quantizer,
     register_unsupported,
@@ -18,5 +19,5 @@ register_unsupported(
     "fp32 and clips out-of-range inputs; use dynamic",
 )
 
-__all__ = ["MODES", "NotApplicable", "Quantizer", "quantizers_for", "register_quantizer",
+__all__ = ["MODES", "NotApplicable", "Quantizer", "label_for", "quantizers_for", "register_quantizer",
            "register_unsupported", "unsupported_reason"]

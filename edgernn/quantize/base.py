@@ -57,3 +57,9 @@ def unsupported_reason(fmt: str, mode: str) -> str | None:
     if (fmt, mode) in _QUANTIZERS:
         return None
     return _UNSUPPORTED.get((fmt, mode), f"no {mode} quantizer for {fmt}")
+
+
+def label_for(fmt: str, mode: str) -> str:
+    """The quantization label an artifact of ``fmt`` gets for ``mode`` (mode if unsupported)."""
+    q = _QUANTIZERS.get((fmt, mode))
+    return q.label if q else mode

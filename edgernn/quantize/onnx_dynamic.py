@@ -73,7 +73,9 @@ class OnnxDynamicInt8:
                 f"{after['GRU']} GRU op(s) stay fp32: onnxruntime cannot quantize GRU "
                 "(onnxruntime#9796)"
             )
-        notes.append(f"int8 weights: {frac:.0%} of weight elements")
+        share = f"{frac:.1%}" if frac < 0.1 else f"{frac:.0%}"
+        only_head = " (only Linear/Embedding weights)" if frac < 0.5 and not lstm_q else ""
+        notes.append(f"int8 weights: {share} of weight elements{only_head}")
         return Artifact(
             variant="onnx-int8-dynamic", format="onnx", quantization=self.label,
             runtime=fp32.runtime, path=str(path), ops=after, notes=notes,

@@ -1,0 +1,183 @@
+"""Choosing what to ship: Pareto set over (latency, size, accuracy drop) and a pick under
+budgets, explained in plain words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgernn.probe.metrics import HIGHER_IS_BETTER, degradation
+
+LATENCY_STATS = ("p50", "p90", "p99", "mean")
+PREFER = ("latency", "size", "accuracy")
+
+
+@dataclass
+class Budget:
+    max_latency_ms: float | None = None
+    max_size_mb: float | None = None
+    max_drop: float | None = None
+    latency_stat: str = "p50"
+
+
+@dataclass
+class Candidate:
+    row: dict[str, Any]
+    latency: float
+    size_mb: float
+    drop: float
+    value: float
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.row["variant"]
+
+    def point(self) -> tuple[float, float, float]:
+        return (self.latency, self.size_mb, self.drop)
+
+
+@dataclass
+class Selection:
+    metric: str
+    candidates: list[Candidate]
+    pareto: list[Candidate]
+    feasible: list[Candidate]
+    pick: Candidate | None
+    excluded: list[tuple[str, str]]  # (variant, why it was never a candidate)
+    explanation: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        def c(x: Candidate) -> dict[str, Any]:
+            return {"variant": x.name, "target": x.row["target"], "latency_ms": x.latency,
+                    "size_mb": x.size_mb, "accuracy_drop": x.drop, "metric_value": x.value,
+                    "failed_budgets": x.failed}
+
+        return {"metric": self.metric, "pick": c(self.pick) if self.pick else None,
+                "pareto": [c(x) for x in self.pareto], "feasible": [c(x) for x in self.feasible],
+                "candidates": [c(x) for x in self.candidates],
+                "excluded": [{"variant": v, "reason": r} for v, r in self.excluded],
+                "explanation": self.explanation}
+
+
+def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """a is no worse than b everywhere and better somewhere (all objectives minimised)."""
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(
+        x < y for x, y in zip(a, b, strict=True))
+
+
+def pareto_front(cands: list[Candidate]) -> list[Candidate]:
+    return [c for c in cands if not any(dominates(o.point(), c.point()) for o in cands if o is not c)]
+
+
+def candidates_from_rows(
+    rows: list[dict[str, Any]], metric: str | None, budget: Budget
+) -> tuple[str, list[Candidate], list[tuple[str, str]]]:
+    """Usable rows become candidates, with the drop recomputed for ``metric`` against each
+    model's fp32 PyTorch row; the others are listed with the reason they were left out."""
+    excluded: list[tuple[str, str]] = []
+    metric = metric or next((r["metric"] for r in rows if r.get("metric")), "accuracy")
+    baselines = {r["model_sha256"]: r for r in rows
+                 if r["variant"].endswith("/torch-fp32") and r.get("metrics")}
+    cands = []
+    for r in rows:
+        if r["status"] != "ok":
+            excluded.append((r["variant"], f"status {r['status']}"
+                             + (f": {r['reason']}" if r.get("reason") else "")))
+            continue
+        metrics = r.get("metrics") or {}
+        if metric not in metrics:
+            excluded.append((r["variant"], f"has no {metric} (task metric is {r.get('metric')})"))
+            continue
+        base = baselines.get(r["model_sha256"])
+        if base is None:
+            excluded.append((r["variant"], "no fp32 PyTorch baseline row to compare against"))
+            continue
+        lat = (r.get("latency_ms") or {}).get(budget.latency_stat)
+        if lat is None or not r.get("size_bytes"):
+            excluded.append((r["variant"], "no latency or size measured"))
+            continue
+        drop = degradation(base["metrics"][metric], metrics[metric], metric)
+        cands.append(Candidate(r, float(lat), r["size_bytes"] / 1e6, float(drop),
+                               float(metrics[metric])))
+    return metric, cands, excluded
+
+
+def check_budget(c: Candidate, b: Budget, metric: str) -> list[str]:
+    failed = []
+    if b.max_latency_ms is not None and c.latency > b.max_latency_ms:
+        failed.append(f"latency {b.latency_stat} {c.latency:.3g} ms > {b.max_latency_ms:g} ms")
+    if b.max_size_mb is not None and c.size_mb > b.max_size_mb:
+        failed.append(f"size {c.size_mb:.3g} MB > {b.max_size_mb:g} MB")
+    if b.max_drop is not None and c.drop > b.max_drop:
+        failed.append(f"{metric} drop {c.drop:+.4g} > {b.max_drop:g}")
+    return failed
+
+
+def _key(prefer: str):
+    if prefer == "size":
+        return lambda c: (c.size_mb, c.latency, c.drop)
+    if prefer == "accuracy":
+        return lambda c: (c.drop, c.latency, c.size_mb)
+    return lambda c: (c.latency, c.size_mb, c.drop)
+
+
+def _pick(feasible: list[Candidate], prefer: str, tie: float) -> Candidate | None:
+    """Best by the preferred objective; latencies within ``tie`` (relative) of the best count
+    as equal (timing noise), and then the smaller, more accurate variant wins."""
+    if not feasible:
+        return None
+    if prefer != "latency":
+        return feasible[0]
+    best = min(c.latency for c in feasible)
+    group = [c for c in feasible if c.latency <= best * (1 + tie)]
+    return min(group, key=lambda c: (c.size_mb, c.drop, c.latency))
+
+
+def select(rows: list[dict[str, Any]], budget: Budget, metric: str | None = None,
+           prefer: str = "latency", tie: float = 0.05) -> Selection:
+    """Pareto set of the usable rows and the best feasible one under ``budget``."""
+    metric, cands, excluded = candidates_from_rows(rows, metric, budget)
+    for c in cands:
+        c.failed = check_budget(c, budget, metric)
+    front = pareto_front(cands)
+    feasible = sorted([c for c in cands if not c.failed], key=_key(prefer))
+    pick = _pick(feasible, prefer, tie)
+    return Selection(metric, cands, front, feasible, pick, excluded,
+                     explain(metric, cands, front, feasible, pick, excluded, budget, prefer))
+
+
+def explain(metric: str, cands: list[Candidate], front: list[Candidate],
+            feasible: list[Candidate], pick: Candidate | None, excluded: list[tuple[str, str]],
+            budget: Budget, prefer: str) -> list[str]:
+    lines: list[str] = []
+    better = "higher" if HIGHER_IS_BETTER.get(metric, True) else "lower"
+    stat = budget.latency_stat
+    if pick is None:
+        if not cands:
+            lines.append("No usable measurements: every row failed, collapsed or lacks a baseline.")
+        else:
+            lines.append(f"Nothing meets the budget ({len(cands)} candidate(s) measured).")
+            closest = min(cands, key=lambda c: len(c.failed))
+            lines.append(f"Closest: {closest.name} fails {'; '.join(closest.failed)}.")
+    else:
+        lines.append(
+            f"Pick: {pick.name} on {pick.row['target']} ({pick.row['runtime']} "
+            f"{pick.row.get('runtime_version') or ''}): latency {stat} {pick.latency:.3g} ms, "
+            f"{pick.size_mb:.3g} MB, {metric} {pick.value:.4g} ({better} is better; drop "
+            f"{pick.drop:+.4g} vs fp32 PyTorch)."
+        )
+        why = {"latency": "fastest (latencies within 5% count as equal; then smaller wins)",
+               "size": "smallest", "accuracy": "most accurate"}[prefer]
+        lines.append(f"Why: the {why} of {len(feasible)} variant(s) within budget"
+                     + (", and on the Pareto front (nothing is faster, smaller and more "
+                        "accurate at once)." if pick in front else "."))
+        for c in [c for c in feasible if c is not pick][:3]:
+            lines.append(f"Runner-up: {c.name}: {c.latency / pick.latency:.2f}x the latency, "
+                         f"{c.size_mb / pick.size_mb:.2f}x the size, drop {c.drop:+.4g}.")
+    for c in cands:
+        if c.failed:
+            lines.append(f"Over budget: {c.name}: {'; '.join(c.failed)}.")
+    for v, why_not in excluded:
+        lines.append(f"Not a candidate: {v}: {why_not}.")
+    return lines

@@ -1,0 +1,138 @@
+"""Results store (reuse, force, concurrency) and selection (Pareto, budgets, explanations)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+
+import pytest
+
+from edgernn.select import Budget, dominates, pareto_front, select
+from edgernn.store import Store
+from tests.test_bench import FAST
+
+
+def _row(variant, lat, size_kb, acc, status="ok", model="m", target="x86"):
+    return {"model": model, "model_sha256": f"sha-{model}", "variant": f"{model}/{variant}",
+            "target": target, "status": status, "runtime": "rt", "runtime_version": "1",
+            "latency_ms": {"p50": lat, "p90": lat * 1.1}, "size_bytes": int(size_kb * 1000),
+            "metric": "accuracy", "metrics": {"accuracy": acc, "macro_f1": acc - 0.1},
+            "reason": None, "timestamp": "2026-01-01T00:00:00+00:00", "data_sha256": "d"}
+
+
+ROWS = [
+    _row("torch-fp32", 1.0, 300, 0.90),
+    _row("onnx-fp32", 0.40, 290, 0.90),      # front: most accurate among fast ones
+    _row("onnx-int8", 0.20, 80, 0.88),       # front: fastest and smallest
+    _row("onnx-fp16", 0.41, 150, 0.90),      # front: smaller than fp32 at equal accuracy
+    _row("tfl-bad", 0.10, 70, 0.50, status="accuracy collapsed"),
+    _row("slow-big", 2.0, 400, 0.85),        # dominated by everything
+]
+
+
+def test_dominance_and_front_on_constructed_points():
+    assert dominates((1, 1, 0), (2, 1, 0)) and not dominates((1, 1, 0), (1, 1, 0))
+    sel = select(ROWS, Budget())
+    assert {c.name for c in sel.pareto} == {"m/onnx-fp32", "m/onnx-int8", "m/onnx-fp16"}
+    assert "m/slow-big" not in {c.name for c in pareto_front(sel.candidates)}
+    assert sel.pick.name == "m/onnx-int8"
+    assert ("m/tfl-bad", "status accuracy collapsed") in sel.excluded
+
+
+def test_budgets_change_the_pick_and_are_explained():
+    sel = select(ROWS, Budget(max_drop=0.005))
+    assert sel.pick.name == "m/onnx-fp16"  # fp32 is within 5% latency but twice the size
+    text = "\n".join(sel.explanation)
+    assert "Over budget: m/onnx-int8: accuracy drop +0.02 > 0.005" in text
+    assert "Runner-up: m/onnx-fp32" in text
+    assert "Not a candidate: m/tfl-bad: status accuracy collapsed" in text
+    sel = select(ROWS, Budget(max_latency_ms=0.3, max_drop=0.005))
+    assert sel.pick is None and "Nothing meets the budget" in sel.explanation[0]
+
+
+def test_prefer_size_and_metric_choice():
+    assert select(ROWS, Budget(), prefer="size").pick.name == "m/onnx-int8"
+    sel = select(ROWS, Budget(max_size_mb=0.2), metric="macro_f1", prefer="accuracy")
+    assert sel.metric == "macro_f1" and sel.pick.name == "m/onnx-fp16"
+
+
+def test_store_roundtrip_latest_and_export(tmp_path):
+    st = Store(tmp_path / "r.db")
+    for r in ROWS:
+        st.add({**r, "requested_threads": 1})
+    newer = {**ROWS[1], "latency_ms": {"p50": 0.3, "p90": 0.33}, "requested_threads": 1}
+    st.add(newer)
+    assert st.count() == len(ROWS) + 1
+    latest = {r["variant"]: r for r in st.rows("x86")}
+    assert latest["m/onnx-fp32"]["latency_ms"]["p50"] == 0.3
+    assert len(st.rows(latest=False)) == len(ROWS) + 1
+    hit = st.find("sha-m", "m/onnx-int8", "x86", "d", 1)
+    assert hit["latency_ms"]["p50"] == 0.20
+    assert st.find("sha-m", "m/tfl-bad", "x86", "d", 1)["status"] == "accuracy collapsed"
+
+
+def _bench_into(args):
+    """Run one bench in a separate process, writing to a shared store."""
+    import contextlib
+    import io
+    import sys
+
+    from edgernn.cli import main
+
+    sys.argv = ["edgernn", *args]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            main()
+        except SystemExit as e:
+            return int(e.code or 0)
+    return 0
+
+
+def test_rerun_reuses_store_and_force_remeasures(weather_models, tmp_path, capsys):
+    from tests.conftest import run_cli
+
+    db = tmp_path / "r.db"
+    args = ["bench", weather_models["gru"], "--data", weather_models["eval"], "--out",
+            tmp_path / "o", "--db", db, "--quantize", "fp16", *FAST]
+    assert run_cli(args, capsys)[0] == 0
+    n = Store(db).count()
+    assert n == 3  # torch, onnx fp32, onnx fp16
+    code, out, _ = run_cli(args, capsys)
+    assert code == 0 and "3 row(s) reused from the store" in out
+    assert Store(db).count() == n
+    rows = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert all(r.get("cached") for r in rows)
+    assert run_cli([*args, "--force"], capsys)[0] == 0
+    assert Store(db).count() == 2 * n
+
+
+def test_two_benches_at_once_lose_no_rows(weather_models, tmp_path):
+    db = str(tmp_path / "shared.db")
+    jobs = []
+    for name in ("lstm", "gru"):
+        jobs.append(["bench", str(weather_models[name]), "--data", str(weather_models["eval"]),
+                     "--out", str(tmp_path / name), "--db", db, "--quantize", "dynamic,fp16",
+                     *FAST])
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        codes = pool.map(_bench_into, jobs)
+    assert codes == [0, 0]
+    rows = Store(db).rows()
+    assert len(rows) == 8
+    assert {r["model"] for r in rows} == {"lstm", "gru"}
+
+
+def test_select_cli_exit_codes(weather_models, tmp_path, capsys):
+    from tests.conftest import run_cli
+
+    db = tmp_path / "s.db"
+    assert run_cli(["bench", weather_models["lstm"], "--data", weather_models["eval"], "--out",
+                    tmp_path / "o", "--db", db, *FAST], capsys)[0] == 0
+    code, out, _ = run_cli(["select", "--db", db, "--json", tmp_path / "sel.json"], capsys)
+    assert code == 0 and "PICK" in out and "Pick: lstm/" in out
+    sel = json.loads((tmp_path / "sel.json").read_text())
+    rows = {r["variant"]: r for r in Store(db).rows()}
+    picked = rows[sel["pick"]["variant"]]
+    assert sel["pick"]["latency_ms"] == pytest.approx(picked["latency_ms"]["p50"])
+    code, _, err = run_cli(["select", "--db", db, "--max-size-mb", "0.000001"], capsys)
+    assert code == 1 and "Nothing meets the budget" in err and "Traceback" not in err
