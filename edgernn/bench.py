@@ -77,6 +77,11 @@ def fill_row(row: dict[str, Any], res: dict[str, Any]) -> None:
         value=res["metrics"][row["metric"]], threads=res["threads"], device=res["device"],
         eval_samples=res.get("eval_samples"),
     )
+    row["thermal"] = {"before": res.get("thermal_before"), "after": res.get("thermal_after")}
+    row["throttled"] = res.get("throttled")
+    if res.get("throttled"):
+        row["notes"] = [*row.get("notes", []), "the device THROTTLED during this run (vcgencmd "
+                        "get_throttled); its latency is not representative"]
     if "parity_max_abs_diff" in res:
         row["parity_max_abs_diff"] = res["parity_max_abs_diff"]
         row["agreement"] = res["agreement"]
@@ -204,6 +209,8 @@ def measure_baseline(
                          dynamic_batch=True)
     row = base_row(model, torch_art, target, task)
     row["target"] = row_target
+    if row_target == "host":
+        row["emulated"] = False
     local = LocalRunner(target)
     try:
         job = {**_job(settings, target, threads), "runtime": "torch", "path": "model",

@@ -317,6 +317,44 @@ def targets(ctx: click.Context) -> None:
             out.print(f"[bold]{name}[/] [red]invalid[/]: {e}")
 
 
+@targets.command("check")
+@click.argument("name")
+def targets_check(name: str) -> None:
+    """Connect to target NAME; report what the device has and what is missing."""
+    from edgernn.probe.runtimes import _MODULES, PIP_NAMES
+    from edgernn.runners import get_runner
+    from edgernn.target import load_target
+
+    t = load_target(name)
+    runner = get_runner(t)
+    try:
+        facts = runner.facts()
+    finally:
+        runner.close()
+    pip = " ".join(getattr(runner, "python", ["python3"])) + " -m pip install"
+    versions = facts.pop("runtimes", {}) or {}
+    thermal = facts.pop("thermal", {}) or {}
+    for k, v in facts.items():
+        out.print(f"{k:>12}: {v}", highlight=False)
+    for k, v in versions.items():
+        out.print(f"{k:>12}: {v or '[red]missing[/]'}", highlight=False)
+    for k, v in thermal.items():
+        out.print(f"{k:>12}: {v}", highlight=False)
+    missing = []
+    for fmt, rt in t.runtimes.items():
+        mod = _MODULES.get(rt, rt).split(".")[0]
+        if versions.get(mod) is None and mod != "torch":
+            missing.append((fmt, rt, PIP_NAMES.get(mod, mod)))
+    if versions.get("numpy") is None:
+        missing.append(("all", "numpy", "numpy"))
+    if missing:
+        pkgs = " ".join(sorted({m[2] for m in missing}))
+        raise EdgeRNNError(
+            f"{t.name} lacks {', '.join(f'{m[1]} (for {m[0]})' for m in missing)}; on the device "
+            f"run: {pip} {pkgs}")
+    out.print(f"[green]{t.name} has every runtime its target file names[/]")
+
+
 @cli.command()
 @click.option("--out", "out_dir", default="runs/demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))

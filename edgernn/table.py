@@ -25,17 +25,18 @@ STATUS_STYLE = {"ok": "green", "accuracy collapsed": "bold red", "skipped": "yel
 def bench_table(rows: list[dict[str, Any]], title: str = "") -> Table:
     """One row per variant; reasons and notes go in the caption as numbered footnotes."""
     t = Table(title=title, header_style="bold", title_justify="left", caption_justify="left")
-    cols = ["model", "variant", "runtime", "status", "size", "p50 ms", "p90", "p99", "std",
+    cols = ["model", "variant", "target", "runtime", "status", "size", "p50 ms", "p90", "p99", "std",
             "vs torch", "load ms", "first ms", "mem MB", "metric", "drop", "agree", "parity"]
     for col in cols:
-        t.add_column(col, justify="left" if col in cols[:4] or col == "metric" else "right",
+        t.add_column(col, justify="left" if col in cols[:5] or col == "metric" else "right",
                      no_wrap=True)
     base = {r["model"]: r for r in rows if r["variant"].endswith("/torch-fp32") and r["latency_ms"]}
     foot: list[str] = []
     for r in rows:
         lat = r.get("latency_ms") or {}
         b = base.get(r["model"])
-        ratio = f"{lat['p50'] / b['latency_ms']['p50']:.2f}x" if lat and b else "-"
+        same_place = b is not None and b["target"] == r["target"]
+        ratio = f"{lat['p50'] / b['latency_ms']['p50']:.2f}x" if lat and same_place else "-"
         marks = []
         for text in ([r["reason"]] if r.get("reason") else []) + list(r.get("notes") or []):
             foot.append(f"[{len(foot) + 1}] {r['variant']}: {text}")
@@ -49,13 +50,16 @@ def bench_table(rows: list[dict[str, Any]], title: str = "") -> Table:
         rt = r["runtime"] + (f" {r['runtime_version']}" if r.get("runtime_version") else "")
         mem = f"{r['peak_mb']:.1f}" if r.get("peak_mb") is not None else "-"
         t.add_row(
-            r["model"], r["variant"].split("/", 1)[-1], rt, f"[{style}]{status}[/]",
+            r["model"], r["variant"].split("/", 1)[-1],
+            r["target"] + (" [yellow](emulated)[/]" if r.get("emulated") else ""), rt,
+            f"[{style}]{status}[/]",
             _size(r.get("size_bytes")), _ms(lat.get("p50")), _ms(lat.get("p90")),
             _ms(lat.get("p99")), _ms(lat.get("std")), ratio, _ms(lat.get("load")),
             _ms(lat.get("first")), mem, metric, drop, agree, parity,
         )
     legend = ("size: file bytes; p50/p90/p99/std: batch-1 latency over the timed runs; vs torch: "
-              "p50 / PyTorch fp32 p50; mem: peak RSS growth from loading and running the model; "
+              "p50 / PyTorch fp32 p50 on the same machine; (emulated): measured under emulation, "
+              "not device latency; mem: peak RSS growth from loading and running the model; "
               "drop: fp32 PyTorch metric minus variant metric (positive = worse; for error "
               "metrics, variant minus fp32); agree: share of predictions equal to fp32 PyTorch's; "
               "parity: max |output - fp32 PyTorch output| on the evaluation data")

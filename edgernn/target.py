@@ -38,6 +38,7 @@ class Target:
     options: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 900.0
     path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # runner-specific keys (host, port, ...)
 
     def runtime_for(self, fmt: str) -> str | None:
         return self.runtimes.get(fmt)
@@ -112,8 +113,23 @@ def parse_target(data: Any, p: Path) -> Target:
             )
     if data.get("threads", 1) < 1:
         raise EdgeRNNError(f"target file {p}: 'threads' must be at least 1")
-    fields = {k: v for k, v in data.items() if k in Target.__dataclass_fields__ and k != "path"}
-    return Target(**fields, path=p)
+    fields = {k: v for k, v in data.items()
+              if k in Target.__dataclass_fields__ and k not in ("path", "extra")}
+    extra = {k: v for k, v in data.items() if k not in Target.__dataclass_fields__}
+    runner_cls = RUNNERS[data["runner"]]
+    schema = getattr(runner_cls, "SCHEMA", {})
+    for key in getattr(runner_cls, "REQUIRED", ()):
+        if key not in extra:
+            raise EdgeRNNError(f"target file {p}: runner {data['runner']!r} needs the key {key!r}")
+    for key, val in extra.items():
+        if key not in schema:
+            known = ", ".join(sorted(set(_SCHEMA) | set(schema)))
+            raise EdgeRNNError(f"target file {p}: unknown key {key!r} (known: {known})")
+        want = schema[key]
+        if not isinstance(val, want) or (want is int and isinstance(val, bool)):
+            raise EdgeRNNError(
+                f"target file {p}: {key!r} must be {_TYPE_NAMES.get(want, 'a number')}, got {val!r}")
+    return Target(**fields, path=p, extra=extra)
 
 
 def _line(e: BaseException) -> str:

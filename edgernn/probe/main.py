@@ -14,32 +14,113 @@ import time
 import traceback
 from typing import Any
 
-import numpy as np
+# stdlib only at import time: ``--facts`` must work on a device that lacks numpy
 
-from . import metrics, runtimes, timing
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55",
+             "0xd07": "Cortex-A57", "0xd08": "Cortex-A72", "0xd09": "Cortex-A73",
+             "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76", "0xd0c": "Neoverse-N1",
+             "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
+             "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd4d": "Cortex-A715"}
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _run(cmd: list[str]) -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def device_facts() -> dict[str, Any]:
+    """What this machine is: CPU model, cores, memory, OS, python, numpy."""
     facts: dict[str, Any] = {
         "machine": platform.machine(), "system": platform.system(),
-        "python": platform.python_version(), "numpy": np.__version__,
+        "python": platform.python_version(), "numpy": version_of("numpy"),
         "cpu_count": os.cpu_count(), "hostname": platform.node(),
     }
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key = line.split(":")[0].strip().lower()
-                if key in ("model name", "hardware", "cpu part", "processor") and ":" in line:
-                    val = line.split(":", 1)[1].strip()
-                    if key == "model name" or (key == "hardware" and "cpu_model" not in facts):
-                        facts["cpu_model"] = val
-                        break
-    except OSError:
-        pass
+    info = _read("/proc/cpuinfo") or ""
+    fields: dict[str, str] = {}
+    for line in info.splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            fields.setdefault(k.strip().lower(), v.strip())
+    if "model name" in fields:
+        facts["cpu_model"] = fields["model name"]
+    elif "cpu part" in fields:
+        facts["cpu_model"] = ARM_PARTS.get(fields["cpu part"].lower(), f"ARM part {fields['cpu part']}")
+    if "model" in fields and not fields["model"].isdigit():
+        facts["board"] = fields["model"]  # e.g. "Raspberry Pi 4 Model B Rev 1.4"
+    board = _read("/proc/device-tree/model")
+    if board:
+        facts["board"] = board.rstrip("\x00")
+    mem = _read("/proc/meminfo") or ""
+    for line in mem.splitlines():
+        if line.startswith("MemTotal:"):
+            facts["memory_mb"] = round(int(line.split()[1]) / 1024)
+    osr = _read("/etc/os-release") or ""
+    for line in osr.splitlines():
+        if line.startswith("PRETTY_NAME="):
+            facts["os"] = line.split("=", 1)[1].strip('"')
     return facts
 
 
+def thermal_state() -> dict[str, Any]:
+    """CPU governor, temperature and (on a Pi) the firmware's throttling flags."""
+    state: dict[str, Any] = {
+        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")}
+    temp = _run(["vcgencmd", "measure_temp"])
+    if temp and "=" in temp:
+        state["temp_c"] = float(temp.split("=")[1].split("'")[0])
+    else:
+        raw = _read("/sys/class/thermal/thermal_zone0/temp")
+        if raw and raw.lstrip("-").isdigit():
+            state["temp_c"] = int(raw) / 1000
+    thr = _run(["vcgencmd", "get_throttled"])
+    if thr and "=" in thr:
+        state["throttled"] = thr.split("=")[1]
+    return state
+
+
+def throttled_during(before: dict[str, Any], after: dict[str, Any]) -> bool | None:
+    """True when the Pi firmware reports throttling now, or a new sticky throttle flag."""
+    if "throttled" not in after:
+        return None
+    b = int(before.get("throttled", "0x0"), 16)
+    a = int(after["throttled"], 16)
+    return bool(a & 0xF) or bool((a & ~b) & 0xF0000)
+
+
+def version_of(module_name: str) -> str | None:
+    """Installed version of a module, or None when it cannot be imported."""
+    try:
+        mod = __import__(module_name, fromlist=["__version__"])
+    except Exception:
+        return None
+    return str(getattr(mod, "__version__", "unknown"))
+
+
+def runtime_versions() -> dict[str, str | None]:
+    return {m: version_of(m) for m in ("numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime")}
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    try:
+        import numpy as np
+    except ImportError:
+        raise RuntimeError("numpy is not installed here; install it with: pip install numpy") from None
+
+    from . import metrics, runtimes, timing
+
     threads = int(job.get("threads", 1))
     runtimes.pin_threads(threads)
     if job.get("cpus") and hasattr(os, "sched_setaffinity"):
@@ -49,7 +130,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     ref = data["reference"] if "reference" in data.files else None
     batch_axis = int(job.get("batch_axis", 0))
     task = job["task"]
-    result: dict[str, Any] = {"device": device_facts(), "threads": threads}
+    result: dict[str, Any] = {"device": device_facts(), "threads": threads,
+                              "thermal_before": thermal_state()}
 
     def layout(a: np.ndarray) -> np.ndarray:
         return a if batch_axis == 0 else np.moveaxis(a, 0, batch_axis)
@@ -72,6 +154,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         min_seconds=float(job.get("min_seconds", 1.0)),
     )
     result["latency_ms"] = timing.summarize(samples)
+    result["thermal_after"] = thermal_state()
+    result["throttled"] = throttled_during(result["thermal_before"], result["thermal_after"])
     result["peak_rss_mb"] = timing.peak_mb()
     result["baseline_rss_mb"] = base_rss
     if peak_reset and base_rss is not None and result["peak_rss_mb"] is not None:
@@ -93,6 +177,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["--facts"]:
+        print(json.dumps({**device_facts(), "runtimes": runtime_versions(),
+                          "thermal": thermal_state()}))
+        return 0
     if len(argv) != 2:
         print("usage: python -m edgernn.probe JOB.json RESULT.json", file=sys.stderr)
         return 2

@@ -49,9 +49,19 @@ def available() -> list[str]:
     return sorted(_LOADERS)
 
 
+PIP_NAMES = {"onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert",
+             "tflite_runtime": "tflite-runtime", "tensorflow": "tensorflow", "torch": "torch"}
+
+
 def load(name: str, path: str, threads: int = 1, **options: Any) -> Session:
     if name not in _LOADERS:
         raise ValueError(f"unknown runtime {name!r}; known: {', '.join(available())}")
+    try:
+        preimport(name)
+    except ImportError as e:
+        top = _MODULES[name].split(".")[0]
+        raise RuntimeError(f"runtime {name} is not installed here ({e}); install it with: "
+                           f"pip install {PIP_NAMES.get(top, top)}") from None
     return _LOADERS[name](path, threads, **options)
 
 

@@ -1,0 +1,193 @@
+"""SSH runner (paramiko): push the probe, artifacts and data to a Linux device, run the probe
+there, fetch its JSON, remove the remote working directory.
+
+Host keys are verified against known_hosts; an unknown host is refused unless the target says
+``trust_on_first_use: true`` (then its key is recorded). Every remote command is built from
+``shlex.quote``-d words, so paths with spaces, quotes, ``;`` or ``$()`` stay literal.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from edgernn.errors import RunnerError
+from edgernn.runners.base import register_runner
+from edgernn.runners.bundle import probe_zip
+
+SIGNALS = {4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
+
+
+@register_runner("ssh")
+class SshRunner:
+    REQUIRED = ("host",)
+    SCHEMA: dict[str, Any] = {
+        "host": str, "port": int, "user": str, "key": str, "known_hosts": str, "python": str,
+        "trust_on_first_use": bool, "connect_timeout_s": (int, float), "remote_tmp": str,
+        "env": dict,
+    }
+
+    def __init__(self, target: Any):
+        import paramiko
+
+        self.target = target
+        x = target.extra
+        self.host, self.port = x["host"], int(x.get("port", 22))
+        self.user = x.get("user")
+        self.python = shlex.split(x.get("python", "python3"))
+        self.where = f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+        known = Path(x.get("known_hosts", "~/.ssh/known_hosts")).expanduser()
+        client = paramiko.SSHClient()
+        if known.exists():
+            client.load_host_keys(str(known))
+        if x.get("trust_on_first_use"):
+            known.parent.mkdir(parents=True, exist_ok=True)
+            known.touch(exist_ok=True)
+            client.load_host_keys(str(known))  # new keys get saved to this file
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        else:
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        key = x.get("key")
+        try:
+            client.connect(
+                self.host, port=self.port, username=self.user,
+                key_filename=str(Path(key).expanduser()) if key else None,
+                timeout=float(x.get("connect_timeout_s", 10)), banner_timeout=15,
+                auth_timeout=15, allow_agent=False, look_for_keys=key is None,
+            )
+        except paramiko.BadHostKeyException:
+            raise RunnerError(
+                f"host key of {self.where} does NOT match {known} (the device was reinstalled, or "
+                f"someone is in the middle); check it, then remove the old key with "
+                f"ssh-keygen -f {known} -R '[{self.host}]:{self.port}'") from None
+        except paramiko.AuthenticationException:
+            raise RunnerError(f"authentication failed for {self.where} "
+                              f"(key {key or 'default keys'})") from None
+        except paramiko.SSHException as e:
+            if "not found in known_hosts" in str(e):
+                raise RunnerError(
+                    f"host key of {self.where} is unknown: add it to {known} (ssh-keyscan -p "
+                    f"{self.port} {self.host} >> {known}) or set trust_on_first_use: true in "
+                    "the target file") from None
+            raise RunnerError(f"SSH to {self.where} failed: {e}") from None
+        except (TimeoutError, OSError) as e:
+            raise RunnerError(f"cannot reach {self.where}: {e.strerror or e}") from None
+        if x.get("trust_on_first_use"):
+            client.save_host_keys(str(known))
+        self.client = client
+        self.sftp = client.open_sftp()
+        base = x.get("remote_tmp", "/tmp")
+        code, out, err = self.exec(["mktemp", "-d", f"{base.rstrip('/')}/edgernn-XXXXXXXXXX"])
+        if code != 0:
+            raise RunnerError(f"cannot create a working directory on {self.where}: {err.strip()}")
+        self.workdir = out.strip()
+        self.uploaded: dict[tuple[str, float], str] = {}
+        self.put_bytes(probe_zip(), "probe.zip")
+
+    # -- remote primitives -------------------------------------------------------------
+    def exec(self, argv: list[str], timeout: float | None = None,
+             env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """Run ``argv`` (each word quoted) on the device; return (exit code, stdout, stderr)."""
+        words = [shlex.quote(str(a)) for a in argv]
+        if env:
+            words = ["env", *[shlex.quote(f"{k}={v}") for k, v in env.items()], *words]
+        # run under sh and print $? ourselves: sshd reports a signal death as "exit-signal",
+        # which paramiko drops (exit status -1); the shell turns it into 128 + signal number
+        script = " ".join(words) + "; echo __edgernn_rc=$? >&2"
+        cmd = "sh -c " + shlex.quote(script)
+        try:
+            _, stdout, stderr = self.client.exec_command(cmd, timeout=timeout)
+            chan = stdout.channel
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not chan.exit_status_ready():
+                if deadline and time.monotonic() > deadline:
+                    chan.close()
+                    raise RunnerError(f"command on {self.where} timed out after {timeout:.0f} s")
+                time.sleep(0.05)
+            out = stdout.read().decode(errors="replace")
+            err = stderr.read().decode(errors="replace")
+            code = chan.recv_exit_status()
+            lines = err.rstrip("\n").rsplit("\n", 1)
+            if lines and lines[-1].startswith("__edgernn_rc="):
+                code = int(lines[-1].split("=", 1)[1])
+                err = lines[0] if len(lines) == 2 else ""
+            else:
+                code = -1  # the shell itself died: killed, or the connection dropped
+            return code, out, err
+        except (TimeoutError, OSError, EOFError) as e:
+            raise RunnerError(f"connection to {self.where} lost: {e}") from None
+
+    def remote(self, name: str) -> str:
+        return f"{self.workdir}/{name}"
+
+    def put_bytes(self, data: bytes, name: str) -> str:
+        try:
+            with self.sftp.open(self.remote(name), "wb") as f:
+                f.write(data)
+        except (OSError, EOFError) as e:
+            raise RunnerError(f"upload of {name} to {self.where} failed: {e}") from None
+        return self.remote(name)
+
+    def put(self, local: Path, name: str) -> str:
+        key = (str(local.resolve()), local.stat().st_mtime)
+        if key in self.uploaded:
+            return self.uploaded[key]
+        try:
+            self.sftp.put(str(local), self.remote(name))
+        except (OSError, EOFError) as e:
+            raise RunnerError(f"upload of {local.name} to {self.where} failed "
+                              f"({e.strerror or e}; is the device's disk full?)") from None
+        self.uploaded[key] = self.remote(name)
+        return self.uploaded[key]
+
+    # -- runner interface --------------------------------------------------------------
+    def facts(self) -> dict[str, Any]:
+        code, out, err = self.exec([*self.python, self.remote("probe.zip"), "--facts"],
+                                   timeout=120)
+        if code != 0:
+            tail = (err.strip().splitlines() or ["no output"])[-1]
+            raise RunnerError(f"{' '.join(self.python)} on {self.where} failed: {tail[:300]}")
+        return json.loads(out)
+
+    def measure(self, job: dict[str, Any], files: dict[str, Path]) -> dict[str, Any]:
+        remote_files = {}
+        for i, (key, local) in enumerate(sorted(files.items())):
+            remote_files[key] = self.put(Path(local), f"{key}-{i}{Path(local).suffix}")
+        job = {k: (remote_files[v] if isinstance(v, str) and v in remote_files else v)
+               for k, v in job.items()}
+        job.pop("save_outputs", None)
+        self.put_bytes(json.dumps(job).encode(), "job.json")
+        self.exec(["rm", "-f", self.remote("result.json")])
+        threads = str(job.get("threads", 1))
+        env = {"OMP_NUM_THREADS": threads, **{k: str(v) for k, v in
+                                               self.target.extra.get("env", {}).items()}}
+        code, _, err = self.exec(
+            [*self.python, self.remote("probe.zip"), self.remote("job.json"),
+             self.remote("result.json")], timeout=self.target.timeout_s, env=env)
+        try:
+            with self.sftp.open(self.remote("result.json"), "rb") as f:
+                result = json.loads(f.read())
+        except (OSError, EOFError, ValueError):
+            result = None
+        if result is None:
+            if code > 128 and code - 128 in SIGNALS:
+                raise RunnerError(f"runtime crashed on {self.where} ({SIGNALS[code - 128]})")
+            if code == -1:
+                raise RunnerError(f"connection to {self.where} lost while measuring")
+            tail = (err.strip().splitlines() or ["no output"])[-1]
+            raise RunnerError(f"probe on {self.where} exited with code {code}: {tail[:300]}")
+        if not result.get("ok"):
+            raise RunnerError(f"on {self.where}: {result.get('error', 'probe failed')}")
+        return result
+
+    def close(self) -> None:
+        try:
+            if getattr(self, "workdir", None):
+                self.exec(["rm", "-rf", "--", self.workdir], timeout=60)
+        except RunnerError:
+            pass
+        finally:
+            self.client.close()

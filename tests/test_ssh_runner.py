@@ -1,0 +1,214 @@
+"""The SSH runner against a real OpenSSH server on 127.0.0.1 whose sessions run in an
+emulated arm64 Debian root (qemu-user): a STAND-IN for a Raspberry Pi (scripts/emulated_pi.sh).
+Timings under emulation are not Pi latency; these tests check correctness, not speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "scripts" / "emulated_pi.sh"
+PI_DIR = Path(os.environ.get("EDGERNN_PI_DIR", "/var/tmp/edgernn-pi"))
+FAST = ["--runs", "10", "--min-seconds", "0", "--warmup", "1"]
+
+
+@pytest.fixture(scope="session")
+def pi() -> dict:
+    """Build (or restore from cache) and start the emulated Pi; skip loudly if impossible."""
+    started_here = subprocess.run([str(SCRIPT), "status"], capture_output=True).returncode != 0
+    for step in (["build"], ["start"]):
+        proc = subprocess.run([str(SCRIPT), *step], capture_output=True, text=True)
+        if proc.returncode == 77:
+            pytest.skip(f"EMULATED PI UNAVAILABLE, SSH runner untested: {proc.stderr.strip()}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    target = PI_DIR / "state" / "rpi-emulated.yaml"
+    yield {"target": target, "spec": yaml.safe_load(target.read_text()),
+           "root": PI_DIR / "root", "state": PI_DIR / "state"}
+    if started_here:
+        subprocess.run([str(SCRIPT), "stop"], capture_output=True)
+
+
+def variant_target(pi, tmp_path: Path, name: str = "pi-variant", **changes) -> Path:
+    spec = {**pi["spec"], "name": name, **changes}
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(spec))
+    return p
+
+
+def leftover_dirs(pi) -> list[str]:
+    return sorted(p.name for p in (pi["root"] / "tmp").glob("edgernn-*"))
+
+
+@pytest.fixture(scope="module")
+def pi_bench(pi, weather_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pibench")
+    before = leftover_dirs(pi)
+    code, stdout, err = _cli(["bench", weather_models["lstm"], "--data", weather_models["eval"],
+                              "--target", pi["target"], "--format", "onnx", "--quantize",
+                              "dynamic", "--out", out, *FAST])
+    assert code == 0, err
+    rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())}
+    return {"rows": rows, "stdout": stdout, "before": before, "out": out}
+
+
+def _cli(args):
+    import contextlib
+    import io
+    import sys
+
+    from edgernn.cli import main
+
+    so, se = io.StringIO(), io.StringIO()
+    old, sys.argv = sys.argv, ["edgernn", *map(str, args)]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
+            main()
+    except SystemExit as e:
+        code = int(e.code or 0)
+    finally:
+        sys.argv = old
+    return code, so.getvalue(), se.getvalue()
+
+
+def test_variants_run_on_arm64_and_match_the_host(pi_bench, weather_models):
+    import numpy as np
+    import onnxruntime as ort
+
+    rows = pi_bench["rows"]
+    base = rows["lstm/torch-fp32"]
+    assert base["target"] == "host" and base["emulated"] is False
+    data = np.load(weather_models["eval"])
+    for v in ("onnx-fp32", "onnx-int8-dynamic"):
+        r = rows[f"lstm/{v}"]
+        assert r["status"] == "ok", r
+        assert r["device"]["machine"] == "aarch64" and r["emulated"] is True
+        assert r["runtime"] == "onnxruntime" and r["runtime_version"]
+        # the device's own accuracy equals the host onnxruntime's on the same file
+        path = pi_bench["out"] / "lstm" / f"lstm.onnx.{v.removeprefix('onnx-')}.onnx"
+        sess = ort.InferenceSession(str(path))
+        name = sess.get_inputs()[0].name
+        host = np.concatenate([sess.run(None, {name: data["x"][i:i + 1]})[0]
+                               for i in range(len(data["x"]))])
+        assert r["value"] == pytest.approx(float(np.mean(host.argmax(1) == data["y"])))
+    assert rows["lstm/onnx-fp32"]["parity_max_abs_diff"] < 1e-4  # vs host PyTorch, on device
+    assert "(emulated)" in pi_bench["stdout"]
+
+
+def test_remote_working_directory_is_removed(pi, pi_bench):
+    assert leftover_dirs(pi) == pi_bench["before"]
+
+
+def test_targets_check_reports_the_device(pi, capsys):
+    code, out, err = run_cli(["targets", "check", pi["target"]], capsys)
+    assert code == 0, err
+    assert "aarch64" in out and "Cortex-A72" in out and "onnxruntime: 1." in out
+
+
+def test_missing_runtime_names_the_install_line(pi, tmp_path, capsys):
+    t = variant_target(pi, tmp_path, python="/usr/bin/python3")  # no runtimes installed there
+    code, _, err = run_cli(["targets", "check", t], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert "lacks onnxruntime (for onnx)" in err and "pip install" in err
+
+
+def test_missing_runtime_in_bench_is_a_failed_row(pi, weather_models, tmp_path):
+    t = variant_target(pi, tmp_path, python="/usr/bin/python3")
+    code, _, err = _cli(["bench", weather_models["gru"], "--data", weather_models["eval"],
+                         "--target", t, "--format", "onnx", "--quantize", "none",
+                         "--out", tmp_path, *FAST])
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "results.json").read_text())}
+    assert rows["gru/torch-fp32"]["status"] == "ok"
+    assert rows["gru/onnx-fp32"]["status"] == "run failed"
+    assert "pip install numpy" in rows["gru/onnx-fp32"]["reason"]
+
+
+def test_host_key_mismatch_is_refused_and_rows_are_kept(pi, weather_models, tmp_path):
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[127.0.0.1]:{pi['spec']['port']} " + other.with_suffix(".pub").read_text())
+    t = variant_target(pi, tmp_path, known_hosts=str(kh))
+    code, _, err = _cli(["bench", weather_models["gru"], "--data", weather_models["eval"],
+                         "--target", t, "--format", "onnx", "--quantize", "none",
+                         "--out", tmp_path, *FAST])
+    assert code == 1 and "does NOT match" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [r["variant"] for r in rows] == ["gru/torch-fp32"]
+
+
+def test_unknown_host_refused_unless_trust_on_first_use(pi, tmp_path, capsys):
+    kh = tmp_path / "empty_known_hosts"
+    kh.write_text("")
+    t = variant_target(pi, tmp_path, known_hosts=str(kh))
+    code, _, err = run_cli(["targets", "check", t], capsys)
+    assert code == 1 and "is unknown" in err and "trust_on_first_use" in err
+    t = variant_target(pi, tmp_path, known_hosts=str(kh), trust_on_first_use=True)
+    code, _, err = run_cli(["targets", "check", t], capsys)
+    assert code == 0, err
+    assert f"[127.0.0.1]:{pi['spec']['port']}" in kh.read_text()
+
+
+def test_unreachable_host_and_bad_key(pi, tmp_path, capsys):
+    t = variant_target(pi, tmp_path, port=1)
+    code, _, err = run_cli(["targets", "check", t], capsys)
+    assert code == 1 and "cannot reach root@127.0.0.1:1" in err
+    bad = tmp_path / "bad_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(bad)], check=True)
+    t = variant_target(pi, tmp_path, key=str(bad))
+    code, _, err = run_cli(["targets", "check", t], capsys)
+    assert code == 1 and "authentication failed" in err
+
+
+def test_remote_crash_is_a_failed_row_and_cleans_up(pi, weather_models, tmp_path):
+    before = leftover_dirs(pi)
+    result = {}
+
+    def bench():
+        result["run"] = _cli(["bench", weather_models["gru"], "--data", weather_models["eval"],
+                              "--target", pi["target"], "--format", "onnx", "--quantize", "none",
+                              "--out", tmp_path, "--runs", "10", "--min-seconds", "120",
+                              "--warmup", "1"])
+
+    th = threading.Thread(target=bench)
+    th.start()
+    killed = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and th.is_alive() and not killed:
+        time.sleep(1)
+        # the probe runs as "python3 probe.zip JOB RESULT" inside the root; signal it
+        killed = subprocess.run(["pkill", "-SEGV", "-f", "bin/python3 /tmp/edgernn-[^ ]*/probe.zip"],
+                                capture_output=True).returncode == 0
+    th.join(300)
+    assert killed, "the remote probe never started"
+    code, _, err = result["run"]
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "results.json").read_text())}
+    assert rows["gru/torch-fp32"]["status"] == "ok"
+    assert rows["gru/onnx-fp32"]["status"] == "run failed"
+    assert "crashed" in rows["gru/onnx-fp32"]["reason"] and "SIGSEGV" in rows["gru/onnx-fp32"]["reason"]
+    assert leftover_dirs(pi) == before
+
+
+def test_quotes_spaces_and_shell_syntax_in_remote_paths(pi, weather_models, tmp_path):
+    weird = "/tmp/edgernn q'uote $(touch /tmp/pwned) ; x"
+    (pi["root"] / weird.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    t = variant_target(pi, tmp_path, remote_tmp=weird)
+    code, _, err = _cli(["bench", weather_models["gru"], "--data", weather_models["eval"],
+                         "--target", t, "--format", "onnx", "--quantize", "none",
+                         "--out", tmp_path, *FAST])
+    assert code == 0, err
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "results.json").read_text())}
+    assert rows["gru/onnx-fp32"]["status"] == "ok"
+    assert not (pi["root"] / "tmp" / "pwned").exists()
+    assert list((pi["root"] / weird.lstrip("/")).iterdir()) == []
