@@ -281,15 +281,18 @@ def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
     from edgernn.table import selection_table
 
     store = Store(db)
-    rows = store.rows(target, models)
-    if not rows:
-        raise EdgeRNNError(f"no stored rows{' for target ' + target if target else ''} in "
-                           f"{store.path}; run edgernn bench first")
+    rows = store.rows(None, models)
     targets = sorted({r["target"] for r in rows if r["target"] != "host"})
+    if target and target not in targets:
+        raise EdgeRNNError(f"no stored rows for target {target} in {store.path} (targets there: "
+                           f"{', '.join(targets) or 'none'}); run edgernn bench first")
+    if not targets:
+        raise EdgeRNNError(f"no stored rows in {store.path}; run edgernn bench first")
     if not target and len(targets) > 1:
         raise EdgeRNNError(f"rows from several targets ({', '.join(targets)}); pass --target")
+    target = target or targets[0]
     budget = Budget(max_latency_ms, max_size_mb, max_drop, latency_stat)
-    sel = select(rows, budget, metric, prefer)
+    sel = select(rows, budget, metric, prefer, target=target)
     out.print(selection_table(sel))
     for line in sel.explanation:
         out.print(line, highlight=False)
@@ -298,6 +301,38 @@ def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
     if sel.pick is None:
         raise EdgeRNNError(sel.explanation[0] + (" " + sel.explanation[1]
                                                  if len(sel.explanation) > 1 else ""))
+
+
+@cli.command()
+@db_option
+@click.option("--target", "targets_", multiple=True, help="Only these targets (default: all).")
+@click.option("--model", "models", multiple=True, help="Only these models (name or sha256).")
+@click.option("--max-latency-ms", type=click.FloatRange(0, min_open=True))
+@click.option("--max-size-mb", type=click.FloatRange(0, min_open=True))
+@click.option("--max-drop", type=float)
+@click.option("--metric")
+@click.option("--latency-stat", type=click.Choice(["p50", "p90", "p99", "mean"]), default="p50")
+@click.option("--prefer", type=click.Choice(["latency", "size", "accuracy"]), default="latency")
+@click.option("--out", "out_dir", default="edgernn-report", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+def report(db: Path | None, targets_: tuple[str, ...], models: tuple[str, ...],
+           max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
+           metric: str | None, latency_stat: str, prefer: str, out_dir: Path) -> None:
+    """Write an HTML page and a Markdown file: tables, Pareto plots, latency distributions
+    and the selection with its reasons."""
+    from edgernn.report import write_report
+    from edgernn.select import Budget
+    from edgernn.store import Store
+
+    store = Store(db)
+    rows = store.rows(None, models)
+    if targets_:
+        rows = [r for r in rows if r["target"] in (*targets_, "host")]
+    if not rows:
+        raise EdgeRNNError(f"no stored rows in {store.path}; run edgernn bench first")
+    page, md = write_report(rows, out_dir, Budget(max_latency_ms, max_size_mb, max_drop,
+                                                  latency_stat), prefer, metric)
+    out.print(f"wrote {page} and {md}")
 
 
 @cli.group(invoke_without_command=True)

@@ -71,16 +71,27 @@ def pareto_front(cands: list[Candidate]) -> list[Candidate]:
 
 
 def candidates_from_rows(
-    rows: list[dict[str, Any]], metric: str | None, budget: Budget
+    rows: list[dict[str, Any]], metric: str | None, budget: Budget, target: str | None = None
 ) -> tuple[str, list[Candidate], list[tuple[str, str]]]:
     """Usable rows become candidates, with the drop recomputed for ``metric`` against each
     model's fp32 PyTorch row; the others are listed with the reason they were left out."""
     excluded: list[tuple[str, str]] = []
     metric = metric or next((r["metric"] for r in rows if r.get("metric")), "accuracy")
-    baselines = {r["model_sha256"]: r for r in rows
-                 if r["variant"].endswith("/torch-fp32") and r.get("metrics")}
+    # drop is measured against the BEST fp32 PyTorch model evaluated on the same data, so a
+    # weak model quantized without loss does not look as good as a strong one
+    sign = 1 if HIGHER_IS_BETTER.get(metric, True) else -1
+    baselines: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["variant"].endswith("/torch-fp32") and metric in (r.get("metrics") or {}):
+            key = r.get("data_sha256") or ""
+            best = baselines.get(key)
+            if best is None or sign * r["metrics"][metric] > sign * best["metrics"][metric]:
+                baselines[key] = r
+    own = {r["model_sha256"] for r in rows if r["variant"].endswith("/torch-fp32")}
     cands = []
     for r in rows:
+        if target is not None and r["target"] != target:
+            continue  # e.g. the host's PyTorch row: a baseline, not deployable on the target
         if r["status"] != "ok":
             excluded.append((r["variant"], f"status {r['status']}"
                              + (f": {r['reason']}" if r.get("reason") else "")))
@@ -89,8 +100,8 @@ def candidates_from_rows(
         if metric not in metrics:
             excluded.append((r["variant"], f"has no {metric} (task metric is {r.get('metric')})"))
             continue
-        base = baselines.get(r["model_sha256"])
-        if base is None:
+        base = baselines.get(r.get("data_sha256") or "")
+        if base is None or r["model_sha256"] not in own:
             excluded.append((r["variant"], "no fp32 PyTorch baseline row to compare against"))
             continue
         lat = (r.get("latency_ms") or {}).get(budget.latency_stat)
@@ -135,9 +146,10 @@ def _pick(feasible: list[Candidate], prefer: str, tie: float) -> Candidate | Non
 
 
 def select(rows: list[dict[str, Any]], budget: Budget, metric: str | None = None,
-           prefer: str = "latency", tie: float = 0.05) -> Selection:
-    """Pareto set of the usable rows and the best feasible one under ``budget``."""
-    metric, cands, excluded = candidates_from_rows(rows, metric, budget)
+           prefer: str = "latency", tie: float = 0.05, target: str | None = None) -> Selection:
+    """Pareto set of the usable rows (of ``target``, if given) and the best feasible one under
+    ``budget``. Baselines may come from any row of the same model (the host's PyTorch row)."""
+    metric, cands, excluded = candidates_from_rows(rows, metric, budget, target)
     for c in cands:
         c.failed = check_budget(c, budget, metric)
     front = pareto_front(cands)
@@ -165,7 +177,7 @@ def explain(metric: str, cands: list[Candidate], front: list[Candidate],
             f"Pick: {pick.name} on {pick.row['target']} ({pick.row['runtime']} "
             f"{pick.row.get('runtime_version') or ''}): latency {stat} {pick.latency:.3g} ms, "
             f"{pick.size_mb:.3g} MB, {metric} {pick.value:.4g} ({better} is better; drop "
-            f"{pick.drop:+.4g} vs fp32 PyTorch)."
+            f"{pick.drop:+.4g} vs the best fp32 PyTorch model on this data)."
         )
         why = {"latency": "fastest (latencies within 5% count as equal; then smaller wins)",
                "size": "smallest", "accuracy": "most accurate"}[prefer]

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+./scripts/system_deps.sh
 . .venv/bin/activate
 ruff check edgernn tests benchmarks scripts
 python -m pytest -q "$@"

@@ -74,3 +74,25 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
         sys.argv = old
     cap = capsys.readouterr()
     return code, cap.out, cap.err
+
+
+def cli(args: list) -> tuple[int, str, str]:
+    """Run the real entry point in-process with stdout/stderr captured (usable anywhere,
+    including session-scoped fixtures); return (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from edgernn.cli import main
+
+    so, se = io.StringIO(), io.StringIO()
+    old = sys.argv
+    sys.argv = ["edgernn", *map(str, args)]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
+            main()
+    except SystemExit as e:
+        code = int(e.code or 0)
+    finally:
+        sys.argv = old
+    return code, so.getvalue(), se.getvalue()

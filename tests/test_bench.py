@@ -13,6 +13,7 @@ import torch
 from edgernn.bench import judge
 from edgernn.loading import load_model
 from edgernn.probe.metrics import agreement, compute_metrics
+from tests.conftest import cli
 
 FAST = ["--runs", "20", "--min-seconds", "0", "--warmup", "2"]
 ROW_CONTRACT = {"variant", "format", "quantization", "runtime", "status", "size_bytes",
@@ -33,28 +34,7 @@ def weather_bench(weather_models, workdir, capsys_session):
 
 @pytest.fixture(scope="session")
 def capsys_session():
-    """Run the CLI in-process with output captured (session-scoped fixtures cannot use capsys)."""
-    import contextlib
-    import io
-    import sys
-
-    from edgernn.cli import main
-
-    def run(args):
-        so, se = io.StringIO(), io.StringIO()
-        old = sys.argv
-        sys.argv = ["edgernn", *map(str, args)]
-        code = 0
-        try:
-            with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
-                main()
-        except SystemExit as e:
-            code = int(e.code or 0)
-        finally:
-            sys.argv = old
-        return code, so.getvalue(), se.getvalue()
-
-    return run
+    return cli
 
 
 def test_every_variant_measured_for_lstm_and_gru(weather_bench):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import cli as _cli
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,26 +60,6 @@ def pi_bench(pi, weather_models, tmp_path_factory):
     assert code == 0, err
     rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())}
     return {"rows": rows, "stdout": stdout, "before": before, "out": out}
-
-
-def _cli(args):
-    import contextlib
-    import io
-    import sys
-
-    from edgernn.cli import main
-
-    so, se = io.StringIO(), io.StringIO()
-    old, sys.argv = sys.argv, ["edgernn", *map(str, args)]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
-            main()
-    except SystemExit as e:
-        code = int(e.code or 0)
-    finally:
-        sys.argv = old
-    return code, so.getvalue(), se.getvalue()
 
 
 def test_variants_run_on_arm64_and_match_the_host(pi_bench, weather_models):

@@ -42,6 +42,8 @@ def summarize(samples_ms: list[float]) -> dict[str, float]:
         "p50": float(q50), "p90": float(q90), "p99": float(q99), "mean": float(a.mean()),
         "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "min": float(a.min()),
         "max": float(a.max()), "iqr": float(q75 - q25), "count": int(len(a)),
+        # every 5th percentile, so reports can draw the distribution without raw samples
+        "quantiles": [float(v) for v in np.percentile(a, np.arange(0, 101, 5))],
     }
 
 
