@@ -20,6 +20,7 @@ from edgernn.formats import expand_formats, get_format
 from edgernn.loading import LoadedModel, sha256_file
 from edgernn.probe import runtimes
 from edgernn.quantize import NotApplicable, quantizers_for, unsupported_reason
+from edgernn.quantize.base import CALIBRATED
 
 MANIFEST = "manifest.json"
 FP32_ATOL = 1e-4
@@ -136,7 +137,7 @@ def export_model(
                 continue
             art.export_seconds = time.perf_counter() - t0
             art.plugin = pname
-            if art.calibration is None and calib_source and q.mode == "int8":
+            if art.calibration is None and calib_source and q.mode in CALIBRATED:
                 art.calibration = calib_source
             arts.append(_finish(art, model))
     manifest = {

@@ -3,5 +3,5 @@
 # export + quantize every variant, measure each on this host, print one table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+EXTRAS=${EXTRAS:-tflite} ./scripts/setup.sh
 exec .venv/bin/edgernn demo "$@"

@@ -40,7 +40,9 @@ def capsys_session():
 def test_every_variant_measured_for_lstm_and_gru(weather_bench):
     rows = weather_bench["rows"]
     for model in ("lstm", "gru"):
-        for v in ("torch-fp32", "onnx-fp32", "onnx-int8-dynamic", "onnx-fp16"):
+        for v in ("torch-fp32", "onnx-fp32", "onnx-int8-dynamic", "onnx-fp16",
+                  "tflite-litert-fp32", "tflite-litert-int8-dynamic", "tflite-litert-fp16",
+                  "tflite-litert-int8"):
             r = rows[f"{model}/{v}"]
             assert r["status"] == "ok", r
             assert set(r) >= ROW_CONTRACT and set(r["latency_ms"]) >= LATENCY_CONTRACT
@@ -50,6 +52,10 @@ def test_every_variant_measured_for_lstm_and_gru(weather_bench):
             assert r["threads"] == 1 and r["runtime_version"]
             assert r["peak_mb"] is not None and r["device"]["machine"]
     assert "onnx-int8-dynamic" in weather_bench["stdout"]
+    assert rows["lstm/onnx-int8"]["status"] == "skipped"  # said, not silently missing
+    cal = rows["lstm/tflite-litert-int8"]["calibration"]
+    assert "evenly spaced samples of the evaluation data" in cal  # and it says so
+    assert any(cal in n for n in rows["lstm/tflite-litert-int8"]["notes"])
 
 
 def test_sizes_are_real_file_sizes(weather_bench):
@@ -88,12 +94,14 @@ def test_csv_has_one_line_per_row(weather_bench):
         lines = list(csv.DictReader(f))
     assert len(lines) == len(weather_bench["rows"])
     assert {ln["variant"] for ln in lines} == set(weather_bench["rows"])
-    assert all(ln["latency_p50_ms"] for ln in lines)
+    assert all(ln["latency_p50_ms"] for ln in lines if ln["status"] == "ok")
+    assert all(ln["reason"] for ln in lines if ln["status"] != "ok")
 
 
 def test_forecaster_bench_uses_mae(temps_model, tmp_path, capsys_session):
     code, _, err = capsys_session(["bench", temps_model["model"], "--data", temps_model["eval"],
-                                   "--out", tmp_path, "--quantize", "fp16", *FAST])
+                                   "--out", tmp_path, "--format", "onnx", "--quantize", "fp16",
+                                   *FAST])
     assert code == 0, err
     rows = {r["variant"]: r for r in json.loads((tmp_path / "results.json").read_text())}
     base, half = rows["temps_gru/torch-fp32"], rows["temps_gru/onnx-fp16"]
@@ -103,10 +111,11 @@ def test_forecaster_bench_uses_mae(temps_model, tmp_path, capsys_session):
 
 def test_token_model_bench(tokens_model, tmp_path, capsys_session):
     code, _, err = capsys_session(["bench", tokens_model["model"], "--data",
-                                   tokens_model["eval"], "--out", tmp_path, *FAST])
+                                   tokens_model["eval"], "--out", tmp_path, "--format", "onnx",
+                                   *FAST])
     assert code == 0, err
     rows = json.loads((tmp_path / "results.json").read_text())
-    assert {r["status"] for r in rows} == {"ok"}
+    assert {r["status"] for r in rows if r["quantization"] != "int8"} == {"ok"}
     assert any("GRU op(s) stay fp32" in n for r in rows for n in r["notes"])
 
 
@@ -129,7 +138,7 @@ def test_rows_survive_a_later_failure(weather_models, tmp_path, capsys_session):
     bad = tmp_path / "zz_broken.pt"
     bad.write_bytes(b"not a model")
     code, _, err = capsys_session(["bench", weather_models["gru"], bad, "--data",
-                                   weather_models["eval"], "--out", tmp_path,
+                                   weather_models["eval"], "--out", tmp_path, "--format", "onnx",
                                    "--quantize", "none", *FAST])
     assert code == 1
     assert "zz_broken.pt is not a PyTorch model file" in err

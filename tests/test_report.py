@@ -21,7 +21,7 @@ def benched(weather_models, tmp_path_factory, capsys_module):
     db = d / "r.db"
     code, _, err = capsys_module(["bench", weather_models["lstm"], weather_models["gru"],
                                   "--data", weather_models["eval"], "--out", d / "b",
-                                  "--db", db, *FAST])
+                                  "--db", db, "--format", "onnx", *FAST])
     assert code == 0, err
     return {"dir": d, "db": db}
 

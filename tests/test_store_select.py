@@ -93,7 +93,7 @@ def test_rerun_reuses_store_and_force_remeasures(weather_models, tmp_path, capsy
 
     db = tmp_path / "r.db"
     args = ["bench", weather_models["gru"], "--data", weather_models["eval"], "--out",
-            tmp_path / "o", "--db", db, "--quantize", "fp16", *FAST]
+            tmp_path / "o", "--db", db, "--format", "onnx", "--quantize", "fp16", *FAST]
     assert run_cli(args, capsys)[0] == 0
     n = Store(db).count()
     assert n == 3  # torch, onnx fp32, onnx fp16
@@ -111,8 +111,8 @@ def test_two_benches_at_once_lose_no_rows(weather_models, tmp_path):
     jobs = []
     for name in ("lstm", "gru"):
         jobs.append(["bench", str(weather_models[name]), "--data", str(weather_models["eval"]),
-                     "--out", str(tmp_path / name), "--db", db, "--quantize", "dynamic,fp16",
-                     *FAST])
+                     "--out", str(tmp_path / name), "--db", db, "--format", "onnx",
+                     "--quantize", "dynamic,fp16", *FAST])
     ctx = mp.get_context("spawn")
     with ctx.Pool(2) as pool:
         codes = pool.map(_bench_into, jobs)
@@ -127,7 +127,7 @@ def test_select_cli_exit_codes(weather_models, tmp_path, capsys):
 
     db = tmp_path / "s.db"
     assert run_cli(["bench", weather_models["lstm"], "--data", weather_models["eval"], "--out",
-                    tmp_path / "o", "--db", db, *FAST], capsys)[0] == 0
+                    tmp_path / "o", "--db", db, "--format", "onnx", *FAST], capsys)[0] == 0
     code, out, _ = run_cli(["select", "--db", db, "--json", tmp_path / "sel.json"], capsys)
     assert code == 0 and "PICK" in out and "Pick: lstm/" in out
     sel = json.loads((tmp_path / "sel.json").read_text())

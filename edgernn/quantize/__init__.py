@@ -2,6 +2,7 @@
 
 from edgernn.quantize import onnx_dynamic as _onnx_dynamic  # noqa: F401
 from edgernn.quantize import onnx_fp16 as _onnx_fp16  # noqa: F401
+from edgernn.quantize import tflite_litert as _tflite_litert  # noqa: F401
 from edgernn.quantize.base import (
     MODES,
     NotApplicable,
@@ -13,6 +14,10 @@ from edgernn.quantize.base import (
     unsupported_reason,
 )
 
+register_unsupported(
+    "onnx", "int16x8",
+    "int16x8 is not offered for ONNX: onnxruntime has no int16-activation LSTM/GRU kernels",
+)
 register_unsupported(
     "onnx", "int8",
     "full int8 is not offered for ONNX: onnxruntime static (QDQ) quantization leaves LSTM/GRU in "

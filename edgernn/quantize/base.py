@@ -9,7 +9,8 @@ from edgernn.artifact import Artifact
 from edgernn.loading import LoadedModel
 
 # user-facing modes (``--quantize``); each quantizer serves one (format, mode)
-MODES = ("dynamic", "fp16", "int8")
+MODES = ("dynamic", "fp16", "int8", "int16x8")
+CALIBRATED = ("int8", "int16x8")  # modes that need calibration inputs
 
 
 class NotApplicable(Exception):
