@@ -193,3 +193,34 @@ def test_quotes_spaces_and_shell_syntax_in_remote_paths(pi, weather_models, tmp_
     assert rows["gru/onnx-fp32"]["status"] == "ok"
     assert not (pi["root"] / "tmp" / "pwned").exists()
     assert list((pi["root"] / weird.lstrip("/")).iterdir()) == []
+
+
+def test_old_runtime_on_device_shows_its_own_wrong_accuracy(pi, weather_models, tmp_path):
+    """tflite-runtime 2.14 (numpy<2) on the device computes dynamic-range files wrongly; the
+    accuracy in the row must be the device's own, not the host's."""
+    t = variant_target(pi, tmp_path, "pi-tflite214", python="/usr/local/bin/python3-tflite214",
+                       formats=["tflite-litert"], runtimes={"tflite": "tflite_runtime"},
+                       quantize=["dynamic"])
+    code, _, err = _cli(["bench", weather_models["lstm"], "--data", weather_models["eval"],
+                         "--target", t, "--out", tmp_path, *FAST])
+    assert code == 0, err
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "results.json").read_text())}
+    base = rows["lstm/torch-fp32"]["value"]
+    fp32, dyn = rows["lstm/tflite-litert-fp32"], rows["lstm/tflite-litert-int8-dynamic"]
+    for r in (fp32, dyn):
+        assert r["runtime"] == "tflite_runtime" and r["runtime_version"] == "2.14.0"
+        assert r["device"]["machine"] == "aarch64" and r["device"]["numpy"].startswith("1.")
+    assert fp32["status"] == "ok" and fp32["value"] == pytest.approx(base)
+    # the same dynamic-range file is right on the host's LiteRT ...
+    import numpy as np
+
+    from edgernn.probe import runtimes
+
+    data = np.load(weather_models["eval"])
+    sess = runtimes.load("litert", str(tmp_path / "lstm" / "lstm.tflite-litert.int8-dynamic.tflite"))
+    host = np.concatenate([sess.run(data["x"][i:i + 1]) for i in range(len(data["x"]))])
+    host_acc = float(np.mean(host.argmax(1) == data["y"]))
+    assert abs(host_acc - base) < 0.02
+    # ... and wrong on the device, which is what the row reports
+    assert dyn["value"] < host_acc - 0.1
+    assert dyn["status"] == "accuracy collapsed" and dyn["agreement"] < 0.9
