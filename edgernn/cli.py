@@ -304,6 +304,79 @@ def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
 
 
 @cli.command()
+@click.argument("data", nargs=-1, required=True)
+@click.option("--hidden", default=64, show_default=True, type=click.IntRange(1),
+              help="Hidden size of every contender (one size class).")
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--max-train", type=click.IntRange(1), help="Use only the first N training windows.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--train-threads", default=1, show_default=True, type=click.IntRange(1),
+              help="Torch threads while training (1 keeps epoch times comparable).")
+@click.option("--target", "targets_", multiple=True, default=["x86"], show_default=True,
+              help="Targets to bench the contenders on (repeatable); --no-bench to skip.")
+@click.option("--no-bench", is_flag=True, help="Only train and compare training.")
+@click.option("--format", "fmt", default=None, help="Formats to bench (default: the target's).")
+@click.option("--quantize", default=None, help="Quantizations (default: the target's).")
+@click.option("--max-latency-ms", type=click.FloatRange(0, min_open=True))
+@click.option("--max-size-mb", type=click.FloatRange(0, min_open=True))
+@click.option("--max-drop", type=float)
+@click.option("--runs", "min_runs", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--min-seconds", default=1.0, show_default=True, type=click.FloatRange(0))
+@click.option("--out", "out_dir", default="edgernn-compare", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@db_option
+def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | None, seed: int,
+            train_threads: int, targets_: tuple[str, ...], no_bench: bool, fmt: str | None,
+            quantize: str | None,
+            max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
+            min_runs: int, min_seconds: float, out_dir: Path, json_path: Path | None,
+            db: Path | None) -> None:
+    """LSTM vs GRU vs GRU+LSTM on DATA (bundled dataset names or .npz files): same training
+    budget, then each one's best deployable variant per target."""
+    import json
+
+    from edgernn.api import bench as api_bench
+    from edgernn.bench import BenchSettings
+    from edgernn.compare import run_compare, target_level
+    from edgernn.quantize import MODES
+    from edgernn.select import Budget
+    from edgernn.store import Store
+    from edgernn.table import compare_table
+
+    budget = Budget(max_latency_ms, max_size_mb, max_drop)
+    settings = BenchSettings(
+        store=Store(db), min_runs=min_runs, min_seconds=min_seconds, formats=_formats(fmt),
+        modes=_split(quantize, list(MODES), "quantization") if quantize else None)
+    for t in targets_:
+        from edgernn.target import load_target
+
+        load_target(t)  # fail early on a bad target name
+
+    def bench_fn(models: list[Path], data_path: Path, work: Path) -> list[dict]:
+        rows: list[dict] = []
+        for t in targets_:
+            with err.status(f"bench on {t}") as st:
+                rows += api_bench(models, t, data_path, work / t, settings,
+                                  on_step=lambda m: st.update(m))
+        return rows
+
+    with _progress() as progress:
+        results = run_compare(list(data), out_dir, hidden=hidden, epochs=epochs, seed=seed,
+                              max_train=max_train, threads=train_threads,
+                              bench_fn=None if no_bench else bench_fn,
+                              budget=budget, progress=progress)
+    payload = []
+    for ds, group in results.items():
+        level = target_level(group)
+        out.print(compare_table(ds, group, level))
+        payload += [c.to_dict(level) for c in group]
+    dest = json_path or out_dir / "compare.json"
+    dest.write_text(json.dumps(payload, indent=2, default=str))
+    out.print(f"wrote {dest}")
+
+
+@cli.command()
 @db_option
 @click.option("--target", "targets_", multiple=True, help="Only these targets (default: all).")
 @click.option("--model", "models", multiple=True, help="Only these models (name or sha256).")

@@ -91,3 +91,31 @@ def selection_table(sel: Any) -> Table:
                   f"{c.drop:+.4f}", "yes" if c in sel.pareto else "",
                   "[red]" + "; ".join(c.failed) + "[/]" if c.failed else "[green]within[/]")
     return t
+
+
+def compare_table(dataset: str, group: list[Any], level: float) -> Table:
+    """Contenders side by side: size, training cost, accuracy, best deployable variant."""
+    metric = group[0].metric
+    t = Table(title=f"{dataset}: LSTM vs GRU vs GRU+LSTM, same training budget "
+                    f"(target level {metric} {level:.4g} = reached by every contender)",
+              header_style="bold", title_justify="left")
+    targets = sorted({tg for c in group for tg in c.best})
+    for col in ["contender", "layers", "params", "vs lstm", "s/epoch min/median", "epochs to target",
+                f"final {metric}"] + [f"best on {tg}" for tg in targets]:
+        t.add_column(col, justify="right" if col in ("params", "vs lstm", "s/epoch min/median",
+                                                     "epochs to target") else "left")
+    lstm = next((c for c in group if c.name == "lstm"), group[0])
+    for c in group:
+        cells = [c.name, c.layers, f"{c.parameters:,}", f"{c.parameters / lstm.parameters:.2f}x",
+                 f"{c.s_per_epoch_min:.2f}/{c.s_per_epoch:.2f}", str(c.epochs_to(level) or "never"),
+                 f"{c.final:.4f}"]
+        for tg in targets:
+            b = c.best.get(tg) or {}
+            if b.get("variant"):
+                emu = " (emulated)" if b.get("emulated") else ""
+                cells.append(f"{b['variant'].split('/', 1)[1]}: {b['latency_ms']:.3g} ms{emu}, "
+                             f"{_size(b['size_bytes'])}, {metric} {b['value']:.4g}")
+            else:
+                cells.append(b.get("why", "-"))
+        t.add_row(*cells)
+    return t

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,19 @@ def train(
     progress: Any = None,
 ) -> TrainResult:
     """Train a SequenceModel on ``ds``; evaluate on its held-out split after each epoch."""
+    run = train_epochs(ds, layers, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                       max_train=max_train, threads=threads, progress=progress)
+    results = list(run)
+    return results[-1]
+
+
+def train_epochs(
+    ds: Dataset, layers: list[LayerSpec], *, epochs: int = 10, batch_size: int = 64,
+    lr: float = 3e-3, seed: int = 0, max_train: int | None = None, threads: int | None = None,
+    progress: Any = None, label: str = "",
+) -> Iterator[TrainResult]:
+    """Like ``train`` but yields after every epoch, so several models can be trained in
+    lockstep (machine noise then falls on every contender alike)."""
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
@@ -78,7 +92,7 @@ def train(
     xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
     result = TrainResult(model, input_spec(ds))
     rng = np.random.default_rng(seed)
-    task_id = progress.add_task("train", total=epochs) if progress else None
+    task_id = progress.add_task(label or "train", total=epochs) if progress else None
     for epoch in range(epochs):
         model.train()
         t0 = time.perf_counter()
@@ -104,9 +118,10 @@ def train(
         result.history.append(metrics)
         if progress is not None:
             shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
-            progress.update(task_id, advance=1, description=f"epoch {epoch + 1}/{epochs} {shown}")
-    model.eval()
-    return result
+            progress.update(task_id, advance=1,
+                            description=f"{label + ' ' if label else ''}epoch {epoch + 1}/{epochs} {shown}")
+        model.eval()
+        yield result
 
 
 @torch.no_grad()
