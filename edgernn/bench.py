@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgernn.artifact import Artifact
-from edgernn.data.evalfile import check_fits, load_eval
+from edgernn.data.evalfile import check_fits, check_targets, load_eval
 from edgernn.errors import EdgeRNNError, RunnerError
 from edgernn.exporting import export_model, load_manifest
 from edgernn.formats import expand_formats, get_format
@@ -115,6 +115,7 @@ def bench_model(
     data_sha = sha256_file(Path(data_path))
     task = model.spec.task or data.task
     x = check_fits(data, model.spec)
+    check_targets(data, model.spec, task)
     work = out_dir / model.name
     work.mkdir(parents=True, exist_ok=True)
     formats = check_formats(target, settings.formats or target.formats)

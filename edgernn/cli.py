@@ -125,6 +125,35 @@ def train(dataset: str, layers: str, epochs: int, batch_size: int, lr: float, se
 
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", "data_path", type=click.Path(path_type=Path),
+              help="Also check that this evaluation data fits the model.")
+@load_options
+def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
+    """Load MODEL safely and show what it is: kind, input spec, recurrent layers, parameters."""
+    from edgernn.data.evalfile import check_fits, check_targets, load_eval
+    from edgernn.loading import load_model
+
+    lm = load_model(model, **_load_kwargs(kw))
+    out.print(f"[bold]{lm.path}[/] ({lm.kind}, sha256 {lm.sha256[:16]}...)")
+    out.print(f"  input: {lm.spec.to_dict()['shape']} {lm.spec.dtype}; task: {lm.spec.task or '?'}",
+              highlight=False)
+    out.print(f"  parameters: {lm.parameters_count():,}")
+    for name, m in lm.module.named_modules():
+        kind = getattr(m, "original_name", type(m).__name__)
+        if kind in ("LSTM", "GRU", "RNN"):
+            d = " bidirectional" if getattr(m, "bidirectional", False) else ""
+            out.print(f"  {name or 'model'}: {kind} hidden {getattr(m, 'hidden_size', '?')} x"
+                      f"{getattr(m, 'num_layers', '?')}{d}", highlight=False)
+    if data_path:
+        data = load_eval(data_path)
+        x = check_fits(data, lm.spec)
+        check_targets(data, lm.spec, lm.spec.task or data.task)
+        out.print(f"  data: {data_path} fits: x {list(x.shape)} {x.dtype}, y {list(data.y.shape)} "
+                  f"({data.task})", highlight=False)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
 @click.option("--target", default="x86", show_default=True, help="Target name or .yaml path.")
 @click.option("--format", "fmt", default=None,
               help="Format family (onnx, tflite), backend (tflite-litert) or all; comma-separated "
@@ -423,6 +452,19 @@ def targets(ctx: click.Context) -> None:
                       f"{t.description}  [dim]{path}[/]")
         except EdgeRNNError as e:
             out.print(f"[bold]{name}[/] [red]invalid[/]: {e}")
+
+
+@targets.command("show")
+@click.argument("name")
+def targets_show(name: str) -> None:
+    """Validate and print target NAME (a name or a .yaml path) without connecting."""
+    from dataclasses import asdict
+
+    from edgernn.target import load_target
+
+    t = load_target(name)
+    for k, v in asdict(t).items():
+        out.print(f"{k:>12}: {v}", highlight=False)
 
 
 @targets.command("check")

@@ -139,8 +139,9 @@ def _load_torch_save(p: Path, trust: bool, imports: tuple[str, ...]):
                 "(with --import MODULE so its classes resolve), or re-save it with edgernn.save()"
             ) from None
         return _load_trusted_pickle(p, imports)
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise EdgeRNNError(f"{p} is truncated or corrupt ({_first_line(e)})") from None
+    except Exception as e:  # the restricted unpickler raises anything on a damaged stream
+        raise EdgeRNNError(f"{p} is truncated or corrupt ({type(e).__name__}: "
+                           f"{_first_line(e)})") from None
     if isinstance(obj, dict) and CHECKPOINT_KEY in obj:
         from edgernn.models.sequence import build_model
 

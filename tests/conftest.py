@@ -96,3 +96,18 @@ def cli(args: list) -> tuple[int, str, str]:
     finally:
         sys.argv = old
     return code, so.getvalue(), se.getvalue()
+
+
+# -- reliability counters, printed at the end of the run (and summarised in the README) --------
+RELIABILITY: dict[str, int] = {}
+
+
+def count(kind: str, n: int = 1) -> None:
+    RELIABILITY[kind] = RELIABILITY.get(kind, 0) + n
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if RELIABILITY:
+        terminalreporter.section("reliability counts")
+        for k in sorted(RELIABILITY):
+            terminalreporter.write_line(f"{k}: {RELIABILITY[k]}")

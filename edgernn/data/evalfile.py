@@ -50,6 +50,10 @@ def load_eval(path: str | Path) -> EvalData:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, json.JSONDecodeError) as e:
         raise EdgeRNNError(f"{p} is not a readable .npz file ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict):
+        raise EdgeRNNError(f"{p}: 'meta' must be a JSON object string, got {str(meta)[:40]!r}")
+    if y.ndim == 0:
+        raise EdgeRNNError(f"{p}: 'y' is a scalar; need one target per sample")
     if x.ndim < 2 or len(x) == 0:
         raise EdgeRNNError(f"{p}: 'x' has shape {x.shape}; need (samples, seq[, features])")
     if len(y) != len(x):
@@ -113,3 +117,24 @@ def _model_axis_to_data_axis(i: int, batch_axis: int) -> int:
 
 def to_model_layout(x: np.ndarray, batch_axis: int) -> np.ndarray:
     return x if batch_axis == 0 else np.moveaxis(x, 0, batch_axis)
+
+
+def check_targets(data: EvalData, spec: InputSpec, task: str) -> None:
+    """``y`` must suit the task: class ids within the model's classes, or finite values with
+    the model's horizon."""
+    y = data.y
+    if task == "classify":
+        if y.dtype.kind not in "iu":
+            raise EdgeRNNError(f"evaluation 'y' is {y.dtype}; classification needs integer class ids")
+        if y.ndim != 1:
+            raise EdgeRNNError(f"evaluation 'y' has shape {list(y.shape)}; classification needs (N,)")
+        if y.min() < 0 or (spec.num_classes and y.max() >= spec.num_classes):
+            raise EdgeRNNError(
+                f"evaluation 'y' has class ids in [{y.min()}, {y.max()}] but the model has "
+                f"{spec.num_classes} classes")
+    else:
+        width = 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
+        if spec.horizon and width != spec.horizon:
+            raise EdgeRNNError(
+                f"evaluation 'y' has {width} value(s) per sample but the model forecasts "
+                f"{spec.horizon}")

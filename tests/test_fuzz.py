@@ -1,0 +1,165 @@
+"""Property-based fuzzing of every input a user controls: model files, evaluation data, target
+YAML and CLI arguments. Every case must end in success or ONE error line with a non-zero exit:
+never a traceback, an internal error or a hang."""
+
+from __future__ import annotations
+
+import io
+import signal
+import zipfile
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import cli, count
+
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@contextmanager
+def time_limit(seconds: int):
+    def boom(*_):
+        raise TimeoutError(f"hung for more than {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def assert_clean(args, kind: str) -> tuple[int, str, str]:
+    with time_limit(60):
+        code, out, err = cli(args)
+    count(f"fuzz cases run ({kind})")
+    assert "Traceback" not in err and "internal error" not in err, err
+    if code != 0:
+        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+        if code == 2:  # click usage errors (usage + "Error: ..."), or help for a bare group
+            assert lines and (lines[-1].startswith("Error:") or "Usage:" in err + out), err
+        else:
+            assert code == 1 and len(lines) == 1, err
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def good(weather_models, tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzz")
+    return {"model": weather_models["lstm"].read_bytes(), "path": weather_models["lstm"],
+            "eval": weather_models["eval"], "dir": d}
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_model_files(good, data):
+    blob = bytearray(good["model"])
+    how = data.draw(st.sampled_from(["truncate", "flip", "member", "random", "splice"]))
+    if how == "truncate":
+        blob = blob[: data.draw(st.integers(0, len(blob) - 1))]
+    elif how == "flip":
+        for _ in range(data.draw(st.integers(1, 30))):
+            i = data.draw(st.integers(0, len(blob) - 1))
+            blob[i] ^= 1 << data.draw(st.integers(0, 7))
+    elif how == "member":
+        src = zipfile.ZipFile(io.BytesIO(bytes(blob)))
+        names = src.namelist()
+        victim = data.draw(st.sampled_from(names))
+        action = data.draw(st.sampled_from(["drop", "garbage", "rename", "empty"]))
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for n in names:
+                content = src.read(n)
+                if n == victim:
+                    if action == "drop":
+                        continue
+                    if action == "garbage":
+                        content = data.draw(st.binary(max_size=200))
+                    if action == "rename":
+                        n = n + ".renamed"
+                    if action == "empty":
+                        content = b""
+                z.writestr(n, content)
+        blob = bytearray(buf.getvalue())
+    elif how == "random":
+        blob = bytearray(data.draw(st.binary(max_size=4000)))
+    else:
+        at = data.draw(st.integers(0, len(blob)))
+        blob[at:at] = data.draw(st.binary(min_size=1, max_size=64))
+    p = good["dir"] / "fuzzed.pt"
+    p.write_bytes(bytes(blob))
+    assert_clean(["inspect", p], "model files")
+
+
+ARRAYS = st.builds(
+    lambda dtype, shape, fill: np.full(shape, fill).astype(dtype),
+    st.sampled_from(["float32", "float64", "int64", "int8", "uint8", "bool", "complex64"]),
+    st.lists(st.sampled_from([0, 1, 2, 4, 14, 30]), min_size=0, max_size=4).map(tuple),
+    st.sampled_from([0, 1, -3, 7, 0.5, np.nan, np.inf, -np.inf, 1e30]),
+)
+
+
+@FUZZ
+@given(arrays=st.dictionaries(st.sampled_from(["x", "y", "z", "meta", "X"]), ARRAYS,
+                              max_size=4), real=st.booleans(), data=st.data())
+def test_fuzzed_evaluation_data(good, arrays, real, data):
+    ev = np.load(good["eval"])
+    if real and data.draw(st.booleans()):
+        arrays.setdefault("x", ev["x"][: data.draw(st.integers(0, 20))])
+    if real:
+        arrays.setdefault("y", ev["y"][: data.draw(st.integers(0, 20))])
+    p = good["dir"] / "fuzzed.npz"
+    if data.draw(st.integers(0, 9)) == 0:
+        p.write_bytes(data.draw(st.binary(max_size=300)))
+    else:
+        np.savez(p, **arrays)
+    assert_clean(["inspect", good["path"], "--data", p], "npz files")
+
+
+YAML_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 100), st.text(max_size=12),
+                        st.lists(st.sampled_from(["onnx", "tflite", "x", 3]), max_size=3),
+                        st.dictionaries(st.sampled_from(["onnx", "tflite", "zz"]),
+                                        st.sampled_from(["onnxruntime", "litert", "magic", 1])))
+
+
+@FUZZ
+@given(doc=st.dictionaries(
+    st.sampled_from(["name", "runner", "formats", "runtimes", "threads", "cpus", "quantize",
+                     "emulated", "host", "port", "python", "serial", "bogus"]),
+    YAML_VALUES, max_size=9), raw=st.one_of(st.none(), st.text(max_size=80)),
+    base=st.booleans())
+def test_fuzzed_target_yaml(good, doc, raw, base):
+    p = good["dir"] / "fuzzed.yaml"
+    if raw is not None:
+        p.write_text(raw)
+    else:
+        full = {"name": "t", "runner": "local", "formats": ["onnx"],
+                "runtimes": {"onnx": "onnxruntime"}} if base else {}
+        p.write_text(yaml.safe_dump({**full, **doc}))
+    assert_clean(["targets", "show", p], "target yaml")
+
+
+TOKENS = ["inspect", "export", "select", "results", "targets", "show", "datasets", "--target",
+          "--format", "--quantize", "--max-latency-ms", "--max-size-mb", "--max-drop",
+          "--input-shape", "--input-dtype", "--task", "--metric", "--prefer", "--latency-stat",
+          "--json", "--data", "all", "none", "onnx", "tflite", "int8", "-1", "0", "1e9", "nan",
+          "x86", "rpi4", "mars", "batch=1,seq=4,2", "seq=0", "", "'; rm -rf /", "$(id)",
+          "/nonexistent/m.pt", "--trust-pickle", "--import", "os", "--help"]
+
+
+@FUZZ
+@given(args=st.lists(st.one_of(st.sampled_from(TOKENS), st.text(max_size=8)), max_size=7))
+def test_fuzzed_cli_arguments(good, args, tmp_path_factory):
+    db = good["dir"] / "empty.db"
+    if args and args[0] in ("select", "results"):
+        args = [*args, "--db", str(db)]
+    if args and args[0] == "export":
+        args = [a if a != "x86" else "mars" for a in args]  # never start a real export
+    assert_clean(args, "cli arguments")
