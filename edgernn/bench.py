@@ -170,7 +170,7 @@ def bench_model(
 
     runner = None
     try:
-        for art in arts:
+        for i, art in enumerate(arts):
             if hits[art.variant] is not None:
                 emit(hits[art.variant])
                 continue
@@ -184,7 +184,7 @@ def bench_model(
                     f"artifact is fixed at sequence length {model.spec.shape[seq_axis]}; the "
                     f"data has {data_seq}"))
             elif art.status == "ok":
-                step(f"{model.name}: measure {art.variant} on {target.name}")
+                step(f"{model.name}: [{i + 1}/{len(arts)}] measure {art.variant} on {target.name}")
                 runner = runner or get_runner(target)
                 job = {**_job(settings, target, threads), "runtime": target.runtimes[art.format],
                        "path": "artifact", "task": task, "batch_axis": model.spec.batch_axis}
@@ -192,6 +192,10 @@ def bench_model(
                     fill_row(row, runner.measure(job, {"data": data_file, "artifact": work / art.path}))
                 except RunnerError as e:
                     row.update(status="run failed", reason=str(e))
+                except KeyboardInterrupt:
+                    row.update(status="run failed", reason="interrupted (Ctrl-C) while measuring")
+                    emit(row)
+                    raise
                 judge(row, baseline, settings.collapse)
             emit(row)
     finally:

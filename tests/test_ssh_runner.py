@@ -224,3 +224,25 @@ def test_old_runtime_on_device_shows_its_own_wrong_accuracy(pi, weather_models, 
     # ... and wrong on the device, which is what the row reports
     assert dyn["value"] < host_acc - 0.1
     assert dyn["status"] == "accuracy collapsed" and dyn["agreement"] < 0.9
+
+
+def test_hostile_model_names_and_only_our_dir_is_removed(pi, weather_models, tmp_path):
+    import shutil
+
+    name = "we ird; $(touch /tmp/pwned2) 'q' `id`"
+    m = tmp_path / f"{name}.pt"
+    shutil.copy(weather_models["gru"], m)
+    sibling = pi["root"] / "tmp" / "edgernn-keepme"
+    sibling.mkdir(exist_ok=True)
+    (sibling / "precious").write_text("do not delete")
+    try:
+        code, _, err = _cli(["bench", m, "--data", weather_models["eval"], "--target",
+                             pi["target"], "--format", "onnx", "--quantize", "none",
+                             "--out", tmp_path / "o", *FAST])
+        assert code == 0, err
+        rows = json.loads((tmp_path / "o" / "results.json").read_text())
+        assert rows[-1]["variant"] == f"{name}/onnx-fp32" and rows[-1]["status"] == "ok"
+        assert not (pi["root"] / "tmp" / "pwned2").exists()
+        assert (sibling / "precious").read_text() == "do not delete"
+    finally:
+        shutil.rmtree(sibling)

@@ -8,6 +8,7 @@ Host keys are verified against known_hosts; an unknown host is refused unless th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import time
@@ -31,15 +32,24 @@ class SshRunner:
     }
 
     def __init__(self, target: Any):
-        import paramiko
-
         self.target = target
         x = target.extra
         self.host, self.port = x["host"], int(x.get("port", 22))
         self.user = x.get("user")
         self.python = shlex.split(x.get("python", "python3"))
         self.where = f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
-        known = Path(x.get("known_hosts", "~/.ssh/known_hosts")).expanduser()
+        self.known = Path(x.get("known_hosts", "~/.ssh/known_hosts")).expanduser()
+        self.workdir: str | None = None
+        self.stale: list[str] = []  # working dirs of dropped connections, removed on reconnect
+        self.client: Any = None
+        self._connect()
+
+    def _connect(self) -> None:
+        """Connect, verify the host key, create a fresh working dir and upload the probe."""
+        import paramiko
+
+        x = self.target.extra
+        known = self.known
         client = paramiko.SSHClient()
         if known.exists():
             client.load_host_keys(str(known))
@@ -73,30 +83,62 @@ class SshRunner:
                     f"{self.port} {self.host} >> {known}) or set trust_on_first_use: true in "
                     "the target file") from None
             raise RunnerError(f"SSH to {self.where} failed: {e}") from None
-        except (TimeoutError, OSError) as e:
-            raise RunnerError(f"cannot reach {self.where}: {e.strerror or e}") from None
+        except (TimeoutError, OSError, EOFError) as e:
+            raise RunnerError(f"cannot reach {self.where}: {getattr(e, 'strerror', None) or e}") from None
         if x.get("trust_on_first_use"):
             client.save_host_keys(str(known))
         self.client = client
-        self.sftp = client.open_sftp()
+        try:
+            self.sftp = client.open_sftp()
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise RunnerError(f"SFTP to {self.where} failed: {e}") from None
+        for old in self.stale:  # a dropped connection left these behind
+            self.exec(["rm", "-rf", "--", old], timeout=60)
+        self.stale = []
         base = x.get("remote_tmp", "/tmp")
         code, out, err = self.exec(["mktemp", "-d", f"{base.rstrip('/')}/edgernn-XXXXXXXXXX"])
         if code != 0:
             raise RunnerError(f"cannot create a working directory on {self.where}: {err.strip()}")
         self.workdir = out.strip()
         self.uploaded: dict[tuple[str, float], str] = {}
-        self.put_bytes(probe_zip(), "probe.zip")
+        try:
+            self.put_bytes(probe_zip(), "probe.zip")
+        except RunnerError:
+            self._cleanup_remote()
+            raise
+
+    def connected(self) -> bool:
+        t = self.client.get_transport() if self.client else None
+        return bool(t and t.is_active())
+
+    def _ensure_connected(self) -> None:
+        """Reconnect after a dropped connection (its working dir is removed once back)."""
+        if self.connected():
+            return
+        if self.workdir:
+            self.stale.append(self.workdir)
+            self.workdir = None
+        with contextlib.suppress(Exception):
+            self.client.close()
+        self._connect()
 
     # -- remote primitives -------------------------------------------------------------
     def exec(self, argv: list[str], timeout: float | None = None,
-             env: dict[str, str] | None = None) -> tuple[int, str, str]:
-        """Run ``argv`` (each word quoted) on the device; return (exit code, stdout, stderr)."""
+             env: dict[str, str] | None = None, pidfile: str | None = None) -> tuple[int, str, str]:
+        """Run ``argv`` (each word quoted) on the device; return (exit code, stdout, stderr).
+        With ``pidfile``, the command's pid is written there so it can be killed later."""
+        import paramiko
+
         words = [shlex.quote(str(a)) for a in argv]
         if env:
             words = ["env", *[shlex.quote(f"{k}={v}") for k, v in env.items()], *words]
         # run under sh and print $? ourselves: sshd reports a signal death as "exit-signal",
         # which paramiko drops (exit status -1); the shell turns it into 128 + signal number
-        script = " ".join(words) + "; echo __edgernn_rc=$? >&2"
+        if pidfile:
+            script = (" ".join(words) + f" & pid=$!; echo $pid > {shlex.quote(pidfile)}; "
+                      "wait $pid; echo __edgernn_rc=$? >&2")
+        else:
+            script = " ".join(words) + "; echo __edgernn_rc=$? >&2"
         cmd = "sh -c " + shlex.quote(script)
         try:
             _, stdout, stderr = self.client.exec_command(cmd, timeout=timeout)
@@ -117,29 +159,49 @@ class SshRunner:
             else:
                 code = -1  # the shell itself died: killed, or the connection dropped
             return code, out, err
-        except (TimeoutError, OSError, EOFError) as e:
+        except (TimeoutError, OSError, EOFError, paramiko.SSHException) as e:
             raise RunnerError(f"connection to {self.where} lost: {e}") from None
 
     def remote(self, name: str) -> str:
         return f"{self.workdir}/{name}"
 
     def put_bytes(self, data: bytes, name: str) -> str:
+        import paramiko
+
         try:
             with self.sftp.open(self.remote(name), "wb") as f:
                 f.write(data)
-        except (OSError, EOFError) as e:
-            raise RunnerError(f"upload of {name} to {self.where} failed: {e}") from None
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            raise self._upload_error(name, e) from None
         return self.remote(name)
 
+    def _upload_error(self, name: str, e: BaseException) -> RunnerError:
+        """Say why an upload failed: the connection dropped, or the device's disk is full."""
+        if not self.connected():
+            return RunnerError(f"connection to {self.where} lost while uploading {name}")
+        why = getattr(e, "strerror", None) or str(e)
+        try:
+            code, out, _ = self.exec(["df", "-Pk", self.workdir or "/tmp"], timeout=30)
+        except RunnerError:
+            return RunnerError(f"connection to {self.where} lost while uploading {name}")
+        try:
+            free = int(out.strip().splitlines()[-1].split()[3]) if code == 0 else None
+        except (ValueError, IndexError):
+            free = None
+        hint = f"; {free} KB free there: the device's disk is full" if free is not None and \
+            free < 1024 else ""
+        return RunnerError(f"upload of {name} to {self.where} failed ({why}{hint})")
+
     def put(self, local: Path, name: str) -> str:
+        import paramiko
+
         key = (str(local.resolve()), local.stat().st_mtime)
         if key in self.uploaded:
             return self.uploaded[key]
         try:
             self.sftp.put(str(local), self.remote(name))
-        except (OSError, EOFError) as e:
-            raise RunnerError(f"upload of {local.name} to {self.where} failed "
-                              f"({e.strerror or e}; is the device's disk full?)") from None
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            raise self._upload_error(local.name, e) from None
         self.uploaded[key] = self.remote(name)
         return self.uploaded[key]
 
@@ -153,6 +215,9 @@ class SshRunner:
         return json.loads(out)
 
     def measure(self, job: dict[str, Any], files: dict[str, Path]) -> dict[str, Any]:
+        import paramiko
+
+        self._ensure_connected()
         remote_files = {}
         for i, (key, local) in enumerate(sorted(files.items())):
             remote_files[key] = self.put(Path(local), f"{key}-{i}{Path(local).suffix}")
@@ -166,11 +231,12 @@ class SshRunner:
                                                self.target.extra.get("env", {}).items()}}
         code, _, err = self.exec(
             [*self.python, self.remote("probe.zip"), self.remote("job.json"),
-             self.remote("result.json")], timeout=self.target.timeout_s, env=env)
+             self.remote("result.json")], timeout=self.target.timeout_s, env=env,
+            pidfile=self.remote("probe.pid"))
         try:
             with self.sftp.open(self.remote("result.json"), "rb") as f:
                 result = json.loads(f.read())
-        except (OSError, EOFError, ValueError):
+        except (OSError, EOFError, ValueError, paramiko.SSHException):
             result = None
         if result is None:
             if code > 128 and code - 128 in SIGNALS:
@@ -183,11 +249,26 @@ class SshRunner:
             raise RunnerError(f"on {self.where}: {result.get('error', 'probe failed')}")
         return result
 
+    def _cleanup_remote(self) -> None:
+        """Kill a probe still running (e.g. after Ctrl-C) and remove only our working dir."""
+        if not self.workdir:
+            return
+        pid = shlex.quote(self.remote("probe.pid"))
+        self.exec(["sh", "-c", f"[ -f {pid} ] && kill -9 $(cat {pid}) 2>/dev/null; true"],
+                  timeout=30)
+        self.exec(["rm", "-rf", "--", self.workdir], timeout=60)
+        self.workdir = None
+
     def close(self) -> None:
         try:
-            if getattr(self, "workdir", None):
-                self.exec(["rm", "-rf", "--", self.workdir], timeout=60)
-        except RunnerError:
-            pass
+            if not self.connected() and (self.workdir or self.stale):
+                with contextlib.suppress(RunnerError):
+                    self._ensure_connected()  # come back once to remove what we left
+            with contextlib.suppress(RunnerError):
+                for old in self.stale:
+                    self.exec(["rm", "-rf", "--", old], timeout=60)
+                self.stale = []
+                self._cleanup_remote()
         finally:
-            self.client.close()
+            if self.client:
+                self.client.close()
