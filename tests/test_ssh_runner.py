@@ -229,7 +229,7 @@ def test_old_runtime_on_device_shows_its_own_wrong_accuracy(pi, weather_models, 
 def test_hostile_model_names_and_only_our_dir_is_removed(pi, weather_models, tmp_path):
     import shutil
 
-    name = "we ird; $(touch /tmp/pwned2) 'q' `id`"
+    name = "we ird; $(touch pwned2) 'q' `touch pwned3`"
     m = tmp_path / f"{name}.pt"
     shutil.copy(weather_models["gru"], m)
     sibling = pi["root"] / "tmp" / "edgernn-keepme"
@@ -242,7 +242,8 @@ def test_hostile_model_names_and_only_our_dir_is_removed(pi, weather_models, tmp
         assert code == 0, err
         rows = json.loads((tmp_path / "o" / "results.json").read_text())
         assert rows[-1]["variant"] == f"{name}/onnx-fp32" and rows[-1]["status"] == "ok"
-        assert not (pi["root"] / "tmp" / "pwned2").exists()
+        for where in (pi["root"] / "root", pi["root"] / "tmp", pi["root"], Path.cwd()):
+            assert not (where / "pwned2").exists() and not (where / "pwned3").exists()
         assert (sibling / "precious").read_text() == "do not delete"
     finally:
         shutil.rmtree(sibling)
