@@ -132,6 +132,9 @@ def export_model(
             except NotApplicable as e:
                 arts.append(failed(variant, q.label, str(e), status="skipped"))
                 continue
+            except EdgeRNNError as e:
+                arts.append(failed(variant, q.label, str(e)))
+                continue
             except Exception as e:
                 arts.append(failed(variant, q.label, _line(e)))
                 continue

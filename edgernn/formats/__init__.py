@@ -1,6 +1,7 @@
 """Export formats as plug-ins. Importing this package registers the built-in formats."""
 
 from edgernn.formats import onnx as _onnx  # noqa: F401,E402  (registers "onnx")
+from edgernn.formats import tflite_keras as _tflite_keras  # noqa: F401,E402
 from edgernn.formats import tflite_litert as _tflite_litert  # noqa: F401,E402
 from edgernn.formats.base import (
     FORMATS,
