@@ -5,7 +5,7 @@ timings drift 35-50% between runs). Usage:
 
     python benchmarks/latency_ratios.py                      # trains lstm:128 and gru:128
     python benchmarks/latency_ratios.py --model a.pt --model b.pt --data eval.npz
-    python benchmarks/latency_ratios.py --format onnx,tflite --quantize all
+    python benchmarks/latency_ratios.py --format tflite-keras,tflite-litert --quantize all
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", default="lstm:128,gru:128",
                     help="comma-separated single-layer models to train, e.g. lstm:128,gru:128")
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--format", default="onnx")
-    ap.add_argument("--quantize", default="dynamic,fp16")
+    ap.add_argument("--format", default="onnx,tflite",
+                    help="formats/backends; the default compares ONNX and every TFLite backend")
+    ap.add_argument("--quantize", default="dynamic,fp16,int8")
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--min-seconds", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=1)
@@ -63,19 +64,22 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(title=f"latency vs PyTorch eager fp32, one run, {platform.machine()} "
                         f"{rows[0]['device'].get('cpu_model', '?')}, {args.threads} thread(s), "
                         "batch 1")
-    for col in ("model", "variant", "runtime", "status", "p50 ms", "IQR ms", "runs",
-                "ratio to torch"):
-        table.add_column(col, justify="right" if "ms" in col or col in ("runs", "ratio to torch")
-                         else "left")
+    for col in ("model", "variant", "backend", "runtime", "status", "KB", "p50 ms", "IQR ms",
+                "runs", "ratio to torch", "acc drop"):
+        table.add_column(col, justify="right" if "ms" in col or col in (
+            "runs", "ratio to torch", "KB", "acc drop") else "left")
     base = {r["model"]: r["latency_ms"]["p50"] for r in rows
             if r["variant"].endswith("/torch-fp32") and r["latency_ms"]}
     for r in rows:
         lat = r.get("latency_ms")
         ratio = f"{lat['p50'] / base[r['model']]:.2f}x" if lat and r["model"] in base else "-"
-        table.add_row(r["model"], r["variant"].split("/", 1)[1],
+        drop = r.get("accuracy_drop")
+        table.add_row(r["model"], r["variant"].split("/", 1)[1], (r.get("backend") or "-")[:40],
                       f"{r['runtime']} {r.get('runtime_version') or ''}", r["status"],
+                      f"{r['size_bytes'] / 1024:.1f}" if r.get("size_bytes") else "-",
                       f"{lat['p50']:.4f}" if lat else "-", f"{lat['iqr']:.4f}" if lat else "-",
-                      str(lat["count"]) if lat else "-", ratio)
+                      str(lat["count"]) if lat else "-", ratio,
+                      f"{drop:+.4f}" if drop is not None else "-")
     console.print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     dest = args.out / "latency_ratios.json"

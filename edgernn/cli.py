@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from edgernn.errors import EdgeRNNError
 
 # tables are wide: when output is not a terminal, do not squeeze them into 80 columns
-out = Console(width=None if sys.stdout.isatty() else 220)
+out = Console(width=None if sys.stdout.isatty() else 320)
 err = Console(stderr=True)
 
 

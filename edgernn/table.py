@@ -31,16 +31,17 @@ def bench_table(rows: list[dict[str, Any]], title: str = "") -> Table:
         t.add_column(col, justify="left" if col in cols[:5] or col == "metric" else "right",
                      no_wrap=True)
     base = {r["model"]: r for r in rows if r["variant"].endswith("/torch-fp32") and r["latency_ms"]}
-    foot: list[str] = []
+    foot: dict[str, int] = {}  # identical notes share one footnote number
     for r in rows:
         lat = r.get("latency_ms") or {}
         b = base.get(r["model"])
         same_place = b is not None and b["target"] == r["target"]
         ratio = f"{lat['p50'] / b['latency_ms']['p50']:.2f}x" if lat and same_place else "-"
         marks = []
-        for text in ([r["reason"]] if r.get("reason") else []) + list(r.get("notes") or []):
-            foot.append(f"[{len(foot) + 1}] {r['variant']}: {text}")
-            marks.append(str(len(foot)))
+        texts = ([f"{r['variant']}: {r['reason']}"] if r.get("reason") else []) + list(
+            r.get("notes") or [])
+        for text in texts:
+            marks.append(str(foot.setdefault(text, len(foot) + 1)))
         status = r["status"] + (f" [{','.join(marks)}]" if marks else "")
         style = STATUS_STYLE.get(r["status"], "red")
         metric = f"{r['metric']} {r['value']:.4f}" if r.get("value") is not None else r["metric"]
@@ -63,7 +64,7 @@ def bench_table(rows: list[dict[str, Any]], title: str = "") -> Table:
               "drop: fp32 PyTorch metric minus variant metric (positive = worse; for error "
               "metrics, variant minus fp32); agree: share of predictions equal to fp32 PyTorch's; "
               "parity: max |output - fp32 PyTorch output| on the evaluation data")
-    t.caption = "\n".join(foot + [legend])
+    t.caption = "\n".join([f"[{n}] {text}" for text, n in foot.items()] + [legend])
     return t
 
 
