@@ -3,5 +3,5 @@
 # export + quantize every variant, measure each on this host, print one table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS=${EXTRAS:-tflite,tflite-keras} ./scripts/setup.sh
+EXTRAS=${EXTRAS-tflite,tflite-keras} ./scripts/setup.sh
 exec .venv/bin/edgernn demo "$@"
