@@ -21,7 +21,6 @@ ExportError naming the signal. TensorFlow is therefore never imported in the cal
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib.util
 import json
@@ -40,6 +39,7 @@ import numpy as np
 from edgernn.artifact import Artifact
 from edgernn.errors import ExportError
 from edgernn.formats.base import register_format
+from edgernn.isolation import kill_group, signal_name
 from edgernn.loading import LoadedModel
 
 INSTALL = "pip install 'edgernn[tflite-keras]'"
@@ -407,13 +407,13 @@ def convert_in_subprocess(
             try:
                 rc = proc.wait(timeout=limit)
             except subprocess.TimeoutExpired:
-                _kill_group(proc)
+                kill_group(proc)
                 raise ConverterCrashed(
                     f"TFLite {what} did not finish within {limit:.0f} s and was stopped "
                     f"(set {TIMEOUT_ENV} to allow longer)"
                 ) from None
             except BaseException:  # KeyboardInterrupt: never leave the converter running
-                _kill_group(proc)
+                kill_group(proc)
                 raise
         result_file = job_dir / "result.json"
         result: dict[str, Any] = {}
@@ -424,10 +424,7 @@ def convert_in_subprocess(
                 result = {}
         log_tail = _last_line(_without_noise(log_path))
     if rc < 0:
-        try:
-            sig = signal.Signals(-rc).name
-        except ValueError:
-            sig = f"signal {-rc}"
+        sig = signal_name(rc)
         hint = ""
         if mode in ("int8", "int16x8") and not plan["unroll"] \
                 and any(x["cell"] == "gru" for x in plan["layers"]):
@@ -439,16 +436,6 @@ def convert_in_subprocess(
     if rc != 0 or not result:
         raise ExportError(f"TFLite {what} failed (exit code {rc}): {log_tail or 'no output'}")
     return result
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the converter child and anything it started (it leads its own process group)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    proc.wait()
 
 
 def _without_noise(log_path: Path) -> str:

@@ -35,6 +35,7 @@ import numpy as np
 from edgernn.artifact import Artifact
 from edgernn.errors import ExportError
 from edgernn.formats.base import register_format
+from edgernn.isolation import kill_group, signal_name
 from edgernn.loading import LoadedModel
 
 INSTALL = "pip install 'edgernn[tflite]'"
@@ -175,13 +176,13 @@ def run_child(module: str, job: dict[str, Any], what: str, timeout: float | None
             try:
                 rc = proc.wait(timeout=limit)
             except subprocess.TimeoutExpired:
-                _kill_group(proc)
+                kill_group(proc)
                 raise ExportError(
                     f"{what} did not finish within {limit:.0f} s and was stopped "
                     f"(set {TIMEOUT_ENV} to allow longer)"
                 ) from None
             except BaseException:  # e.g. KeyboardInterrupt: do not leave the child running
-                _kill_group(proc)
+                kill_group(proc)
                 raise
         elapsed = time.perf_counter() - t0
         result: dict[str, Any] | None = None
@@ -189,10 +190,7 @@ def run_child(module: str, job: dict[str, Any], what: str, timeout: float | None
             with contextlib.suppress(ValueError):
                 result = json.loads(result_path.read_text())
         if rc < 0:
-            try:
-                sig = signal.Signals(-rc).name
-            except ValueError:
-                sig = f"signal {-rc}"
+            sig = signal_name(rc)
             raise ExportError(f"{what} crashed with {sig} (in its child process)")
         if result is None:
             raise ExportError(f"{what} failed (exit code {rc}): {_last_log_line(log_path)}")
@@ -200,16 +198,6 @@ def run_child(module: str, job: dict[str, Any], what: str, timeout: float | None
             raise ExportError(f"{what} failed: {result['error']}")
         result["child_seconds"] = elapsed
         return result
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the child and anything it started (it leads its own process group)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    proc.wait()
 
 
 def _last_log_line(log_path: Path) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgernn.errors import RunnerError
+from edgernn.isolation import signal_name
 from edgernn.probe.main import device_facts
 from edgernn.probe.runtimes import version_of
 from edgernn.runners.base import register_runner
@@ -58,11 +58,7 @@ def read_result(out_path: Path, returncode: int, stderr: str) -> dict[str, Any]:
     """Turn a probe's exit into its result dict or a one-line RunnerError."""
     if returncode < 0 or not out_path.exists():
         if returncode < 0:
-            try:
-                name = signal.Signals(-returncode).name
-            except ValueError:
-                name = f"signal {-returncode}"
-            raise RunnerError(f"runtime crashed ({name}) while measuring")
+            raise RunnerError(f"runtime crashed ({signal_name(returncode)}) while measuring")
         tail = [x for x in stderr.strip().splitlines() if x.strip()][-1:] or ["no output"]
         raise RunnerError(f"probe exited with code {returncode}: {tail[0][:300]}")
     result = json.loads(out_path.read_text())
