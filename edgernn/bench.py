@@ -152,11 +152,27 @@ def bench_model(
                                 calib=calib, calib_source=calib_source)
     arts = [Artifact.from_dict(a) for a in manifest["artifacts"]]
     hits = {a.variant: cached(a.variant) for a in arts}
+    if any(h and h.get("runtime_version") for h in hits.values()):
+        # a stored row counts only if the target still has the runtime version that made it
+        try:
+            probe = get_runner(target)
+            try:
+                installed = probe.facts().get("runtimes") or {}
+            finally:
+                probe.close()
+        except RunnerError:
+            installed = {}
+        for variant, hit in hits.items():
+            if hit and hit.get("runtime_version") and \
+                    installed.get(runtime_module(hit["runtime"])) != hit["runtime_version"]:
+                hits[variant] = None
     data_file = work / "probe-data.npz"
     reference = work / f"reference-{model.sha256[:12]}-{data_sha[:12]}.npy"
 
     # fp32 PyTorch baseline, always on this host (devices do not run PyTorch)
     baseline = cached(BASELINE)
+    if baseline and baseline.get("runtime_version") != host_version("torch"):
+        baseline = None
     need_reference = any(hits[a.variant] is None and a.status == "ok" for a in arts)
     if baseline is None or (need_reference and not reference.exists()):
         np.savez(data_file, x=x, y=data.y)
@@ -290,6 +306,19 @@ def _data_axis(model_axis: int, batch_axis: int) -> int:
     if model_axis == batch_axis:
         return 0
     return model_axis + 1 if model_axis < batch_axis else model_axis
+
+
+def runtime_module(runtime: str) -> str:
+    """The importable top-level module behind a runtime name ("litert" -> "ai_edge_litert")."""
+    from edgernn.probe.runtimes import _MODULES
+
+    return _MODULES.get(runtime, runtime).split(".")[0]
+
+
+def host_version(module: str) -> str | None:
+    from edgernn.probe.runtimes import version_of
+
+    return version_of(module)
 
 
 def _torch_options(load_options: dict[str, Any], model: LoadedModel) -> dict[str, Any]:

@@ -104,6 +104,13 @@ def test_rerun_reuses_store_and_force_remeasures(weather_models, tmp_path, capsy
     assert all(r.get("cached") for r in rows)
     assert run_cli([*args, "--force"], capsys)[0] == 0
     assert Store(db).count() == 2 * n
+    # a row made by another runtime version is not reused: the device's runtime changed
+    st = Store(db)
+    st.db.execute("UPDATE rows SET row_json = json_set(row_json, '$.runtime_version', '0.0.1') "
+                  "WHERE variant = 'gru/onnx-fp32'")
+    code, out, _ = run_cli(args, capsys)
+    assert code == 0 and "2 row(s) reused from the store" in out
+    assert Store(db).count() == 2 * n + 1
 
 
 def test_two_benches_at_once_lose_no_rows(weather_models, tmp_path):

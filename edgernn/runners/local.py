@@ -26,8 +26,8 @@ class LocalRunner:
 
     def facts(self) -> dict[str, Any]:
         f = device_facts()
-        for mod in ("onnxruntime", "ai_edge_litert", "tflite_runtime", "torch"):
-            f[mod] = version_of(mod)
+        f["runtimes"] = {m: version_of(m) for m in
+                         ("numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime", "torch")}
         return f
 
     def measure(self, job: dict[str, Any], files: dict[str, Path]) -> dict[str, Any]:
