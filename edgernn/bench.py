@@ -30,7 +30,7 @@ class BenchSettings:
     threads: int | None = None
     warmup: int = 20
     min_runs: int = 100
-    max_runs: int = 3000
+    max_runs: int = 1_000_000  # a safety cap only: --runs and --min-seconds decide
     min_seconds: float = 1.0
     eval_batch: int = 1  # batch 1 as deployed: dynamic int8 scales depend on the batch
     collapse: float = 0.10  # relative degradation of the primary metric that marks a collapse

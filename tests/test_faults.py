@@ -42,18 +42,23 @@ def test_local_runtime_segfault_is_a_failed_row_and_rerun_resumes(weather_models
     args = ["bench", weather_models["gru"], "--data", weather_models["eval"], "--out", tmp_path,
             "--db", db, "--format", "onnx", "--quantize", "fp16", "--runs", "10", "--warmup", "1"]
     result = {}
-    th = threading.Thread(target=lambda: result.update(run=cli([*args, "--min-seconds", "60"])))
+    th = threading.Thread(target=lambda: result.update(run=cli([*args, "--min-seconds", "5"])))
     th.start()
-    # the first variant after the baseline is onnx-fp32: crash its probe
-    assert wait_for_process("edgernn.probe .*job.json")
-    time.sleep(3)  # let the torch baseline finish and the onnx probe start
+    # once the baseline row is written, the next probe to start is onnx-fp32's: crash it
+    results = tmp_path / "results.json"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (
+            results.exists() and json.loads(results.read_text() or "[]")):
+        time.sleep(0.2)
     assert wait_for_process("edgernn.probe .*job.json")
     subprocess.run(["pkill", "-SEGV", "-f", "edgernn.probe .*job.json"])
     count("faults injected (local segfault)")
     th.join(600)
     rows = rows_of(tmp_path / "results.json")
     crashed = [r for r in rows.values() if r["status"] == "run failed"]
-    assert crashed and all("runtime crashed (SIGSEGV)" in r["reason"] for r in crashed)
+    assert [r["variant"] for r in crashed] == ["gru/onnx-fp32"]
+    assert "runtime crashed (SIGSEGV)" in crashed[0]["reason"]
+    assert rows["gru/torch-fp32"]["status"] == rows["gru/onnx-fp16"]["status"] == "ok"
     kept = [r for r in rows.values() if r["status"] in ("ok", "skipped")]
     count("rows kept after faults", len(kept))
     n = Store(db).count()
