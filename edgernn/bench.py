@@ -18,7 +18,7 @@ from edgernn.formats import expand_formats, get_format
 from edgernn.loading import LoadedModel, load_model, sha256_file
 from edgernn.probe.metrics import HIGHER_IS_BETTER, PRIMARY, degradation
 from edgernn.quantize import label_for
-from edgernn.runners import get_runner
+from edgernn.runners import get_runner, sub_variants
 from edgernn.runners.local import LocalRunner
 from edgernn.target import Target
 
@@ -83,6 +83,11 @@ def fill_row(row: dict[str, Any], res: dict[str, Any]) -> None:
     if res.get("throttled"):
         row["notes"] = [*row.get("notes", []), "the device THROTTLED during this run (vcgencmd "
                         "get_throttled); its latency is not representative"]
+    for key in ("latency_note", "latency_source", "accuracy_source", "delegate", "benchmark"):
+        if key in res:
+            row[key] = res[key]
+    if res.get("notes"):
+        row["notes"] = [*row.get("notes", []), *res["notes"]]
     if "parity_max_abs_diff" in res:
         row["parity_max_abs_diff"] = res["parity_max_abs_diff"]
         row["agreement"] = res["agreement"]
@@ -151,7 +156,13 @@ def bench_model(
         manifest = export_model(model, work, formats, modes, target.name, on_step=step,
                                 calib=calib, calib_source=calib_source)
     arts = [Artifact.from_dict(a) for a in manifest["artifacts"]]
-    hits = {a.variant: cached(a.variant) for a in arts}
+    subs = sub_variants(target)
+
+    def vname(art: Artifact, sub: str | None) -> str:
+        return art.variant + (f"@{sub}" if sub else "")
+
+    plan = [(a, d) for a in arts for d in (subs if a.status == "ok" else [None])]
+    hits = {vname(a, d): cached(vname(a, d)) for a, d in plan}
     if any(h and h.get("runtime_version") for h in hits.values()):
         # a stored row counts only if the target still has the runtime version that made it
         try:
@@ -173,7 +184,7 @@ def bench_model(
     baseline = cached(BASELINE)
     if baseline and baseline.get("runtime_version") != host_version("torch"):
         baseline = None
-    need_reference = any(hits[a.variant] is None and a.status == "ok" for a in arts)
+    need_reference = any(hits[vname(a, d)] is None and a.status == "ok" for a, d in plan)
     if baseline is None or (need_reference and not reference.exists()):
         np.savez(data_file, x=x, y=data.y)
         baseline = measure_baseline(model, target, settings, threads, task, data_file, reference,
@@ -186,11 +197,12 @@ def bench_model(
 
     runner = None
     try:
-        for i, art in enumerate(arts):
-            if hits[art.variant] is not None:
-                emit(hits[art.variant])
+        for i, (art, sub) in enumerate(plan):
+            if hits[vname(art, sub)] is not None:
+                emit(hits[vname(art, sub)])
                 continue
             row = base_row(model, art, target, task)
+            row["variant"] = f"{model.name}/{vname(art, sub)}"
             seq_axis = model.spec.seq_axis
             data_seq = (x.shape[_data_axis(seq_axis, model.spec.batch_axis)]
                         if seq_axis is not None else None)
@@ -200,10 +212,12 @@ def bench_model(
                     f"artifact is fixed at sequence length {model.spec.shape[seq_axis]}; the "
                     f"data has {data_seq}"))
             elif art.status == "ok":
-                step(f"{model.name}: [{i + 1}/{len(arts)}] measure {art.variant} on {target.name}")
+                step(f"{model.name}: [{i + 1}/{len(plan)}] measure {vname(art, sub)} on "
+                     f"{target.name}")
                 runner = runner or get_runner(target)
                 job = {**_job(settings, target, threads), "runtime": target.runtimes[art.format],
-                       "path": "artifact", "task": task, "batch_axis": model.spec.batch_axis}
+                       "path": "artifact", "task": task, "batch_axis": model.spec.batch_axis,
+                       **({"delegate": sub} if sub else {})}
                 try:
                     fill_row(row, runner.measure(job, {"data": data_file, "artifact": work / art.path}))
                 except RunnerError as e:

@@ -36,3 +36,9 @@ def get_runner(target: Any) -> Runner:
     if target.runner not in RUNNERS:
         raise EdgeRNNError(f"unknown runner {target.runner!r}; known: {', '.join(sorted(RUNNERS))}")
     return RUNNERS[target.runner](target)
+
+
+def sub_variants(target: Any) -> list[str | None]:
+    """Measurements a runner makes per artifact (adb: one per delegate); [None] for one."""
+    fn = getattr(RUNNERS.get(target.runner), "sub_variants", None)
+    return list(fn(target)) if fn else [None]

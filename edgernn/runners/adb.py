@@ -1,0 +1,522 @@
+"""Android runner: TFLite's ``benchmark_model`` on a phone (or emulator) over the adb CLI.
+
+Latency and memory come from ``benchmark_model`` run ON THE DEVICE (pushed with the model into
+a fresh ``<remote_dir>/edgernn-<random>`` directory that is removed afterwards). Accuracy,
+parity and agreement are computed ON THIS HOST with the identical ``.tflite`` file and the CPU
+LiteRT runtime (``python -m edgernn.probe``, as the local runner does); the result says so in
+``accuracy_source``. ``evaluate()`` is the seam for a later device-side evaluation.
+
+One ``measure()`` call measures ONE delegate: ``job["delegate"]`` (one of cpu, xnnpack, gpu,
+nnapi), else the first of the target's ``delegates``; a caller that wants every delegate
+iterates ``runner.delegates``. A delegate the device rejects becomes a RunnerError carrying the
+tool's own reason line ("Failed to apply GPU delegate.").
+
+The real ``adb`` client is driven through argument lists (no host shell); the remote command is
+one string of ``shlex.quote``-d words, so paths with spaces or quotes stay literal. Every adb
+call has a timeout. Exit codes: with the device's ``shell_v2`` feature (Android 7+) ``adb
+shell`` returns the remote exit code (adb 29 does); without it the command appends ``echo
+__edgernn_rc=$?`` and the code is read from the output.
+
+Target keys (runner: adb): ``benchmark_model`` (required: host path of the binary for the
+device's ABI; relative paths are relative to the target file), ``serial``, ``adb``,
+``adb_server`` (host:port, default 127.0.0.1:5037), ``connect`` (host:port to ``adb connect``
+first), ``delegates`` (default [xnnpack]), ``taskset`` (hex CPU mask, e.g. "f0" for the big
+cores of a 4+4 SoC), ``remote_dir`` (default /data/local/tmp), ``adb_timeout_s`` (per short adb
+call, default 60; the benchmark run itself uses the target's ``timeout_s``).
+
+Mapping of the bench settings: warmup -> ``--warmup_runs``, min_runs -> ``--num_runs``,
+min_seconds -> ``--min_secs``, threads -> ``--num_threads``; ``max_runs`` has no
+benchmark_model flag (the tool stops at ``--max_secs``, 150 s by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import shlex
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from edgernn.errors import RunnerError
+from edgernn.runners.base import register_runner
+from edgernn.runners.benchmark_output import (
+    BenchmarkOutputError,
+    failure_reason,
+    parse_benchmark_output,
+)
+
+DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
+SIGNALS = {4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
+RC_MARK = "__edgernn_rc="
+# ELF e_machine -> Android ABI
+ELF_ABI = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86", 243: "riscv64"}
+PROPS = ("ro.product.manufacturer", "ro.product.model", "ro.product.device",
+         "ro.board.platform", "ro.hardware", "ro.soc.manufacturer", "ro.soc.model",
+         "ro.product.cpu.abi", "ro.product.cpu.abilist", "ro.build.version.release",
+         "ro.build.version.sdk", "ro.build.fingerprint")
+ADB_CLIENT_ERROR = re.compile(
+    r"^(?:adb: )?error: (?:device|no devices|closed|more than one|protocol fault|cannot connect|"
+    r"failed to get feature set)", re.M)
+
+
+def elf_abi(path: Path) -> str | None:
+    """The Android ABI an ELF file is built for; None when it is not ELF (e.g. a script)."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    return ELF_ABI.get(machine, f"ELF machine {machine}")
+
+
+def parse_devices(text: str) -> list[tuple[str, str]]:
+    """``adb devices`` output -> [(serial, state)]; the state may be several words
+    ("no permissions (...)")."""
+    out = []
+    for line in text.splitlines():
+        line = line.rstrip()
+        if not line or line.startswith("List of devices") or line.startswith("*"):
+            continue
+        if "\t" in line:
+            serial, state = line.split("\t", 1)
+        else:
+            parts = line.split(None, 1)
+            if len(parts) != 2:
+                continue
+            serial, state = parts
+        out.append((serial.strip(), state.strip()))
+    return out
+
+
+def _first_line(text: str, default: str = "no output") -> str:
+    lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
+    return (lines[0] if lines else default)[:300]
+
+
+def _last_line(text: str, default: str = "no output") -> str:
+    lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
+    return (lines[-1] if lines else default)[:300]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@register_runner("adb")
+class AdbRunner:
+    REQUIRED = ("benchmark_model",)
+    SCHEMA: dict[str, Any] = {
+        "serial": str, "adb": str, "adb_server": str, "connect": str, "benchmark_model": str,
+        "delegates": list, "taskset": str, "remote_dir": str, "adb_timeout_s": (int, float),
+    }
+    ACCURACY = "host"  # where evaluate() computes metrics; "device" is not implemented yet
+
+    @staticmethod
+    def sub_variants(target: Any) -> list[str]:
+        """One measurement per delegate: bench names them ``<variant>@<delegate>``."""
+        return [str(d).lower() for d in target.extra.get("delegates", ["xnnpack"])]
+
+    def __init__(self, target: Any):
+        self.target = target
+        x = target.extra
+        self.call_timeout = float(x.get("adb_timeout_s", 60))
+        self.remote_dir = str(x.get("remote_dir", "/data/local/tmp")).rstrip("/") or "/"
+        self.taskset = x.get("taskset")
+        if self.taskset is not None and not re.fullmatch(r"(0x)?[0-9a-fA-F]+", self.taskset):
+            raise RunnerError(f"target {target.name}: taskset must be a hex CPU mask like 'f0', "
+                              f"got {self.taskset!r}")
+        self.delegates = [str(d).lower() for d in x.get("delegates", ["xnnpack"])]
+        bad = [d for d in self.delegates if d not in DELEGATES]
+        if bad or not self.delegates:
+            raise RunnerError(f"target {target.name}: unknown delegate(s) {', '.join(bad) or '(none)'}"
+                              f"; known: {', '.join(DELEGATES)}")
+        self.binary = self._binary_path(x["benchmark_model"])
+        self.binary_sha = _sha256(self.binary)
+        self.binary_abi = elf_abi(self.binary)
+        self.adb = self._adb_path(x.get("adb", "adb"))
+        host, _, port = str(x.get("adb_server", "127.0.0.1:5037")).rpartition(":")
+        if not host or not port.isdigit():
+            raise RunnerError(f"target {target.name}: adb_server must be host:port, "
+                              f"got {x.get('adb_server')!r}")
+        self.server = (host, int(port))
+        # adb only starts a server itself when none is named with -H (a local one)
+        self.local_server = host in ("127.0.0.1", "localhost", "::1")
+        self.base = [self.adb, "-P", port] if self.local_server else [self.adb, "-H", host, "-P", port]
+        self._local = None
+        self._accuracy_cache: dict[tuple, dict[str, Any]] = {}
+        self.ensure_server()
+        self.serial = self.pick_device(x.get("serial"), x.get("connect"))
+        self.shell_v2 = "shell_v2" in self.features()
+        self.device = self.device_facts()
+        self.check_abi()
+
+    # -- setup -------------------------------------------------------------------------
+    def _binary_path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        if not p.is_absolute() and self.target.path is not None:
+            p = Path(self.target.path).parent / p
+        if not p.is_file():
+            raise RunnerError(
+                f"benchmark_model binary {p} not found: set benchmark_model: in the target file "
+                "to the host path of TFLite's benchmark_model built for the device's ABI (e.g. "
+                "android_aarch64_benchmark_model from the TFLite nightly builds)")
+        return p
+
+    def _adb_path(self, value: str) -> str:
+        found = shutil.which(os.path.expanduser(value))
+        if found is None:
+            raise RunnerError(f"adb not found ({value!r}): install it (Debian: apt-get install adb; "
+                              "or Android SDK platform-tools) or set adb: in the target file")
+        return found
+
+    def _run(self, args: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run([*self.base, *args], stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, errors="replace",
+                                  timeout=timeout, env={**os.environ, "ADB_MDNS": "0"})
+        except subprocess.TimeoutExpired:
+            raise RunnerError(f"{what} timed out after {timeout:.0f} s") from None
+        except OSError as e:
+            raise RunnerError(f"cannot run {self.adb}: {e.strerror or e}") from None
+
+    def _server_up(self) -> bool:
+        try:
+            with socket.create_connection(self.server, timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def ensure_server(self) -> None:
+        """Start the adb server when nothing listens at adb_server (only a local one can be)."""
+        if self._server_up():
+            return
+        where = f"{self.server[0]}:{self.server[1]}"
+        if not self.local_server:
+            raise RunnerError(f"no adb server answers at {where}: start it there (adb -a -P "
+                              f"{self.server[1]} nodaemon server) or fix adb_server")
+        proc = self._run(["start-server"], 30, f"adb start-server ({where})")
+        if proc.returncode != 0 or not self._server_up():
+            raise RunnerError(f"the adb server at {where} is not running and could not be started: "
+                              f"{_last_line(proc.stderr + proc.stdout)}")
+
+    def devices(self) -> list[tuple[str, str]]:
+        proc = self._run(["devices"], self.call_timeout, "adb devices")
+        if proc.returncode != 0:
+            raise RunnerError(f"adb devices failed: {_last_line(proc.stderr + proc.stdout)}")
+        return parse_devices(proc.stdout)
+
+    def connect(self, addr: str) -> str:
+        proc = self._run(["connect", addr], max(self.call_timeout, 30), f"adb connect {addr}")
+        text = (proc.stdout + proc.stderr).strip()
+        line = _last_line(text)
+        if "failed to authenticate" in text:
+            raise RunnerError(f"adb connect {addr}: {line}; accept the 'Allow debugging?' prompt "
+                              "on the phone, then retry")
+        if proc.returncode != 0 or not re.search(r"\b(already )?connected to\b", text):
+            raise RunnerError(f"adb connect {addr} failed: {line}")
+        m = re.search(r"connected to (\S+)", text)
+        return m.group(1) if m else addr
+
+    def pick_device(self, serial: str | None, connect: str | None) -> str:
+        if connect:
+            connected = self.connect(connect)
+            serial = serial or connected
+        devs = self.devices()
+        if serial is None:
+            if not devs:
+                raise RunnerError("no Android device attached (adb devices lists none): plug one "
+                                  "in with USB debugging on, or set connect: HOST:PORT (or serial:) "
+                                  "in the target file")
+            if len(devs) > 1:
+                listed = ", ".join(f"{s} ({st})" for s, st in devs)
+                raise RunnerError(f"{len(devs)} Android devices attached ({listed}): set serial: in "
+                                  "the target file to pick one")
+            serial = devs[0][0]
+        self.check_state(serial, devs)
+        return serial
+
+    def check_state(self, serial: str, devs: list[tuple[str, str]] | None = None) -> None:
+        """One-line error unless ``serial`` is in state 'device' (waits briefly for transient
+        states such as a just-connected device that is still 'offline'/'authorizing')."""
+        deadline = time.monotonic() + 5
+        devs = self.devices() if devs is None else devs
+        while True:
+            state = dict(devs).get(serial)
+            if state == "device":
+                return
+            if state not in ("offline", "connecting", "authorizing") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+            devs = self.devices()
+        if state is None:
+            listed = ", ".join(f"{s} ({st})" for s, st in devs) or "none"
+            raise RunnerError(f"Android device {serial} not found (adb devices lists: {listed}); "
+                              "check the cable/USB debugging, or set connect: HOST:PORT")
+        if state == "unauthorized":
+            raise RunnerError(f"Android device {serial} is unauthorized: unlock the phone and accept "
+                              "the 'Allow USB debugging?' RSA key prompt (tick 'Always allow'), "
+                              "then retry")
+        if state == "offline":
+            raise RunnerError(f"Android device {serial} is offline: reconnect it (replug USB, or "
+                              f"adb disconnect {serial} then adb connect over Wi-Fi), wake the "
+                              "phone, or restart adb (adb kill-server)")
+        if state.startswith("no permissions"):
+            raise RunnerError(f"no permission to open Android device {serial} over USB: {state}")
+        raise RunnerError(f"Android device {serial} is in state {state!r}, not 'device'")
+
+    def features(self) -> list[str]:
+        proc = self._run(["-s", self.serial, "features"], self.call_timeout, "adb features")
+        if proc.returncode != 0:
+            raise RunnerError(f"adb features on {self.serial} failed: "
+                              f"{_last_line(proc.stderr + proc.stdout)}")
+        return proc.stdout.split()
+
+    # -- remote primitives -------------------------------------------------------------
+    def shell(self, words: list[str], timeout: float | None = None,
+              what: str = "adb shell") -> tuple[int, str, str]:
+        """Run ``words`` (each quoted) on the device; return (exit code, stdout, stderr)."""
+        cmd = " ".join(shlex.quote(str(w)) for w in words)
+        return self.shell_script(cmd, timeout, what)
+
+    def shell_script(self, cmd: str, timeout: float | None = None,
+                     what: str = "adb shell") -> tuple[int, str, str]:
+        if not self.shell_v2:
+            cmd = f"{cmd}; echo {RC_MARK}$?"
+        timeout = self.call_timeout if timeout is None else timeout
+        proc = self._run(["-s", self.serial, "shell", cmd], timeout, f"{what} on {self.serial}")
+        out, err, code = proc.stdout, proc.stderr, proc.returncode
+        if ADB_CLIENT_ERROR.search(err) and code != 0 and not out.strip():
+            raise RunnerError(f"adb lost the device {self.serial}: {_first_line(err)}")
+        if not self.shell_v2:
+            lines = out.rstrip("\r\n").split("\n")
+            if lines and lines[-1].strip().startswith(RC_MARK):
+                code = int(lines[-1].strip()[len(RC_MARK):])
+                out = "\n".join(lines[:-1])
+            else:
+                code = -1  # the remote shell died before printing its status
+        return code, out, err
+
+    def push(self, local: Path, remote: str) -> None:
+        size_mb = local.stat().st_size / 1e6
+        proc = self._run(["-s", self.serial, "push", str(local), remote],
+                         self.call_timeout + 2 * size_mb, f"adb push {local.name}")
+        if proc.returncode != 0:
+            raise RunnerError(f"adb push of {local.name} to {self.serial}:{remote} failed: "
+                              f"{_last_line(proc.stderr + proc.stdout)}")
+
+    # -- facts -------------------------------------------------------------------------
+    def device_facts(self) -> dict[str, Any]:
+        script = "; ".join(f'echo "{p}=$(getprop {p})"' for p in PROPS)
+        script += ('; echo "uname_m=$(uname -m)"; echo "nproc=$(nproc 2>/dev/null || grep -c '
+                   '^processor /proc/cpuinfo)"; echo "meminfo=$(grep MemTotal /proc/meminfo)"')
+        code, out, err = self.shell_script(script, what="getprop")
+        if code != 0:
+            raise RunnerError(f"reading properties of {self.serial} failed: {_last_line(err + out)}")
+        p = {}
+        for line in out.splitlines():
+            k, sep, v = line.partition("=")
+            if sep:
+                p[k.strip()] = v.strip()
+        soc = " ".join(v for v in (p.get("ro.soc.manufacturer"), p.get("ro.soc.model")) if v)
+        maker, model = p.get("ro.product.manufacturer", ""), p.get("ro.product.model", "")
+        if maker and not model.lower().startswith(maker.lower()):
+            model = f"{maker} {model}".strip()
+        facts: dict[str, Any] = {
+            "system": "Android", "machine": p.get("uname_m") or p.get("ro.product.cpu.abi"),
+            "abi": p.get("ro.product.cpu.abi"), "abilist": p.get("ro.product.cpu.abilist"),
+            "cpu_model": soc or p.get("ro.board.platform") or p.get("ro.hardware") or "?",
+            "board": model or "?", "platform": p.get("ro.board.platform"),
+            "os": f"Android {p.get('ro.build.version.release', '?')} "
+                  f"(SDK {p.get('ro.build.version.sdk', '?')})",
+            "sdk": int(p["ro.build.version.sdk"]) if p.get("ro.build.version.sdk", "").isdigit()
+            else None,
+            "fingerprint": p.get("ro.build.fingerprint"), "serial": self.serial,
+            "hostname": p.get("ro.product.device") or self.serial,
+        }
+        if p.get("nproc", "").isdigit():
+            facts["cpu_count"] = int(p["nproc"])
+        m = re.search(r"(\d+)\s*kB", p.get("meminfo", ""))
+        if m:
+            facts["memory_mb"] = round(int(m.group(1)) / 1024)
+        return facts
+
+    def check_abi(self) -> None:
+        if self.binary_abi is None:
+            return  # not ELF (a wrapper script): nothing to check
+        abis = [a for a in (self.device.get("abilist") or self.device.get("abi") or "").split(",") if a]
+        if abis and self.binary_abi not in abis:
+            raise RunnerError(
+                f"benchmark_model {self.binary} is built for {self.binary_abi} but device "
+                f"{self.serial} runs {', '.join(abis)}: use the build for {abis[0]}")
+
+    def thermal(self) -> dict[str, Any]:
+        """Best effort: CPU thermal zone 0 and Android's thermal status (0 = none)."""
+        code, out, _ = self.shell_script(
+            "cat /sys/class/thermal/thermal_zone0/temp 2>/dev/null; "
+            "dumpsys thermalservice 2>/dev/null | grep -m1 'Thermal Status'; true",
+            what="thermal state")
+        state: dict[str, Any] = {}
+        for line in out.splitlines():
+            line = line.strip()
+            if re.fullmatch(r"-?\d+", line):
+                v = int(line)
+                state["temp_c"] = v / 1000 if abs(v) > 200 else float(v)
+            m = re.search(r"Thermal Status:\s*(\d+)", line)
+            if m:
+                state["thermal_status"] = int(m.group(1))
+        return state
+
+    def facts(self) -> dict[str, Any]:
+        from edgernn.probe.runtimes import version_of
+
+        f = {k: v for k, v in self.device.items() if v is not None}
+        f["benchmark_model"] = (f"{self.binary} ({self.binary_abi or 'not ELF: a script'}, "
+                                f"sha256 {self.binary_sha[:12]})")
+        f["delegates"] = ", ".join(self.delegates)
+        f["accuracy"] = "computed on this host (CPU LiteRT, same .tflite file)"
+        f["runtimes"] = {"ai_edge_litert": version_of("ai_edge_litert"),
+                         "numpy": version_of("numpy")}
+        f["thermal"] = self.thermal()
+        return f
+
+    # -- accuracy (the seam for a later device-side evaluation) --------------------------
+    def evaluate(self, job: dict[str, Any], files: dict[str, Path]) -> dict[str, Any]:
+        """Metrics, parity and agreement of the artifact on the evaluation data. Today: on this
+        host with the same file and the CPU runtime named by the job (cached per file)."""
+        if self.ACCURACY != "host":
+            raise RunnerError("device-side evaluation is not implemented for the adb runner")
+        from edgernn.runners.local import LocalRunner
+
+        art, data = Path(files[job["path"]]), Path(files[job["data"]])
+        key = (str(art.resolve()), art.stat().st_mtime_ns, art.stat().st_size,
+               str(data.resolve()), data.stat().st_mtime_ns, job.get("runtime"), job.get("task"),
+               job.get("batch_axis"), job.get("eval_batch"))
+        if key not in self._accuracy_cache:
+            if self._local is None:
+                self._local = LocalRunner(self.target)
+            host_job = {k: v for k, v in job.items() if k != "delegate"}
+            host_job.update(warmup=0, min_runs=1, max_runs=1, min_seconds=0.0, cpus=[])
+            try:
+                res = self._local.measure(host_job, files)
+            except RunnerError as e:
+                raise RunnerError(f"host accuracy check failed: {e}") from None
+            out = {k: res[k] for k in ("metrics", "parity_max_abs_diff", "agreement",
+                                       "eval_samples", "eval_seconds") if k in res}
+            out["accuracy_source"] = (f"host {res.get('runtime')} {res.get('runtime_version')} "
+                                      "(CPU), same file")
+            self._accuracy_cache[key] = out
+        return dict(self._accuracy_cache[key])
+
+    # -- runner interface --------------------------------------------------------------
+    def benchmark_command(self, run_dir: str, job: dict[str, Any], delegate: str) -> list[str]:
+        words = ["taskset", self.taskset] if self.taskset else []
+        words += [
+            f"{run_dir}/benchmark_model", f"--graph={run_dir}/model.tflite",
+            f"--num_threads={int(job.get('threads', 1))}",
+            f"--num_runs={int(job.get('min_runs', 100))}",
+            f"--warmup_runs={int(job.get('warmup', 20))}",
+            f"--min_secs={float(job.get('min_seconds', 1.0)):g}",
+            f"--use_xnnpack={'true' if delegate == 'xnnpack' else 'false'}",
+            f"--use_gpu={'true' if delegate == 'gpu' else 'false'}",
+            f"--use_nnapi={'true' if delegate == 'nnapi' else 'false'}",
+            "--report_peak_memory_footprint=true",
+        ]
+        return words
+
+    def measure(self, job: dict[str, Any], files: dict[str, Path]) -> dict[str, Any]:
+        delegate = str(job.get("delegate") or self.delegates[0]).lower()
+        if delegate not in DELEGATES:
+            raise RunnerError(f"unknown delegate {delegate!r}; known: {', '.join(DELEGATES)}")
+        artifact = Path(files[job["path"]])
+        accuracy = self.evaluate(job, files)
+        self.check_state(self.serial)
+        thermal_before = self.thermal()
+        run_dir = f"{self.remote_dir}/edgernn-{secrets.token_hex(6)}"
+        q = shlex.quote
+        code, out, err = self.shell_script(f"mkdir -p {q(self.remote_dir)} && mkdir {q(run_dir)}",
+                                           what="mkdir")
+        if code != 0:
+            raise RunnerError(f"cannot create {run_dir} on {self.serial}: {_last_line(err + out)}")
+        try:
+            self.push(artifact, f"{run_dir}/model.tflite")
+            self.push(self.binary, f"{run_dir}/benchmark_model")
+            code, out, err = self.shell(["chmod", "755", f"{run_dir}/benchmark_model"], what="chmod")
+            if code != 0:
+                raise RunnerError(f"chmod of benchmark_model on {self.serial} failed: "
+                                  f"{_last_line(err + out)}")
+            cmd = self.benchmark_command(run_dir, job, delegate)
+            try:
+                code, out, err = self.shell(cmd, timeout=self.target.timeout_s,
+                                            what=f"benchmark_model ({delegate})")
+            except RunnerError as e:
+                if "timed out" in str(e):  # the adb client is gone; stop the remote tool too
+                    self._kill_remote(run_dir)
+                raise
+            text = f"{out}\n{err}"
+            if code != 0:
+                raise RunnerError(self._failure(code, text, delegate))
+            try:
+                parsed = parse_benchmark_output(text)
+            except BenchmarkOutputError as e:
+                raise RunnerError(f"cannot read benchmark_model's output ({delegate}): {e}") from None
+            if delegate in ("gpu", "nnapi") and not any(
+                    delegate.lower() in line.lower() for line in parsed.delegate_lines):
+                raise RunnerError(
+                    f"benchmark_model printed no sign that the {delegate.upper()} delegate was "
+                    f"applied (it may have run on the CPU): {_last_line(err or out)}")
+        finally:
+            self._remove(run_dir)
+        thermal_after = self.thermal()
+        res = parsed.to_result()
+        notes = list(parsed.notes)
+        if parsed.unconsumed_flags:
+            notes.append(f"this benchmark_model build ignored: {parsed.unconsumed_flags}")
+        if "peak_rss_mb" not in res and "peak_delta_mb" not in res:
+            notes.append("benchmark_model printed no memory footprint line")
+        res.update(
+            ok=True, runtime=f"benchmark_model+{delegate}",
+            runtime_version=f"sha256:{self.binary_sha[:12]}", delegate=delegate,
+            threads=int(job.get("threads", 1)), device=dict(self.device),
+            thermal_before=thermal_before, thermal_after=thermal_after,
+            throttled=(thermal_after.get("thermal_status", 0) > 0
+                       if "thermal_status" in thermal_after else None),
+            latency_source=f"benchmark_model on {self.serial} ({delegate}"
+                           f"{', taskset ' + self.taskset if self.taskset else ''})",
+            accuracy_source=accuracy.pop("accuracy_source"), notes=notes, **accuracy,
+        )
+        return res
+
+    def _failure(self, code: int, text: str, delegate: str) -> str:
+        if code > 128 and code - 128 in SIGNALS:
+            return f"benchmark_model ({delegate}) crashed on {self.serial} ({SIGNALS[code - 128]})"
+        if code == -1:
+            return f"benchmark_model ({delegate}) on {self.serial}: the remote shell died (no exit status)"
+        reason = failure_reason(text) or _last_line(text)
+        return f"benchmark_model ({delegate}) failed on {self.serial} (exit code {code}): {reason}"
+
+    def _kill_remote(self, run_dir: str) -> None:
+        # the run dir is in the tool's command line (--graph=RUN_DIR/model.tflite)
+        with contextlib.suppress(RunnerError):
+            self.shell(["pkill", "-f", run_dir], timeout=15, what="pkill")
+
+    def _remove(self, run_dir: str) -> None:
+        # only this run's directory: its name is edgernn-<random> under remote_dir
+        assert re.fullmatch(r"edgernn-[0-9a-f]{12}", run_dir.rsplit("/", 1)[-1]), run_dir
+        with contextlib.suppress(RunnerError):
+            self.shell(["rm", "-rf", "--", run_dir], what="rm")
+
+    def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
+            self._local = None
