@@ -3,7 +3,6 @@ pickled modules. Every failure is a one-line EdgeRNNError."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -19,6 +18,7 @@ from torch import nn
 
 from edgernn.checkpoint import CHECKPOINT_KEY, SPEC_EXTRA_FILE
 from edgernn.errors import EdgeRNNError, ExportError
+from edgernn.hashing import sha256_file  # noqa: F401  (re-exported)
 from edgernn.spec import InputSpec, parse_shape
 
 KINDS = ("checkpoint", "torchscript", "pickle")
@@ -50,14 +50,6 @@ class LoadedModel:
 
     def parameters_count(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_model(

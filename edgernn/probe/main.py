@@ -15,6 +15,7 @@ import traceback
 from typing import Any
 
 # stdlib only at import time: ``--facts`` must work on a device that lacks numpy
+from .versions import version_of
 
 ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55",
              "0xd07": "Cortex-A57", "0xd08": "Cortex-A72", "0xd09": "Cortex-A73",
@@ -98,15 +99,6 @@ def throttled_during(before: dict[str, Any], after: dict[str, Any]) -> bool | No
     b = int(before.get("throttled", "0x0"), 16)
     a = int(after["throttled"], 16)
     return bool(a & 0xF) or bool((a & ~b) & 0xF0000)
-
-
-def version_of(module_name: str) -> str | None:
-    """Installed version of a module, or None when it cannot be imported."""
-    try:
-        mod = __import__(module_name, fromlist=["__version__"])
-    except Exception:
-        return None
-    return str(getattr(mod, "__version__", "unknown"))
 
 
 def runtime_versions() -> dict[str, str | None]:

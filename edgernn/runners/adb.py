@@ -32,7 +32,6 @@ benchmark_model flag (the tool stops at ``--max_secs``, 150 s by default).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import secrets
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from edgernn.errors import RunnerError
+from edgernn.hashing import sha256_file
 from edgernn.runners.base import register_runner
 from edgernn.runners.benchmark_output import (
     BenchmarkOutputError,
@@ -105,14 +105,6 @@ def _last_line(text: str, default: str = "no output") -> str:
     return (lines[-1] if lines else default)[:300]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @register_runner("adb")
 class AdbRunner:
     REQUIRED = ("benchmark_model",)
@@ -142,7 +134,7 @@ class AdbRunner:
             raise RunnerError(f"target {target.name}: unknown delegate(s) {', '.join(bad) or '(none)'}"
                               f"; known: {', '.join(DELEGATES)}")
         self.binary = self._binary_path(x["benchmark_model"])
-        self.binary_sha = _sha256(self.binary)
+        self.binary_sha = sha256_file(self.binary)
         self.binary_abi = elf_abi(self.binary)
         self.adb = self._adb_path(x.get("adb", "adb"))
         host, _, port = str(x.get("adb_server", "127.0.0.1:5037")).rpartition(":")
