@@ -74,8 +74,11 @@ def test_ctrl_c_keeps_rows_marks_partial_and_resumes(weather_models, tmp_path):
             str(weather_models["lstm"]), "--data", str(weather_models["eval"]), "--out",
             str(tmp_path), "--db", str(db), "--format", "onnx", "--quantize", "dynamic,fp16",
             "--runs", "10", "--warmup", "1"]
+    # a shell that runs the suite in the background ignores SIGINT, and children inherit
+    # that: give the bench the default disposition, as in a terminal
     proc = subprocess.Popen([*args, "--min-seconds", "4"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     results = tmp_path / "results.json"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # wait until two rows are finished
