@@ -65,13 +65,7 @@ def load(name: str, path: str, threads: int = 1, **options: Any) -> Session:
     return _LOADERS[name](path, threads, **options)
 
 
-def version_of(module_name: str) -> str | None:
-    """Installed version of a runtime module, or None when it cannot be imported."""
-    try:
-        mod = __import__(module_name, fromlist=["__version__"])
-    except Exception:
-        return None
-    return str(getattr(mod, "__version__", "unknown"))
+from .versions import version_of  # noqa: E402,F401  (re-exported)
 
 
 @runtime("onnxruntime", "onnxruntime")
