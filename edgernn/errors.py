@@ -13,3 +13,8 @@ class ExportError(EdgeRNNError):
 
 class RunnerError(EdgeRNNError):
     """A target or runtime failed while measuring."""
+
+
+class Unsupported(EdgeRNNError):
+    """A format plug-in cannot handle this model at all (a ``skipped`` row, not a failure);
+    the message names the construct, e.g. ``tflite-keras cannot rebuild aten::stft at m.py:12``."""

@@ -15,7 +15,7 @@ import torch
 
 from edgernn import __version__
 from edgernn.artifact import Artifact
-from edgernn.errors import EdgeRNNError
+from edgernn.errors import EdgeRNNError, Unsupported
 from edgernn.formats import expand_formats, get_format
 from edgernn.loading import LoadedModel, sha256_file
 from edgernn.probe import runtimes
@@ -105,6 +105,9 @@ def export_model(
             fp32 = fmt.export(model, path)
             fp32.plugin = pname
             fp32 = _finish(fp32, model)
+        except Unsupported as e:
+            arts.append(failed(f"{pname}-fp32", "fp32", str(e), status="skipped"))
+            continue
         except EdgeRNNError as e:
             arts.append(failed(f"{pname}-fp32", "fp32", str(e)))
             continue
