@@ -1,5 +1,9 @@
-"""ONNX via the TorchScript exporter (dynamo=False, opset 17): native LSTM/GRU ops with
-dynamic batch and sequence axes."""
+"""ONNX via the TorchScript exporter (dynamo=False, opset 17): native LSTM/GRU ops.
+
+The input's named axes (``batch``, ``seq``) become dynamic; each output's axes that follow them
+(found by running the model at other sizes) get the same names. A model returning several
+tensors gets one named output each: ``output``, ``output_1``, ...
+"""
 
 from __future__ import annotations
 
@@ -22,11 +26,51 @@ INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 
 def op_census(path: Path) -> dict[str, int]:
-    """Count of each operator type in an ONNX file (constants left out)."""
+    """Count of each operator type in an ONNX file, sub-graphs included (constants left out)."""
     import onnx
 
+    from edgernn.formats.onnx_weights import graphs
+
     graph = onnx.load(str(path), load_external_data=False).graph
-    return dict(Counter(n.op_type for n in graph.node if n.op_type != "Constant"))
+    return dict(Counter(n.op_type for g in graphs(graph) for n in g.node if n.op_type != "Constant"))
+
+
+def flat_tensors(out: object) -> list[torch.Tensor]:
+    """The tensors of a model's output in the exporter's order (tuples/lists/dicts flattened)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in flat_tensors(o)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in flat_tensors(o)]
+    return []
+
+
+def output_names(n: int) -> list[str]:
+    return [OUTPUT_NAME] + [f"{OUTPUT_NAME}_{i}" for i in range(1, n)]
+
+
+@torch.no_grad()
+def output_axes(model: LoadedModel) -> list[dict[int, str]]:
+    """Per output, the axes that change with a named input axis, under that axis's name."""
+    base = [t.shape for t in flat_tensors(model.module(model.example_input()))]
+    axes: list[dict[int, str]] = [{} for _ in base]
+    for a in model.spec.axes:
+        if not a.name:
+            continue
+        try:
+            other = [t.shape for t in flat_tensors(model.module(model.example_input(**{a.name: a.size + 1})))]
+        except Exception:
+            continue  # the model does not take another size on this axis; parity will tell
+        if len(other) != len(base):
+            continue
+        for out, s0, s1 in zip(axes, base, other, strict=True):
+            if len(s0) != len(s1):
+                continue
+            for i, (d0, d1) in enumerate(zip(s0, s1, strict=True)):
+                if d0 != d1 and i not in out:
+                    out[i] = a.name
+    return axes
 
 
 class OnnxFormat:
@@ -45,23 +89,26 @@ class OnnxFormat:
 
     def export(self, model: LoadedModel, path: Path) -> Artifact:
         spec = model.spec
-        dyn = {i: n for i, n in spec.dynamic_axes.items()}
         example = model.example_input()
         t0 = time.perf_counter()
         try:
+            outs = output_axes(model)
+            names = output_names(len(outs))
+            dynamic = {INPUT_NAME: dict(spec.dynamic_axes)}
+            dynamic.update({n: ax for n, ax in zip(names, outs, strict=True) if ax})
             with warnings.catch_warnings(), redirect_stderr(io.StringIO()):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
                     model.module, (example,), str(path), dynamo=False, opset_version=OPSET,
-                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                    dynamic_axes={INPUT_NAME: dyn, OUTPUT_NAME: {0: "batch"}},
+                    input_names=[INPUT_NAME], output_names=names, dynamic_axes=dynamic,
                 )
         except Exception as e:
             raise ExportError(f"ONNX export failed: {describe_export_failure(e)}") from None
         art = Artifact(
             variant="onnx-fp32", format="onnx", quantization="fp32", runtime=self.runtime,
             path=str(path), export_seconds=time.perf_counter() - t0,
-            accepts_other_seq_len=spec.seq_axis is not None, dynamic_batch=True,
+            accepts_other_seq_len=spec.seq_axis is not None,
+            dynamic_batch=spec.axis_index("batch") is not None,
             backend=f"torch.onnx (TorchScript exporter, opset {OPSET})",
         )
         art.ops = op_census(path)

@@ -1,12 +1,17 @@
-"""ONNX int8 dynamic quantization (onnxruntime ``quantize_dynamic``).
+"""ONNX int8 dynamic quantization (onnxruntime ``quant_pre_process`` + ``quantize_dynamic``).
 
-LSTM becomes DynamicQuantizeLSTM; Linear/Embedding weights become int8. onnxruntime has no
-quantized GRU (onnxruntime#9796), so GRU layers stay fp32 and the notes say so.
+``quantize_dynamic`` only sees weights stored as initializers; the TorchScript exporter keeps a
+scripted model's LSTM weights in ``Constant`` nodes, which it would skip without a word
+(onnxruntime#18671). ``quant_pre_process`` folds them into initializers first, and sub-graphs
+(If/Loop bodies) are quantized too. LSTM becomes DynamicQuantizeLSTM, Conv ConvInteger,
+MatMul/Gemm MatMulInteger, Embedding tables int8; onnxruntime has no quantized GRU
+(onnxruntime#9796). The notes say per op type what runs in int8 and why the rest does not.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +20,25 @@ from edgernn.formats.onnx import op_census
 from edgernn.loading import LoadedModel
 from edgernn.quantize.base import NotApplicable, register_quantizer
 
-QUANT_OPS = {"DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeMatMul", "ConvInteger"}
-
 
 def weight_fraction_int8(path: Path) -> float:
-    """Share of weight elements stored as 8-bit integers."""
-    import onnx
-    from onnx import TensorProto
+    """Share of weight elements (initializers and Constant tensors) stored as 8-bit integers."""
+    from edgernn.formats.onnx_weights import weight_census
 
-    init = onnx.load(str(path)).graph.initializer
-    total = q = 0
-    for t in init:
-        n = 1
-        for d in t.dims:
-            n *= d
-        if n < 16:  # scales, zero points, shapes
-            continue
-        total += n
-        if t.data_type in (TensorProto.INT8, TensorProto.UINT8):
-            q += n
-    return q / total if total else 0.0
+    return weight_census(path).int8_fraction
+
+
+def pre_process(src: Path, dst: Path) -> tuple[Path, str | None]:
+    """Run onnxruntime's ``quant_pre_process``; return the file to quantize and a note on failure."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(src, dst, skip_symbolic_shape=True)
+    except Exception as e:
+        line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        return src, (f"onnxruntime quant_pre_process failed ({line}); weights held in Constant "
+                     "nodes, if any, stay fp32")
+    return dst, None
 
 
 class OnnxDynamicInt8:
@@ -50,38 +54,45 @@ class OnnxDynamicInt8:
         return None
 
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
+        import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        from edgernn.formats.onnx_weights import constant_node_weights, share, weight_census
+        from edgernn.quantize.onnx_ops import mark_weighted_nodes, read_fates, summarize
+
         logging.getLogger().setLevel(logging.ERROR)
-        quantize_dynamic(fp32.path, str(path), weight_type=QuantType.QInt8)
-        before, after = fp32.ops, op_census(path)
-        if not QUANT_OPS & set(after) and after.get("Gather", 0) == before.get("Gather", 0):
+        notes: list[str] = []
+        held = constant_node_weights(fp32.path)
+        with tempfile.TemporaryDirectory(prefix="edgernn-q-") as tmp:
+            src, failed = pre_process(Path(fp32.path), Path(tmp) / "pre.onnx")
+            if failed:
+                notes.append(failed)
+            elif held:
+                notes.append(f"{held} weight tensor(s) held in Constant nodes folded into "
+                             "initializers first (onnxruntime quant_pre_process)")
+            m = onnx.load(str(src))
+        nodes = mark_weighted_nodes(m)
+        quantize_dynamic(m, str(path), weight_type=QuantType.QInt8,
+                         extra_options={"EnableSubgraph": True})
+        q = onnx.load(str(path))
+        summary = summarize(read_fates(q, nodes))
+        onnx.save(q, str(path))
+        census = weight_census(q)
+        if census.int8 == 0:
             path.unlink(missing_ok=True)
-            raise NotApplicable("onnxruntime dynamic quantization changed nothing in this model")
-        frac = weight_fraction_int8(path)
-        if frac == 0.0:
-            path.unlink(missing_ok=True)
-            raise NotApplicable("onnxruntime dynamic quantization left every weight in fp32")
-        notes = []
-        lstm_q = after.get("DynamicQuantizeLSTM", 0)
-        if lstm_q:
-            notes.append(f"{lstm_q} LSTM op(s) -> DynamicQuantizeLSTM (int8 weights)")
-        if after.get("LSTM", 0):
-            notes.append(f"{after['LSTM']} LSTM op(s) stay fp32")
-        if after.get("GRU", 0):
-            notes.append(
-                f"{after['GRU']} GRU op(s) stay fp32: onnxruntime cannot quantize GRU "
-                "(onnxruntime#9796)"
-            )
-        share = f"{frac:.1%}" if frac < 0.1 else f"{frac:.0%}"
-        only_head = " (only Linear/Embedding weights)" if frac < 0.5 and not lstm_q else ""
-        notes.append(f"int8 weights: {share} of weight elements{only_head}")
+            raise NotApplicable(f"nothing to quantize: {summary or 'the graph holds no weights'}")
+        frac = census.int8_fraction
+        if summary:
+            notes.insert(0, summary)
+        notes.append(f"int8 weights: {share(frac)} of {census.total} weight elements "
+                     "(initializers and Constant tensors)")
         return Artifact(
             variant="onnx-int8-dynamic", format="onnx", quantization=self.label,
-            runtime=fp32.runtime, path=str(path), ops=after, notes=notes,
+            runtime=fp32.runtime, path=str(path), ops=op_census(path), notes=notes,
             quantized_fraction=frac, accepts_other_seq_len=fp32.accepts_other_seq_len,
             dynamic_batch=fp32.dynamic_batch,
-            backend="onnxruntime.quantization.quantize_dynamic (QInt8 weights)",
+            backend="onnxruntime.quantization quant_pre_process + quantize_dynamic "
+                    "(QInt8 weights, sub-graphs included)",
         )
 
 
