@@ -1,27 +1,48 @@
-"""Targets: YAML files (``targets/*.yaml``) describing a device and how to reach it."""
+"""Targets: YAML files (``targets/*.yaml``) describing a device and how to reach it.
+
+A target is found by file name or by one of the ``aliases`` its file lists (case-insensitive;
+``_``, spaces and ``-`` are the same). A file may leave keys its runner requires unset when it
+says in ``setup`` how to set them (a template such as ``rpi``): it exports, and the first
+runner to read such a key gets that one line as its error.
+"""
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from edgernn.errors import EdgeRNNError
+from edgernn.errors import EdgeRNNError, RunnerError
 
 REPO_TARGETS = Path(__file__).resolve().parent.parent / "targets"
 
 _SCHEMA: dict[str, type | tuple[type, ...]] = {
     "name": str, "description": str, "runner": str, "formats": list, "runtimes": dict,
     "quantize": list, "threads": int, "cpus": list, "emulated": bool, "options": dict,
-    "timeout_s": (int, float),
+    "timeout_s": (int, float), "aliases": list, "setup": str,
 }
 
 
 _TYPE_NAMES = {str: "a string", list: "a list", dict: "a mapping", int: "an integer",
                bool: "true or false"}
+
+
+class RunnerKeys(dict):
+    """Runner-specific keys of a target. Reading a required key that the file leaves unset
+    raises the target's one-line ``setup`` hint (a RunnerError) instead of a KeyError."""
+
+    unset_message: str = ""
+    unset_keys: frozenset[str] = frozenset()
+
+    def __missing__(self, key: str) -> Any:
+        if key in self.unset_keys:
+            raise RunnerError(self.unset_message)
+        raise KeyError(key)
 
 
 @dataclass
@@ -39,9 +60,28 @@ class Target:
     timeout_s: float = 900.0
     path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # runner-specific keys (host, port, ...)
+    aliases: list[str] = field(default_factory=list)
+    setup: str = ""  # one line: how to make the target measurable (when ``unset`` is not empty)
+    unset: list[str] = field(default_factory=list)  # required runner keys the file leaves unset
+
+    def __post_init__(self) -> None:
+        self.extra = RunnerKeys(self.extra)
+        if self.unset:
+            self.extra.unset_keys = frozenset(self.unset)
+            self.extra.unset_message = (
+                f"target {self.name} names no device ({', '.join(self.unset)} not set; it can "
+                f"export but not measure): {self.setup}")
 
     def runtime_for(self, fmt: str) -> str | None:
         return self.runtimes.get(fmt)
+
+    def require_device(self) -> None:
+        """Raise the one-line setup hint when the file leaves a required runner key unset."""
+        if self.unset:
+            raise RunnerError(self.extra.unset_message)
+
+
+_YAML_FIELDS = set(Target.__dataclass_fields__) - {"path", "extra", "unset"}
 
 
 def search_dirs() -> list[Path]:
@@ -67,17 +107,78 @@ def list_targets() -> dict[str, Path]:
     return found
 
 
+def norm(name: str) -> str:
+    """Lower case, with runs of ``_``, ``-`` and spaces as one ``-``: how names are compared."""
+    return re.sub(r"[\s_-]+", "-", name.strip().lower())
+
+
+@dataclass(frozen=True)
+class TargetEntry:
+    """A target file found on the search path, with the aliases that lead to it."""
+
+    name: str
+    path: Path
+    aliases: tuple[str, ...]
+
+
+def _declared_aliases(p: Path) -> list[str]:
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    al = data.get("aliases") if isinstance(data, dict) else None
+    return [a for a in al if isinstance(a, str) and a.strip()] if isinstance(al, list) else []
+
+
+def target_index() -> list[TargetEntry]:
+    """Every target by name, with its aliases; a name beats an alias, an earlier file a later
+    one (an alias that another target already claims is dropped)."""
+    files = list_targets()  # in search order
+    taken = {norm(n) for n in files}
+    out = []
+    for name, p in files.items():
+        mine = []
+        for a in _declared_aliases(p):
+            if norm(a) not in taken:
+                taken.add(norm(a))
+                mine.append(a)
+        out.append(TargetEntry(name, p, tuple(mine)))
+    return sorted(out, key=lambda e: e.name)
+
+
+def target_listing() -> list[tuple[str, Path]]:
+    """(label, file) per target for ``edgernn targets``; the label shows the aliases."""
+    return [(e.name + (f" (aliases: {', '.join(e.aliases)})" if e.aliases else ""), e.path)
+            for e in target_index()]
+
+
+def resolve_target(name: str) -> Path:
+    """The file of target ``name`` (a name or alias, any case); one-line error naming the
+    known targets and the closest one when there is none."""
+    index = target_index()
+    key = norm(name)
+    for e in index:
+        if norm(e.name) == key:
+            return e.path
+    owner = {norm(a): e for e in index for a in e.aliases}
+    if key in owner:
+        return owner[key].path
+    words = {norm(e.name): e.name for e in index} | {a: e.name for a, e in owner.items()}
+    close = difflib.get_close_matches(key, list(words), n=1, cutoff=0.6)
+    hint = f"did you mean {words[close[0]]}? " if close else ""
+    known = ", ".join(e.name for e in index) or "none"
+    raise EdgeRNNError(f"unknown target {name!r}; {hint}known targets: {known} "
+                       "(or pass a path to a target .yaml)")
+
+
 def load_target(name_or_path: str) -> Target:
-    """Load a target by name or YAML path; one-line error on anything malformed."""
+    """Load a target by name, alias or YAML path; one-line error on anything malformed."""
     p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and not p.is_file() and (os.sep in name_or_path
+                                                             or p.exists()):
+        raise EdgeRNNError(f"target file {p} does not exist (or is not a file)")
     if not (p.suffix in (".yaml", ".yml") and p.is_file()):
-        known = list_targets()
-        if name_or_path not in known:
-            raise EdgeRNNError(
-                f"unknown target {name_or_path!r}; known targets: {', '.join(sorted(known))} "
-                "(or pass a path to a target .yaml)"
-            )
-        p = known[name_or_path]
+        p = resolve_target(name_or_path)
     try:
         data = yaml.safe_load(p.read_text())
     except (OSError, yaml.YAMLError) as e:
@@ -113,14 +214,16 @@ def parse_target(data: Any, p: Path) -> Target:
             )
     if data.get("threads", 1) < 1:
         raise EdgeRNNError(f"target file {p}: 'threads' must be at least 1")
-    fields = {k: v for k, v in data.items()
-              if k in Target.__dataclass_fields__ and k not in ("path", "extra")}
-    extra = {k: v for k, v in data.items() if k not in Target.__dataclass_fields__}
+    fields = {k: v for k, v in data.items() if k in _YAML_FIELDS}
+    extra = {k: v for k, v in data.items() if k not in _YAML_FIELDS}
     runner_cls = RUNNERS[data["runner"]]
     schema = getattr(runner_cls, "SCHEMA", {})
-    for key in getattr(runner_cls, "REQUIRED", ()):
-        if key not in extra:
-            raise EdgeRNNError(f"target file {p}: runner {data['runner']!r} needs the key {key!r}")
+    unset = [k for k in getattr(runner_cls, "REQUIRED", ()) if k not in extra]
+    if unset and not str(data.get("setup", "")).strip():
+        raise EdgeRNNError(f"target file {p}: runner {data['runner']!r} needs the key {unset[0]!r}")
+    for a in data.get("aliases", []):
+        if not isinstance(a, str) or not a.strip():
+            raise EdgeRNNError(f"target file {p}: 'aliases' must be a list of names, got {a!r}")
     for key, val in extra.items():
         if key not in schema:
             known = ", ".join(sorted(set(_SCHEMA) | set(schema)))
@@ -129,7 +232,7 @@ def parse_target(data: Any, p: Path) -> Target:
         if not isinstance(val, want) or (want is int and isinstance(val, bool)):
             raise EdgeRNNError(
                 f"target file {p}: {key!r} must be {_TYPE_NAMES.get(want, 'a number')}, got {val!r}")
-    return Target(**fields, path=p, extra=extra)
+    return Target(**fields, path=p, extra=extra, unset=unset)
 
 
 def _line(e: BaseException) -> str:

@@ -133,9 +133,6 @@ class AdbRunner:
         if bad or not self.delegates:
             raise RunnerError(f"target {target.name}: unknown delegate(s) {', '.join(bad) or '(none)'}"
                               f"; known: {', '.join(DELEGATES)}")
-        self.binary = self._binary_path(x["benchmark_model"])
-        self.binary_sha = sha256_file(self.binary)
-        self.binary_abi = elf_abi(self.binary)
         self.adb = self._adb_path(x.get("adb", "adb"))
         host, _, port = str(x.get("adb_server", "127.0.0.1:5037")).rpartition(":")
         if not host or not port.isdigit():
@@ -151,6 +148,9 @@ class AdbRunner:
         self.serial = self.pick_device(x.get("serial"), x.get("connect"))
         self.shell_v2 = "shell_v2" in self.features()
         self.device = self.device_facts()
+        self.binary = self._binary_path(x["benchmark_model"])  # after the device: a missing
+        self.binary_sha = sha256_file(self.binary)              # device is the first thing to fix
+        self.binary_abi = elf_abi(self.binary)
         self.check_abi()
 
     # -- setup -------------------------------------------------------------------------
@@ -253,6 +253,10 @@ class AdbRunner:
             devs = self.devices()
         if state is None:
             listed = ", ".join(f"{s} ({st})" for s, st in devs) or "none"
+            if re.fullmatch(r"emulator-\d+", serial):
+                raise RunnerError(f"no device {serial} is attached (adb devices lists: {listed}): "
+                                  "start the emulator with scripts/start_android_emulator.sh "
+                                  "AVD_NAME, then retry")
             raise RunnerError(f"Android device {serial} not found (adb devices lists: {listed}); "
                               "check the cable/USB debugging, or set connect: HOST:PORT")
         if state == "unauthorized":
