@@ -287,3 +287,13 @@ def test_untraceable_model_fails_in_one_line(tmp_path):
     with pytest.raises(ExportError, match="torch.export") as e:
         tfl.TfliteLitertFormat().export(lm, tmp_path / "m.tflite")
     assert "\n" not in str(e.value)
+
+
+def test_int8_calibrates_on_every_sample_given(converted, tmp_path):
+    """1001 samples given, 1001 fed to the calibrator (the backend used to keep an evenly
+    spaced 1000): the note counts what the child process actually passed to calibrate()."""
+    lm, arts = converted("lstm")
+    x = np.random.default_rng(12).uniform(-1, 1, size=(1001, SEQ, FEATURES)).astype(np.float32)
+    art = tflq.LitertInt8().quantize(lm, _fp32(arts), tmp_path / "cal1001.tflite", x)
+    assert any(n == "int8 activations, int8 weights; calibrated on 1001 sample(s)" for n in art.notes), \
+        art.notes

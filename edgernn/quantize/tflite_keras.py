@@ -25,7 +25,6 @@ import numpy as np
 
 from edgernn.artifact import Artifact
 from edgernn.formats.tflite_keras import (
-    CALIB_MAX_SAMPLES,
     TFLITE_KERAS,
     TFLITE_KERAS_UNROLLED,
     ConverterRejected,
@@ -58,7 +57,7 @@ class TFLiteKerasQuantizer:
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
         cal = self._calibration(model, calib) if self.mode in _CALIBRATED else None
         try:
-            art = self.fmt.convert(model, path, self.mode, cal)
+            art, res = self.fmt.convert(model, path, self.mode, cal)
         except ConverterRejected as e:
             path.unlink(missing_ok=True)
             if "not yet supported" in str(e) or "not supported" in str(e):
@@ -87,7 +86,10 @@ class TFLiteKerasQuantizer:
         if self.mode == "dynamic":
             art.notes.append("activations stay float; weights dequantized on the fly (hybrid kernels)")
         if self.mode in _CALIBRATED:
-            art.notes.append(f"calibrated on {len(cal)} samples; float input/output kept")
+            used = res.get("calib_samples")
+            given = "" if used == len(cal) else \
+                f" of the {len(cal)} given (whole batches of the fixed batch size)"
+            art.notes.append(f"calibrated on {used} samples{given}; float input/output kept")
             if not model.spec.is_tokens:
                 art.notes.append("raw (unstandardised) inputs share one int8 scale: narrow-range "
                                  "features lose resolution")
@@ -108,7 +110,7 @@ class TFLiteKerasQuantizer:
             raise NotApplicable(
                 f"calibration sequences have length {cal.shape[ax]}; this unrolled "
                 f"file is fixed at {spec.shape[ax]}")
-        return cal[:CALIB_MAX_SAMPLES]
+        return cal  # exactly the samples given: the caller (edgernn.calibration) chose them
 
 
 for _fmt in (TFLITE_KERAS, TFLITE_KERAS_UNROLLED):

@@ -25,12 +25,19 @@ import numpy as np
 
 from edgernn.artifact import Artifact
 from edgernn.errors import EdgeRNNError
-from edgernn.formats.tflite_litert import INSTALL, _missing, io_details, op_census, run_child, weight_census
+from edgernn.formats.tflite_common import (
+    io_details,
+    op_census,
+    opcode_names,
+    read_model,
+    schema,
+    weight_census,
+)
+from edgernn.formats.tflite_litert import INSTALL, _missing, run_child
 from edgernn.loading import LoadedModel
 from edgernn.quantize.base import NotApplicable, register_quantizer
 
 FORMAT = "tflite-litert"
-MAX_CALIB = 1000  # calibration samples used at most (evenly spaced when more are given)
 
 _INT_TYPES = {"INT8", "UINT8", "INT16", "INT4"}
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16"}
@@ -40,10 +47,8 @@ _IO_OPS = {"QUANTIZE", "DEQUANTIZE"}
 def op_precision(path: str | Path) -> dict[str, dict[str, int]]:
     """Per builtin op: how many compute in int (integer output), hybrid (float output, integer
     constant weight) or float. QUANTIZE/DEQUANTIZE are counted as themselves."""
-    from edgernn.formats.tflite_litert import _read_model, _schema, opcode_names
-
-    m, _ = _read_model(path)
-    type_names = {v: k for k, v in vars(_schema().TensorType).items() if not k.startswith("_")}
+    m = read_model(path)
+    type_names = {v: k for k, v in vars(schema().TensorType).items() if not k.startswith("_")}
     codes = opcode_names(m)
     out: dict[str, Counter[str]] = {}
     for g in range(m.SubgraphsLength()):
@@ -268,12 +273,10 @@ class LitertStatic(_LitertQuantizer):
                 f"calibration samples have shape {list(x.shape)} (samples first), but the "
                 f".tflite file's input is fixed at {want}: pass samples of that shape"
             )
-        used = x
-        if len(x) > MAX_CALIB:
-            used = x[np.linspace(0, len(x) - 1, MAX_CALIB).round().astype(int)]
+        # exactly the samples given: the caller (edgernn.calibration) chose and counted them
         with tempfile.TemporaryDirectory(prefix="edgernn-calib-") as tmp:
             cfile = Path(tmp) / "calib.npy"
-            np.save(cfile, np.ascontiguousarray(used))
+            np.save(cfile, np.ascontiguousarray(x))
             res = self._run(fp32, path, cfile, model.spec.batch_axis)
         census = weight_census(path)
         frac, wnote = _weights_note(census, "int8")
@@ -284,7 +287,7 @@ class LitertStatic(_LitertQuantizer):
         ]) + " (quantize inputs / dequantize outputs with these on the device)"
         notes = [
             f"int{self.act_bits} activations, int8 weights; calibrated on {res.get('calib_samples')} "
-            f"sample(s)" + (f" ({len(x)} given, evenly spaced subset)" if len(x) > MAX_CALIB else ""),
+            "sample(s)",
             f"{wnote} (integer biases not counted)",
             f"integer ops: {_summarise(prec, 'int')}",
             f"stay float: {_summarise(prec, 'float')}",
