@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from edgernn.bench import BenchSettings, bench_model, check_formats
+from edgernn.calibration import calibration_inputs
 from edgernn.data.datasets import load_dataset
-from edgernn.data.evalfile import check_fits, load_eval
 from edgernn.errors import EdgeRNNError
 from edgernn.exporting import export_model
 from edgernn.loading import load_model
@@ -37,10 +37,7 @@ def export(
     lm = load_model(model, **(load or {}))
     names = check_formats(t, formats if formats is not None else t.formats)
     modes = modes if modes is not None else t.quantize
-    cx, source = None, None
-    if calib is not None:
-        cx = check_fits(load_eval(calib), lm.spec)
-        source = f"{calib} ({len(cx)} samples)"
+    cx, source = calibration_inputs(lm.spec, calib, None)
     out_dir = out_dir or model.with_name(model.stem + "-export")
     return export_model(lm, out_dir, names, modes, t.name, on_step=on_step, calib=cx,
                         calib_source=source)

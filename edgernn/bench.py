@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -11,18 +13,23 @@ from typing import Any
 import numpy as np
 
 from edgernn.artifact import Artifact
-from edgernn.data.evalfile import check_fits, check_targets, load_eval
+from edgernn.calibration import SAMPLES, calibration_inputs
+from edgernn.data.evalfile import check_fits, check_targets, load_eval, to_model_layout
 from edgernn.errors import EdgeRNNError, RunnerError
 from edgernn.exporting import export_model, load_manifest
 from edgernn.formats import expand_formats, get_format
+from edgernn.hashing import array_sha256
 from edgernn.loading import LoadedModel, load_model, sha256_file
 from edgernn.probe.metrics import HIGHER_IS_BETTER, PRIMARY, degradation
 from edgernn.quantize import label_for
+from edgernn.quantize.base import CALIBRATED
 from edgernn.runners import get_runner, sub_variants
 from edgernn.runners.local import LocalRunner
 from edgernn.target import Target
+from edgernn.trials import TRIALS, combine, mark_unstable, trial_budget
 
 BASELINE = "torch-fp32"
+PARITY_SAMPLES = 8  # evaluation samples the export parity check runs on
 
 
 @dataclass
@@ -38,16 +45,31 @@ class BenchSettings:
     modes: list[str] | None = None
     load_options: dict[str, Any] = field(default_factory=dict)
     calib_path: Path | None = None
-    calib_samples: int = 200
+    calib_samples: int = SAMPLES
     store: Any = None  # edgernn.store.Store: rows are saved there and reused unless force
     force: bool = False
+    trials: int = TRIALS  # timing trials per variant, separate processes, round-robin
+
+
+def settings_key(settings: BenchSettings, target: Target, threads: int,
+                 calib_sha: str | None) -> str:
+    """Hash of every setting that changes a measured number: a stored row is reused only
+    when all of them match (the runtime version is checked against the target separately)."""
+    key = {"runs": settings.min_runs, "min_seconds": settings.min_seconds,
+           "warmup": settings.warmup, "max_runs": settings.max_runs, "threads": threads,
+           "cpus": target.cpus, "eval_batch": settings.eval_batch, "calib": calib_sha,
+           "calib_samples": settings.calib_samples, "collapse": settings.collapse,
+           "trials": settings.trials}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _job(settings: BenchSettings, target: Target, threads: int) -> dict[str, Any]:
+    """The probe job of one timing trial (the timing budget is split across the trials)."""
+    runs, seconds = trial_budget(settings.min_runs, settings.min_seconds, settings.trials)
     return {
         "threads": threads, "cpus": target.cpus, "warmup": settings.warmup,
-        "min_runs": settings.min_runs, "max_runs": settings.max_runs,
-        "min_seconds": settings.min_seconds, "eval_batch": settings.eval_batch, "data": "data",
+        "min_runs": runs, "max_runs": settings.max_runs,
+        "min_seconds": seconds, "eval_batch": settings.eval_batch, "data": "data",
     }
 
 
@@ -120,7 +142,7 @@ def bench_model(
     data_sha = sha256_file(Path(data_path))
     task = model.spec.task or data.task
     x = check_fits(data, model.spec)
-    check_targets(data, model.spec, task)
+    check_targets(data, model.spec, task, model_classes(model, x, task))
     work = out_dir / model.name
     work.mkdir(parents=True, exist_ok=True)
     formats = check_formats(target, settings.formats or target.formats)
@@ -129,13 +151,19 @@ def bench_model(
     store = settings.store
     rows: list[dict[str, Any]] = []
 
+    calib, calib_source = calibration_inputs(model.spec, settings.calib_path, x,
+                                             settings.calib_samples)
+    calib_sha = array_sha256(calib)
+    trials = settings.trials
+    settings_sha = settings_key(settings, target, threads, calib_sha)
+
     def cached(variant: str) -> dict[str, Any] | None:
         if store is None or settings.force:
             return None
         hit = store.find(model.sha256, f"{model.name}/{variant}", row_target(variant),
-                         data_sha, threads)
+                         data_sha, threads, settings_sha)
         if hit:
-            hit["cached"] = True
+            hit["reused"] = True
         return hit
 
     def row_target(variant: str) -> str:
@@ -145,16 +173,27 @@ def bench_model(
     def emit(row: dict[str, Any]) -> None:
         row.setdefault("data_sha256", data_sha)
         row.setdefault("requested_threads", threads)
-        if store is not None and not row.get("cached"):
+        row.setdefault("settings_sha256", settings_sha)
+        if store is not None and not row.get("reused"):
             store.add(row)
         rows.append(row)
         on_row(row)
 
-    manifest = None if settings.force else reuse_manifest(work, model, formats, modes)
+    def flush(pending: list[_Pending], interrupted: bool = False) -> None:
+        """Emit the rows waiting for trials, with whatever trials they got."""
+        while pending:
+            p = pending.pop(0)
+            if interrupted and not p.done and len(p.latencies) < trials:
+                p.failures.append(f"interrupted after {max(1, len(p.latencies))} of {trials} "
+                                  "trials")
+            _finish_trials(p)
+            emit(p.row)
+
+    manifest = None if settings.force else reuse_manifest(work, model, formats, modes, calib_sha)
     if manifest is None:
-        calib, calib_source = calibration_data(settings, model, x)
         manifest = export_model(model, work, formats, modes, target.name, on_step=step,
-                                calib=calib, calib_source=calib_source)
+                                calib=calib, calib_source=calib_source,
+                                parity_inputs=x[:PARITY_SAMPLES])
     arts = [Artifact.from_dict(a) for a in manifest["artifacts"]]
     subs = sub_variants(target)
 
@@ -185,21 +224,36 @@ def bench_model(
     if baseline and baseline.get("runtime_version") != host_version("torch"):
         baseline = None
     need_reference = any(hits[vname(a, d)] is None and a.status == "ok" for a, d in plan)
+    baseline_pending = None
     if baseline is None or (need_reference and not reference.exists()):
         np.savez(data_file, x=x, y=data.y)
-        baseline = measure_baseline(model, target, settings, threads, task, data_file, reference,
-                                    row_target(BASELINE), step)
-    emit(baseline)
+        baseline, job = measure_baseline(model, target, settings, threads, task, data_file,
+                                         reference, row_target(BASELINE), step)
+        if baseline["status"] == "ok" and trials > 1:
+            baseline_pending = _Pending(baseline, job, {"data": data_file, "model": model.path},
+                                        local=True)
+    if baseline_pending is None:
+        emit(baseline)
     if baseline["status"] != "ok":
         baseline = None
     if need_reference and reference.exists():
         np.savez(data_file, x=x, y=data.y, reference=np.load(reference))
 
     runner = None
+    pending: list[_Pending] = []  # measured once; more timing trials follow, then emitted
+    if baseline_pending is not None:
+        pending.append(baseline_pending)
+
+    def later(row: dict[str, Any]) -> None:
+        """Emit a finished row now, or after the rows before it that wait for trials."""
+        if pending:
+            pending.append(_Pending(row, {}, {}, local=False, done=True))
+        else:
+            emit(row)
     try:
         for i, (art, sub) in enumerate(plan):
             if hits[vname(art, sub)] is not None:
-                emit(hits[vname(art, sub)])
+                later(hits[vname(art, sub)])
                 continue
             row = base_row(model, art, target, task)
             row["variant"] = f"{model.name}/{vname(art, sub)}"
@@ -213,32 +267,113 @@ def bench_model(
                     f"data has {data_seq}"))
             elif art.status == "ok":
                 step(f"{model.name}: [{i + 1}/{len(plan)}] measure {vname(art, sub)} on "
-                     f"{target.name}")
+                     f"{target.name}" + (f" (trial 1/{trials})" if trials > 1 else ""))
                 runner = runner or get_runner(target)
                 job = {**_job(settings, target, threads), "runtime": target.runtimes[art.format],
                        "path": "artifact", "task": task, "batch_axis": model.spec.batch_axis,
                        **({"delegate": sub} if sub else {})}
+                files = {"data": data_file, "artifact": work / art.path}
                 try:
-                    fill_row(row, runner.measure(job, {"data": data_file, "artifact": work / art.path}))
+                    fill_row(row, runner.measure(job, files))
                 except RunnerError as e:
                     row.update(status="run failed", reason=str(e))
                 except KeyboardInterrupt:
                     row.update(status="run failed", reason="interrupted (Ctrl-C) while measuring")
-                    emit(row)
+                    later(row)
                     raise
                 judge(row, baseline, settings.collapse)
-            emit(row)
+                if row["status"] in ("ok", "accuracy collapsed") and trials > 1:
+                    pending.append(_Pending(row, job, files, local=False))
+                    continue
+            later(row)
+        if any(not p.done for p in pending):
+            runner = runner or get_runner(target)
+            more_trials(pending, trials, runner, target, step)
+    except BaseException:
+        flush(pending, interrupted=True)
+        raise
     finally:
         if runner is not None:
             runner.close()
+    flush(pending)
     return rows
+
+
+@dataclass
+class _Pending:
+    """A row measured in trial 1 that waits for its further timing trials."""
+
+    row: dict[str, Any]
+    job: dict[str, Any]
+    files: dict[str, Path]
+    local: bool  # measured on this host (the PyTorch baseline) rather than on the target
+    done: bool = False  # nothing more to time (a failed or skipped row kept for ordering)
+    latencies: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def more_trials(pending: list[_Pending], trials: int, runner: Any, target: Target,
+                step: Callable[[str], None]) -> None:
+    """Trials 2..N, round-robin over the pending rows so machine drift hits every variant
+    alike; each trial is a fresh process that only times (the first one evaluated)."""
+    for p in pending:
+        if not p.done:
+            p.latencies = [p.row["latency_ms"]]
+    local = None
+    try:
+        for t in range(2, trials + 1):
+            for p in pending:
+                if p.done:
+                    continue
+                step(f"{p.row['variant']}: timing trial {t}/{trials}")
+                job = {**p.job, "evaluate": False}
+                job.pop("save_outputs", None)
+                try:
+                    if p.local:
+                        local = local or LocalRunner(target)
+                        res = local.measure(job, p.files)
+                    else:
+                        res = runner.measure(job, p.files)
+                    lat = dict(res["latency_ms"])
+                    lat["first"], lat["load"] = res["first_ms"], res["load_ms"]
+                    p.latencies.append(lat)
+                except RunnerError as e:
+                    p.failures.append(f"trial {t}: {e}")
+    finally:
+        if local is not None:
+            local.close()
+
+
+def _finish_trials(p: _Pending) -> None:
+    """Fold the trials into the row's latency (median of trial medians, spread)."""
+    if p.done or not p.latencies:
+        return
+    first = p.row["latency_ms"]
+    lat = combine(p.latencies)
+    lat["first"], lat["load"] = first.get("first"), first.get("load")
+    p.row["latency_ms"] = lat
+    if p.failures:
+        p.row["notes"] = [*p.row.get("notes", []), *(f"timing {f}" for f in p.failures)]
+    mark_unstable(p.row)
+
+
+def model_classes(model: LoadedModel, x: np.ndarray, task: str) -> int | None:
+    """Classes of a classifier, from one forward pass when its file does not say."""
+    if task != "classify" or model.spec.num_classes:
+        return None
+    try:
+        return model.classes(to_model_layout(x[:1], model.spec.batch_axis))
+    except Exception as e:
+        raise EdgeRNNError(f"{model.path}: the model does not run on the evaluation data "
+                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
 
 
 def measure_baseline(
     model: LoadedModel, target: Target, settings: BenchSettings, threads: int, task: str,
     data_file: Path, reference: Path, row_target: str, step: Callable[[str], None],
-) -> dict[str, Any]:
-    """Measure fp32 PyTorch on this host; its outputs become the reference for every variant."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Measure fp32 PyTorch on this host; its outputs become the reference for every variant.
+    Returns the row and the job (further timing trials reuse it)."""
     step(f"{model.name}: measure {BASELINE} (host)")
     torch_art = Artifact(BASELINE, "torch", "fp32", "torch", path=str(model.path),
                          size_bytes=model.path.stat().st_size, accepts_other_seq_len=True,
@@ -248,28 +383,30 @@ def measure_baseline(
     if row_target == "host":
         row["emulated"] = False
     local = LocalRunner(target)
+    job = {**_job(settings, target, threads), "runtime": "torch", "path": "model",
+           "task": task, "batch_axis": model.spec.batch_axis, "save_outputs": str(reference),
+           "options": _torch_options(settings.load_options, model)}
     try:
-        job = {**_job(settings, target, threads), "runtime": "torch", "path": "model",
-               "task": task, "batch_axis": model.spec.batch_axis, "save_outputs": str(reference),
-               "options": _torch_options(settings.load_options, model)}
         fill_row(row, local.measure(job, {"data": data_file, "model": model.path}))
         row["parity_max_abs_diff"], row["agreement"], row["accuracy_drop"] = 0.0, 1.0, 0.0
     except RunnerError as e:
         row.update(status="run failed", reason=str(e))
     finally:
         local.close()
-    return row
+    return row, job
 
 
 def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
-                   modes: list[str]) -> dict[str, Any] | None:
-    """The existing manifest in ``work`` when it is for this exact model file and covers every
-    requested variant with intact files; else None (export again)."""
+                   modes: list[str], calib_sha: str | None = None) -> dict[str, Any] | None:
+    """The existing manifest in ``work`` when it is for this exact model file, was calibrated
+    on the same inputs and covers every requested variant with intact files; else None."""
     try:
         manifest, arts = load_manifest(work)
     except EdgeRNNError:
         return None
     if manifest.get("model", {}).get("sha256") != model.sha256:
+        return None
+    if any(m in CALIBRATED for m in modes) and manifest.get("calibration_sha256") != calib_sha:
         return None
     have = {(a.plugin, a.quantization) for a in arts}
     for plugin in formats:
@@ -294,26 +431,6 @@ def check_formats(target: Target, formats: list[str]) -> list[str]:
             f"it runs {', '.join(target.runtimes)}"
         )
     return names
-
-
-def calibration_data(
-    settings: BenchSettings, model: LoadedModel, x: np.ndarray
-) -> tuple[np.ndarray | None, str | None]:
-    """Inputs for full-int8 calibration: ``--calib`` if given, else a slice of the eval data."""
-    if settings.calib_path:
-        cal = load_eval(settings.calib_path)
-        cx = check_fits(cal, model.spec)
-        idx = _spread(len(cx), settings.calib_samples)
-        return cx[idx], f"{settings.calib_path} ({len(idx)} evenly spaced samples)"
-    idx = _spread(len(x), settings.calib_samples)
-    return x[idx], (f"{len(idx)} evenly spaced samples of the evaluation data (no --calib given; "
-                    "they are also evaluated, so int8 accuracy may be slightly optimistic)")
-
-
-def _spread(n: int, k: int) -> np.ndarray:
-    """k indices spread evenly over n samples: time-ordered data is covered end to end
-    (the first k samples of a season-ordered set calibrate worse, measured)."""
-    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int))
 
 
 def _data_axis(model_axis: int, batch_axis: int) -> int:

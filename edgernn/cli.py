@@ -49,8 +49,8 @@ def _split(value: str, allowed: list[str], what: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     if "all" in items:
         return list(allowed)
-    if items == ["none"]:
-        return []
+    # fp32 is always exported: "none" adds nothing, alone or in a list
+    items = [v for v in items if v != "none"]
     bad = [v for v in items if v not in allowed]
     if bad:
         raise EdgeRNNError(f"unknown {what} {', '.join(bad)}; choose from {', '.join(allowed)}, all")
@@ -71,9 +71,20 @@ db_option = click.option(
     "--db", type=click.Path(dir_okay=False, path_type=Path),
     help="Results store (SQLite). Default: $EDGERNN_DB or ~/.local/share/edgernn/results.db.")
 
+trials_option = click.option(
+    "--trials", default=3, show_default=True, type=click.IntRange(1),
+    help="Timing trials per variant, each in a fresh process, interleaved across variants; "
+         "latency is the median of the trial medians (--runs and --min-seconds are split "
+         "across them).")
+
+strict_option = click.option(
+    "--strict", is_flag=True,
+    help="Exit 1 when any requested variant failed (default: only when none is ok).")
+
 calib_option = click.option(
     "--calib", type=click.Path(path_type=Path),
-    help="Calibration inputs (.npz with x) for full-int8 quantization.")
+    help="Calibration inputs for full-int8 quantization: .npz with x (sample axis first; "
+         "y not needed). Default: evenly spaced samples of --data.")
 
 
 @click.group()
@@ -130,6 +141,7 @@ def train(dataset: str, layers: str, epochs: int, batch_size: int, lr: float, se
 @load_options
 def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
     """Load MODEL safely and show what it is: kind, input spec, recurrent layers, parameters."""
+    from edgernn.bench import model_classes
     from edgernn.data.evalfile import check_fits, check_targets, load_eval
     from edgernn.loading import load_model
 
@@ -147,7 +159,8 @@ def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
     if data_path:
         data = load_eval(data_path)
         x = check_fits(data, lm.spec)
-        check_targets(data, lm.spec, lm.spec.task or data.task)
+        task = lm.spec.task or data.task
+        check_targets(data, lm.spec, task, model_classes(lm, x, task))
         out.print(f"  data: {data_path} fits: x {list(x.shape)} {x.dtype}, y {list(data.y.shape)} "
                   f"({data.task})", highlight=False)
 
@@ -163,9 +176,10 @@ def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (default: MODEL's name + -export).")
 @calib_option
+@strict_option
 @load_options
 def export(model: Path, target: str, fmt: str | None, quantize: str | None,
-           out_dir: Path | None, calib: Path | None, **kw: Any) -> None:
+           out_dir: Path | None, calib: Path | None, strict: bool, **kw: Any) -> None:
     """Export MODEL to the target's formats and quantizations; write manifest.json."""
     from edgernn.api import export as api_export
     from edgernn.quantize import MODES
@@ -174,15 +188,13 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
     load = _load_kwargs(kw)
     formats = _formats(fmt)
     modes = _split(quantize, list(MODES), "quantization") if quantize else None
-    out_dir = out_dir or model.with_name(model.stem + "-export")
+    out_dir = out_dir or (model.with_name(model.stem + "-export") if model.name else Path("export"))
     with err.status("exporting") as st:
         manifest = api_export(model, target, out_dir, formats, modes, load,
                               on_step=lambda m: st.update(m), calib=calib)
     out.print(manifest_table(manifest))
     out.print(f"manifest: {out_dir / 'manifest.json'}")
-    failed = [a for a in manifest["artifacts"] if a["status"] not in ("ok", "skipped")]
-    if failed and len(failed) == len(manifest["artifacts"]):
-        raise EdgeRNNError("every export failed; see the table above")
+    check_outcome([a["status"] for a in manifest["artifacts"]], strict, "export")
 
 
 @cli.command()
@@ -209,14 +221,17 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write rows as CSV (default: OUT/results.csv).")
 @click.option("--force", is_flag=True, help="Measure again even what the store already has.")
+@trials_option
+@click.option("--wide", is_flag=True, help="Show every column (default fits 120 columns).")
 @db_option
 @calib_option
+@strict_option
 @load_options
 def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | None,
           quantize: str | None, threads: int | None, min_runs: int, min_seconds: float,
           warmup: int, eval_batch: int, collapse: float, out_dir: Path, json_path: Path | None,
-          csv_path: Path | None, calib: Path | None, force: bool, db: Path | None,
-          **kw: Any) -> None:
+          csv_path: Path | None, calib: Path | None, force: bool, trials: int, wide: bool,
+          db: Path | None, strict: bool, **kw: Any) -> None:
     """Export, run and evaluate every variant of MODELS on a target; print one table."""
     from edgernn.api import bench as api_bench
     from edgernn.bench import BenchSettings
@@ -227,8 +242,8 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
 
     store = Store(db)
     settings = BenchSettings(
-        store=store, force=force, threads=threads, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds,
-        eval_batch=eval_batch,
+        store=store, force=force, threads=threads, warmup=warmup, min_runs=min_runs,
+        min_seconds=min_seconds, eval_batch=eval_batch, trials=trials,
         collapse=collapse, load_options=_load_kwargs(kw),
         formats=_formats(fmt), calib_path=calib,
         modes=_split(quantize, list(MODES), "quantization") if quantize else None,
@@ -240,14 +255,34 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
                       on_step=lambda m: st.update(m))
     finally:
         if writer.rows:
-            out.print(bench_table(writer.rows, title=_bench_title(writer.rows)))
-            reused = sum(1 for r in writer.rows if r.get("cached"))
+            out.print(bench_table(writer.rows, title=_bench_title(writer.rows), wide=wide))
+            reused = sum(1 for r in writer.rows if r.get("reused"))
             out.print(f"rows: {writer.json_path} {writer.csv_path}; store: {store.path}"
-                      + (f" ({reused} row(s) reused from the store; --force re-measures)"
+                      + (f" ({reused} row(s) reused from the store, measured earlier with the same "
+                         "settings; --force re-measures)"
                          if reused else ""))
-    bad = [r for r in writer.rows if r["status"] not in ("ok", "skipped")]
+    check_outcome([r["status"] for r in writer.rows if not _is_baseline(r)], strict, "bench")
+
+
+def _is_baseline(row: dict[str, Any]) -> bool:
+    from edgernn.bench import BASELINE
+
+    return row["variant"].endswith("/" + BASELINE)
+
+
+def check_outcome(statuses: list[str], strict: bool, what: str) -> None:
+    """Exit 1 (one line) when no variant is ok, or with --strict when any requested variant
+    failed; skipped variants (not applicable to this model) never count as failures."""
+    ok = sum(1 for s in statuses if s == "ok")
+    bad = [s for s in statuses if s not in ("ok", "skipped")]
+    if not ok:
+        raise EdgeRNNError(f"{what}: no variant is ok ({len(bad)} failed, "
+                           f"{len(statuses) - len(bad)} skipped); see the table above")
     if bad:
-        err.print(f"{len(bad)} of {len(writer.rows)} variants not ok (see status column)")
+        msg = f"{what}: {len(bad)} of {len(statuses)} variants not ok (see the status column)"
+        if strict:
+            raise EdgeRNNError(msg + "; --strict makes that an error")
+        err.print(msg)
 
 
 def _bench_title(rows: list[dict[str, Any]]) -> str:
@@ -258,7 +293,7 @@ def _bench_title(rows: list[dict[str, Any]]) -> str:
     target = next((r["target"] for r in rows if r["target"] != "host"), "host")
     return (f"target {target}{' (EMULATED: timings are not device latency)' if emulated else ''}: "
             f"{dev.get('cpu_model', '?')} ({dev.get('machine', '?')}), {threads} thread(s); "
-            "latency batch 1, median of timed runs after warm-up")
+            "latency batch 1 after warm-up")
 
 
 @cli.command()
@@ -268,8 +303,9 @@ def _bench_title(rows: list[dict[str, Any]]) -> str:
 @click.option("--all", "all_rows", is_flag=True, help="Every stored row, not just the newest per key.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--wide", is_flag=True, help="Show every column (default fits 120 columns).")
 def results(db: Path | None, target: str | None, models: tuple[str, ...], all_rows: bool,
-            json_path: Path | None, csv_path: Path | None) -> None:
+            json_path: Path | None, csv_path: Path | None, wide: bool) -> None:
     """Show stored bench rows; export them as JSON or CSV."""
     from edgernn.store import Store, export_rows
     from edgernn.table import bench_table
@@ -278,7 +314,7 @@ def results(db: Path | None, target: str | None, models: tuple[str, ...], all_ro
     rows = store.rows(target, models, latest=not all_rows)
     if not rows:
         raise EdgeRNNError(f"no stored rows match in {store.path}; run edgernn bench first")
-    out.print(bench_table(rows, title=f"{len(rows)} row(s) from {store.path}"))
+    out.print(bench_table(rows, title=f"{len(rows)} row(s) from {store.path}", wide=wide))
     for p in (json_path, csv_path):
         if p:
             export_rows(rows, p)
@@ -351,6 +387,7 @@ def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
 @click.option("--max-drop", type=float)
 @click.option("--runs", "min_runs", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--min-seconds", default=1.0, show_default=True, type=click.FloatRange(0))
+@trials_option
 @click.option("--out", "out_dir", default="edgernn-compare", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
@@ -359,8 +396,8 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
             train_threads: int, targets_: tuple[str, ...], no_bench: bool, fmt: str | None,
             quantize: str | None,
             max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
-            min_runs: int, min_seconds: float, out_dir: Path, json_path: Path | None,
-            db: Path | None) -> None:
+            min_runs: int, min_seconds: float, trials: int, out_dir: Path,
+            json_path: Path | None, db: Path | None) -> None:
     """LSTM vs GRU vs GRU+LSTM on DATA (bundled dataset names or .npz files): same training
     budget, then each one's best deployable variant per target."""
     import json
@@ -375,7 +412,8 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
 
     budget = Budget(max_latency_ms, max_size_mb, max_drop)
     settings = BenchSettings(
-        store=Store(db), min_runs=min_runs, min_seconds=min_seconds, formats=_formats(fmt),
+        store=Store(db), min_runs=min_runs, min_seconds=min_seconds, trials=trials,
+        formats=_formats(fmt),
         modes=_split(quantize, list(MODES), "quantization") if quantize else None)
     for t in targets_:
         from edgernn.target import load_target
@@ -443,9 +481,9 @@ def targets(ctx: click.Context) -> None:
     """List target definitions (targets/*.yaml)."""
     if ctx.invoked_subcommand:
         return
-    from edgernn.target import list_targets, load_target
+    from edgernn.target import load_target, target_listing
 
-    for name, path in sorted(list_targets().items()):
+    for name, path in target_listing():
         try:
             t = load_target(str(path))
             out.print(f"[bold]{name}[/] ({t.runner}; formats {', '.join(t.formats)}): "
@@ -521,7 +559,7 @@ def demo(ctx: click.Context, out_dir: Path, epochs: int, dataset: str) -> None:
                data_path=out_dir / f"{dataset}.eval.npz", fmt=None, quantize=None, threads=None,
                min_runs=200, min_seconds=1.0, warmup=20, eval_batch=1, collapse=0.10,
                out_dir=out_dir / "bench", json_path=None, csv_path=None, calib=None,
-               force=False, db=None,
+               force=False, trials=3, wide=False, db=None, strict=False,
                trust_pickle=False, imports=(), input_shape=None, input_dtype=None, task=None)
 
 

@@ -15,8 +15,10 @@ import torch
 
 from edgernn import __version__
 from edgernn.artifact import Artifact
+from edgernn.data.evalfile import to_model_layout
 from edgernn.errors import EdgeRNNError, Unsupported
 from edgernn.formats import expand_formats, get_format
+from edgernn.hashing import array_sha256
 from edgernn.loading import LoadedModel, sha256_file
 from edgernn.probe import runtimes
 from edgernn.quantize import NotApplicable, quantizers_for, unsupported_reason
@@ -27,12 +29,16 @@ FP32_ATOL = 1e-4
 
 
 def parity_cases(model: LoadedModel, art: Artifact) -> list[dict[str, int]]:
-    """Shapes to check: the example shape, then batch 2 at another sequence length if claimed."""
-    seq_axis = model.spec.seq_axis
-    seq = model.spec.shape[seq_axis] if seq_axis is not None else None
+    """Shapes to check on random inputs: the example shape, then another sequence length
+    and batch 2 where the artifact claims them. A batch claim is checked only for a NAMED
+    batch axis (an unnamed one is fixed, so batch 2 would silently run at batch 1)."""
+    spec = model.spec
+    seq_axis = spec.seq_axis
+    seq = spec.shape[seq_axis] if seq_axis is not None else None
+    named_batch = spec.axis_index("batch") is not None
     cases = [{"batch": 1, **({"seq": seq} if seq else {})}]
     second: dict[str, int] = {}
-    if art.dynamic_batch:
+    if art.dynamic_batch and named_batch:
         second["batch"] = 2
     if art.accepts_other_seq_len and seq:
         second["seq"] = max(2, seq // 2 + 1)
@@ -41,18 +47,56 @@ def parity_cases(model: LoadedModel, art: Artifact) -> list[dict[str, int]]:
     return cases
 
 
+def _as_list(out: Any) -> list[np.ndarray]:
+    outs = out if isinstance(out, (tuple, list)) else [out]
+    return [o.detach().numpy() for o in outs]
+
+
+def compare_outputs(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, float]:
+    """Max |diff| over every output and the tolerance; a missing output or a shape mismatch is
+    an error naming both shapes (never reshaped away)."""
+    if len(got) != len(ref):
+        raise ParityError(f"the artifact returns {len(got)} output(s), PyTorch {len(ref)}")
+    diff, scale = 0.0, 1.0
+    for k, (r, g) in enumerate(zip(ref, got, strict=True)):
+        if tuple(g.shape) != tuple(r.shape):
+            raise ParityError(f"output {k} has shape {list(g.shape)} in the artifact but "
+                              f"{list(r.shape)} in PyTorch")
+        if r.size:
+            diff = max(diff, float(np.max(np.abs(g.astype(np.float64) - r))))
+            scale = max(scale, float(np.max(np.abs(r))))
+    return diff, FP32_ATOL * scale
+
+
+class ParityError(EdgeRNNError):
+    """The artifact's outputs cannot be compared with PyTorch's (count or shape differ)."""
+
+
 @torch.no_grad()
-def check_parity(model: LoadedModel, art: Artifact) -> None:
-    """Run the artifact in its runtime and PyTorch on the same inputs; record max |diff|."""
+def check_parity(model: LoadedModel, art: Artifact, inputs: np.ndarray | None = None) -> None:
+    """Run the artifact in its runtime and PyTorch on the same inputs and record the max |diff|
+    over every output: on ``inputs`` (real samples, sample axis first, one call per sample, as
+    deployed) when given, and on random inputs at each claimed shape."""
     sess = runtimes.load(art.runtime, art.path, threads=1)
     results = []
+    spec = model.spec
+    if inputs is not None and len(inputs):
+        seq_axis = spec.seq_axis
+        fixed_seq = (not art.accepts_other_seq_len and seq_axis is not None)
+        worst, tol = 0.0, 0.0
+        n = 0
+        for i in range(len(inputs)):
+            xi = to_model_layout(inputs[i:i + 1], spec.batch_axis)
+            if fixed_seq and xi.shape[seq_axis] != spec.shape[seq_axis]:
+                break
+            d, t = compare_outputs(_as_list(model.module(torch.from_numpy(xi))), sess.outputs(xi))
+            worst, tol, n = max(worst, d), max(tol, t), n + 1
+        if n:
+            results.append({"data": "evaluation samples", "samples": n, "max_abs_diff": worst,
+                            "tolerance": tol})
     for case in parity_cases(model, art):
         x = model.example_input(**case)
-        ref = model.module(x)
-        ref = (ref[0] if isinstance(ref, (tuple, list)) else ref).numpy()
-        out = sess.run(x.numpy())
-        diff = float(np.max(np.abs(out.reshape(ref.shape) - ref)))
-        tol = FP32_ATOL * max(1.0, float(np.max(np.abs(ref))))
+        diff, tol = compare_outputs(_as_list(model.module(x)), sess.outputs(x.numpy()))
         results.append({**case, "max_abs_diff": diff, "tolerance": tol})
     art.parity = results
     art.parity_max_abs_diff = max(r["max_abs_diff"] for r in results)
@@ -63,12 +107,14 @@ def check_parity(model: LoadedModel, art: Artifact) -> None:
             art.error = f"fp32 output differs from PyTorch by {art.parity_max_abs_diff:.3g}"
 
 
-def _finish(art: Artifact, model: LoadedModel) -> Artifact:
+def _finish(art: Artifact, model: LoadedModel, inputs: np.ndarray | None = None) -> Artifact:
     p = Path(art.path)
     art.size_bytes = p.stat().st_size
     art.sha256 = sha256_file(p)
     try:
-        check_parity(model, art)
+        check_parity(model, art, inputs)
+    except ParityError as e:
+        art.status, art.error = "parity failed", str(e)
     except Exception as e:
         art.status, art.error = "export failed", f"artifact does not run: {_line(e)}"
     return art
@@ -78,11 +124,13 @@ def export_model(
     model: LoadedModel, out_dir: Path, formats: list[str], modes: list[str],
     target: str = "x86", on_step: Callable[[str], None] | None = None,
     calib: np.ndarray | None = None, calib_source: str | None = None,
+    parity_inputs: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Export fp32 and quantized artifacts of ``model`` into ``out_dir``; return the manifest.
 
     ``formats`` are plug-in or family names; ``calib`` (model inputs) feeds full-int8
-    quantizers, and ``calib_source`` says where it came from.
+    quantizers, and ``calib_source`` says where it came from; ``parity_inputs`` (real
+    samples, sample axis first) are checked besides random inputs.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     arts: list[Artifact] = []
@@ -104,7 +152,7 @@ def export_model(
         try:
             fp32 = fmt.export(model, path)
             fp32.plugin = pname
-            fp32 = _finish(fp32, model)
+            fp32 = _finish(fp32, model, parity_inputs)
         except Unsupported as e:
             arts.append(failed(f"{pname}-fp32", "fp32", str(e), status="skipped"))
             continue
@@ -145,7 +193,7 @@ def export_model(
             art.plugin = pname
             if art.calibration is None and calib_source and q.mode in CALIBRATED:
                 art.calibration = calib_source
-            arts.append(_finish(art, model))
+            arts.append(_finish(art, model, parity_inputs))
     manifest = {
         "edgernn_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -155,6 +203,7 @@ def export_model(
             "sha256": model.sha256, "parameters": model.parameters_count(),
             "input_spec": model.spec.to_dict(), "meta": _jsonable(model.meta),
         },
+        "calibration_sha256": array_sha256(calib),
         "artifacts": [_relative(a.to_dict(), out_dir) for a in arts],
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))

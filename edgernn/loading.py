@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import json
 import pickle
+import re
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -47,6 +48,15 @@ class LoadedModel:
             hi = self.spec.vocab_size or 2
             return torch.randint(0, hi, shape, generator=gen, dtype=getattr(torch, self.spec.dtype))
         return torch.randn(shape, generator=gen)
+
+    @torch.no_grad()
+    def classes(self, sample: Any) -> int:
+        """Number of classes the model scores, from one forward pass on ``sample`` (model
+        layout, batch 1): the first output's width; one logit column is a binary sigmoid."""
+        out = self.module(torch.as_tensor(sample))
+        first = out[0] if isinstance(out, (tuple, list)) else out
+        width = int(first.numel() // max(1, first.shape[0])) if first.ndim else 1
+        return 2 if width == 1 else width
 
     def parameters_count(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
@@ -122,13 +132,15 @@ def _load_torch_save(p: Path, trust: bool, imports: tuple[str, ...]):
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        if "Unsupported global" not in msg and "not an allowed global" not in msg:
+        glob = pickle_global(msg)
+        if glob is None:
             raise EdgeRNNError(f"{p} is not a readable PyTorch file ({_last_line(msg)})") from None
         if not trust:
             raise EdgeRNNError(
-                f"{p} is a pickled Python object (torch.save(model)); unpickling can run arbitrary "
-                "code, so edgernn refuses it. If you trust the file, pass --trust-pickle "
-                "(with --import MODULE so its classes resolve), or re-save it with edgernn.save()"
+                f"{p} is a pickle that references {glob}: unpickling it would import and may "
+                "call that code, so edgernn refuses it. If you trust the file, pass "
+                "--trust-pickle (with --import MODULE so its classes resolve), or re-save the "
+                "model with edgernn.save() or torch.jit.save"
             ) from None
         return _load_trusted_pickle(p, imports)
     except Exception as e:  # the restricted unpickler raises anything on a damaged stream
@@ -154,6 +166,20 @@ def _load_torch_save(p: Path, trust: bool, imports: tuple[str, ...]):
     if isinstance(obj, nn.Module):
         return obj, None, {}, "pickle", None
     raise EdgeRNNError(f"{p} holds a {type(obj).__name__}, not a model edgernn can load")
+
+
+_GLOBAL_RE = re.compile(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL|not an allowed global)"
+                        r"[:\s]+(?:GLOBAL\s+)?([\w.]+)", re.IGNORECASE)
+
+
+def pickle_global(message: str) -> str | None:
+    """The ``module.name`` a restricted unpickler refused, from torch's message; None when
+    the message is about something else (a damaged file)."""
+    m = _GLOBAL_RE.search(message)
+    if m:
+        return m.group(1).rstrip(".")
+    low = message.lower()
+    return "a Python global" if "unsupported global" in low or "allowed global" in low else None
 
 
 def _load_trusted_pickle(p: Path, imports: tuple[str, ...]):

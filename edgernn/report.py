@@ -45,7 +45,7 @@ def pareto_plot(target: str, sel: Selection) -> Figure:
         area = 40 + 900 * (c.size_mb / big)
         color = "tab:gray" if c.failed else ("tab:green" if c in sel.pareto else "tab:blue")
         ax.scatter(c.latency, c.drop, s=area, alpha=0.55, color=color, edgecolor="k", lw=0.5)
-        ax.annotate(f"{c.name} ({c.size_mb * 1000:.0f} KB)", (c.latency, c.drop), fontsize=7,
+        ax.annotate(f"{c.name} ({c.size_mb * 1000:.0f} kB)", (c.latency, c.drop), fontsize=7,
                     xytext=(6, 6 + 9 * (i % 3)), textcoords="offset points",
                     arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"})
     if sel.pick:
@@ -103,7 +103,7 @@ def _fmt(v: Any, spec: str = ".4g") -> str:
     return "-" if v is None else format(v, spec)
 
 
-ROW_COLUMNS = ["variant", "target", "runtime", "status", "size KB", "p50 ms", "p90 ms",
+ROW_COLUMNS = ["variant", "target", "runtime", "status", "size kB", "p50 ms", "p90 ms",
                "p99 ms", "load ms", "metric", "drop", "agree"]
 
 
@@ -112,7 +112,7 @@ def _row_cells(r: dict[str, Any]) -> list[str]:
     rt = f"{r.get('runtime')} {r.get('runtime_version') or ''}".strip()
     status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
     return [r["variant"], r["target"] + (" (emulated)" if r.get("emulated") else ""), rt, status,
-            _fmt((r.get("size_bytes") or 0) / 1024, ".1f"), _fmt(lat.get("p50")),
+            _fmt((r.get("size_bytes") or 0) / 1000, ".1f"), _fmt(lat.get("p50")),
             _fmt(lat.get("p90")), _fmt(lat.get("p99")), _fmt(lat.get("load"), ".3g"),
             f"{r['metric']} {_fmt(r.get('value'))}", _fmt(r.get("accuracy_drop"), "+.4f"),
             _fmt(r.get("agreement"), ".3f")]

@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS rows (
 );
 CREATE INDEX IF NOT EXISTS rows_key ON rows (model_sha256, variant, target, data_sha256, threads);
 """
+# columns added after the first release: (name, SQL type); older stores get them on open
+MIGRATIONS = [("settings_sha256", "TEXT")]
 
 
 def default_path() -> Path:
@@ -57,6 +59,10 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA busy_timeout=30000")
             self.db.executescript(SCHEMA)
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(rows)")}
+            for col, kind in MIGRATIONS:
+                if col not in have:
+                    self.db.execute(f"ALTER TABLE rows ADD COLUMN {col} {kind}")
         except (sqlite3.DatabaseError, OSError) as e:
             raise EdgeRNNError(f"results store {self.path} cannot be opened ({e})") from None
 
@@ -65,22 +71,24 @@ class Store:
 
         self.db.execute(
             "INSERT INTO rows (model_sha256, model, variant, target, data_sha256, threads, "
-            "runtime, runtime_version, edgernn_version, status, timestamp, row_json) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "runtime, runtime_version, edgernn_version, status, timestamp, row_json, "
+            "settings_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (row["model_sha256"], row["model"], row["variant"], row["target"],
              row.get("data_sha256") or "", row.get("requested_threads"), row.get("runtime"),
              row.get("runtime_version"), __version__, row["status"], row["timestamp"],
-             json.dumps(row, default=str)),
+             json.dumps(row, default=str), row.get("settings_sha256")),
         )
 
     def find(self, model_sha256: str, variant: str, target: str, data_sha256: str,
-             threads: int | None) -> dict[str, Any] | None:
-        """The newest finished row for this key, or None (failed runs are measured again)."""
+             threads: int | None, settings_sha256: str | None) -> dict[str, Any] | None:
+        """The newest finished row for this key, or None (failed runs are measured again).
+        ``settings_sha256`` covers every bench setting that changes a number: rows measured
+        with other runs, warm-up, calibration data, trials... are not reused."""
         cur = self.db.execute(
             "SELECT row_json FROM rows WHERE model_sha256=? AND variant=? AND target=? AND "
-            "data_sha256=? AND threads IS ? AND status IN ('ok', 'accuracy collapsed', 'skipped') "
-            "ORDER BY id DESC LIMIT 1",
-            (model_sha256, variant, target, data_sha256, threads),
+            "data_sha256=? AND threads IS ? AND settings_sha256 IS ? AND "
+            "status IN ('ok', 'accuracy collapsed', 'skipped') ORDER BY id DESC LIMIT 1",
+            (model_sha256, variant, target, data_sha256, threads, settings_sha256),
         )
         hit = cur.fetchone()
         return json.loads(hit[0]) if hit else None

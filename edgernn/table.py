@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.table import Table
+
+from edgernn.trials import UNSTABLE_SPREAD
 
 
 def _ms(v: float | None) -> str:
@@ -14,22 +17,34 @@ def _ms(v: float | None) -> str:
 
 
 def _size(n: int | None) -> str:
+    """Decimal units everywhere (kB = 1000 bytes, MB = 10^6), as select and report use."""
     if not n:
         return "-"
-    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
+    return f"{n / 1e3:.1f} kB" if n < 1_000_000 else f"{n / 1e6:.2f} MB"
 
 
 STATUS_STYLE = {"ok": "green", "accuracy collapsed": "bold red", "skipped": "yellow"}
+SHORT_STATUS = {"accuracy collapsed": "collapsed", "export failed": "export fail",
+                "run failed": "run fail", "parity failed": "parity fail"}
+NARROW = ["model", "variant", "status", "size", "p50 ms", "p99", "vs torch", "metric", "drop",
+          "agree"]
+WIDE = ["model", "variant", "target", "runtime", "status", "size", "p50 ms", "p90", "p99", "std",
+        "spread", "vs torch", "load ms", "first ms", "mem MB", "metric", "drop", "agree", "parity"]
 
 
-def bench_table(rows: list[dict[str, Any]], title: str = "") -> Table:
-    """One row per variant; reasons and notes go in the caption as numbered footnotes."""
-    t = Table(title=title, header_style="bold", title_justify="left", caption_justify="left")
-    cols = ["model", "variant", "target", "runtime", "status", "size", "p50 ms", "p90", "p99", "std",
-            "vs torch", "load ms", "first ms", "mem MB", "metric", "drop", "agree", "parity"]
+def bench_table(rows: list[dict[str, Any]], title: str = "", wide: bool = False) -> Table:
+    """One row per variant; reasons and notes go in the caption as numbered footnotes. The
+    default columns fit a 120-column terminal; ``wide`` shows every column."""
+    cols = WIDE if wide else NARROW
+    metrics = {r["metric"] for r in rows}
+    one_metric = metrics.pop() if len(metrics) == 1 else None
+    t = Table(title=title, header_style="bold", title_justify="left", caption_justify="left",
+              box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    left = {"model", "variant", "target", "runtime", "status", "metric"}
     for col in cols:
-        t.add_column(col, justify="left" if col in cols[:5] or col == "metric" else "right",
-                     no_wrap=True)
+        header = one_metric if col == "metric" and one_metric else col
+        t.add_column(header, justify="left" if col in left and col != "metric" or
+                     (col == "metric" and not one_metric) else "right", no_wrap=True)
     base = {r["model"]: r for r in rows if r["variant"].endswith("/torch-fp32") and r["latency_ms"]}
     foot: dict[str, int] = {}  # identical notes share one footnote number
     for r in rows:
@@ -40,30 +55,50 @@ def bench_table(rows: list[dict[str, Any]], title: str = "") -> Table:
         marks = []
         texts = ([f"{r['variant']}: {r['reason']}"] if r.get("reason") else []) + list(
             r.get("notes") or [])
+        if r.get("reused"):
+            texts.append("reused: measured earlier with the same settings and kept in the store "
+                         "(its original timestamp is in the JSON; --force re-measures)")
         for text in texts:
             marks.append(str(foot.setdefault(text, len(foot) + 1)))
-        status = r["status"] + (f" [{','.join(marks)}]" if marks else "")
+        label = SHORT_STATUS.get(r["status"], r["status"]) if not wide else r["status"]
+        if r.get("unstable"):
+            label += ", unstable"
+        if r.get("reused"):
+            label += ", reused"
+        status = label + (f" [{','.join(marks)}]" if marks else "")
         style = STATUS_STYLE.get(r["status"], "red")
-        metric = f"{r['metric']} {r['value']:.4f}" if r.get("value") is not None else r["metric"]
-        drop = f"{r['accuracy_drop']:+.4f}" if r.get("accuracy_drop") is not None else "-"
-        agree = f"{r['agreement']:.3f}" if r.get("agreement") is not None else "-"
-        parity = f"{r['parity_max_abs_diff']:.1e}" if r.get("parity_max_abs_diff") else "-"
+        value = f"{r['value']:.4f}" if r.get("value") is not None else "-"
         rt = r["runtime"] + (f" {r['runtime_version']}" if r.get("runtime_version") else "")
-        mem = f"{r['peak_mb']:.1f}" if r.get("peak_mb") is not None else "-"
-        t.add_row(
-            r["model"], r["variant"].split("/", 1)[-1],
-            r["target"] + (" [yellow](emulated)[/]" if r.get("emulated") else ""), rt,
-            f"[{style}]{status}[/]",
-            _size(r.get("size_bytes")), _ms(lat.get("p50")), _ms(lat.get("p90")),
-            _ms(lat.get("p99")), _ms(lat.get("std")), ratio, _ms(lat.get("load")),
-            _ms(lat.get("first")), mem, metric, drop, agree, parity,
-        )
-    legend = ("size: file bytes; p50/p90/p99/std: batch-1 latency over the timed runs; vs torch: "
-              "p50 / PyTorch fp32 p50 on the same machine; (emulated): measured under emulation, "
-              "not device latency; mem: peak RSS growth from loading and running the model; "
-              "drop: fp32 PyTorch metric minus variant metric (positive = worse; for error "
-              "metrics, variant minus fp32); agree: share of predictions equal to fp32 PyTorch's; "
-              "parity: max |output - fp32 PyTorch output| on the evaluation data")
+        cells = {
+            "model": r["model"], "variant": r["variant"].split("/", 1)[-1],
+            "target": r["target"] + (" [yellow](emulated)[/]" if r.get("emulated") else ""),
+            "runtime": rt, "status": f"[{style}]{status}[/]", "size": _size(r.get("size_bytes")),
+            "p50 ms": _ms(lat.get("p50")), "p90": _ms(lat.get("p90")), "p99": _ms(lat.get("p99")),
+            "std": _ms(lat.get("std")),
+            "spread": f"{lat['spread']:.0%}" if lat.get("trials", 1) > 1 else "-",
+            "vs torch": ratio, "load ms": _ms(lat.get("load")), "first ms": _ms(lat.get("first")),
+            "mem MB": f"{r['peak_mb']:.1f}" if r.get("peak_mb") is not None else "-",
+            "metric": value if one_metric else f"{r['metric']} {value}",
+            "drop": f"{r['accuracy_drop']:+.4f}" if r.get("accuracy_drop") is not None else "-",
+            "agree": f"{r['agreement']:.3f}" if r.get("agreement") is not None else "-",
+            "parity": f"{r['parity_max_abs_diff']:.1e}" if r.get("parity_max_abs_diff") else "-",
+        }
+        t.add_row(*(cells[c] for c in cols))
+    trials = max(((r.get("latency_ms") or {}).get("trials", 1) for r in rows), default=1)
+    legend = ("size: file bytes (kB = 1000 B); p50/p99: batch-1 latency"
+              + (f", median of {trials} trials in separate processes, interleaved across variants"
+                 if trials > 1 else "")
+              + "; vs torch: p50 / PyTorch fp32 p50 on the same machine; drop: fp32 PyTorch metric "
+              "minus variant metric (positive = worse; for error metrics, variant minus fp32); "
+              "agree: share of predictions equal to fp32 PyTorch's; unstable: trial medians "
+              f"differ by more than {UNSTABLE_SPREAD:.0%}; (emulated): measured under emulation, "
+              "not device latency"
+              + ("; spread: (max - min) / median of the trial p50s; mem: peak RSS growth from "
+                 "loading and running the model; parity: max |output - fp32 PyTorch output| on "
+                 "the evaluation data" if wide else "; --wide shows target, runtime, p90, std, "
+                 "spread, load, first call, memory and parity"))
+    if not wide and any(r.get("emulated") for r in rows):
+        legend += "; EMULATED target: timings are not device latency"
     t.caption = "\n".join([f"[{n}] {text}" for text, n in foot.items()] + [legend])
     return t
 

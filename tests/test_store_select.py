@@ -59,16 +59,19 @@ def test_prefer_size_and_metric_choice():
 def test_store_roundtrip_latest_and_export(tmp_path):
     st = Store(tmp_path / "r.db")
     for r in ROWS:
-        st.add({**r, "requested_threads": 1})
-    newer = {**ROWS[1], "latency_ms": {"p50": 0.3, "p90": 0.33}, "requested_threads": 1}
+        st.add({**r, "requested_threads": 1, "settings_sha256": "s1"})
+    newer = {**ROWS[1], "latency_ms": {"p50": 0.3, "p90": 0.33}, "requested_threads": 1,
+             "settings_sha256": "s1"}
     st.add(newer)
     assert st.count() == len(ROWS) + 1
     latest = {r["variant"]: r for r in st.rows("x86")}
     assert latest["m/onnx-fp32"]["latency_ms"]["p50"] == 0.3
     assert len(st.rows(latest=False)) == len(ROWS) + 1
-    hit = st.find("sha-m", "m/onnx-int8", "x86", "d", 1)
+    hit = st.find("sha-m", "m/onnx-int8", "x86", "d", 1, "s1")
     assert hit["latency_ms"]["p50"] == 0.20
-    assert st.find("sha-m", "m/tfl-bad", "x86", "d", 1)["status"] == "accuracy collapsed"
+    assert st.find("sha-m", "m/tfl-bad", "x86", "d", 1, "s1")["status"] == "accuracy collapsed"
+    # measured with other settings: not the same measurement, never reused
+    assert st.find("sha-m", "m/onnx-int8", "x86", "d", 1, "s2") is None
 
 
 def _bench_into(args):
@@ -101,7 +104,7 @@ def test_rerun_reuses_store_and_force_remeasures(weather_models, tmp_path, capsy
     assert code == 0 and "3 row(s) reused from the store" in out
     assert Store(db).count() == n
     rows = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert all(r.get("cached") for r in rows)
+    assert all(r.get("reused") for r in rows)
     assert run_cli([*args, "--force"], capsys)[0] == 0
     assert Store(db).count() == 2 * n
     # a row made by another runtime version is not reused: the device's runtime changed
@@ -111,6 +114,47 @@ def test_rerun_reuses_store_and_force_remeasures(weather_models, tmp_path, capsy
     code, out, _ = run_cli(args, capsys)
     assert code == 0 and "2 row(s) reused from the store" in out
     assert Store(db).count() == 2 * n + 1
+    # another --runs changes the numbers: every row is measured again, none reused
+    other = [a if a != "20" else "21" for a in args]
+    code, out, _ = run_cli(other, capsys)
+    assert code == 0 and "reused" not in out
+    assert Store(db).count() == 3 * n + 1
+    rows = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert not any(r.get("reused") for r in rows)
+    assert all(r["latency_ms"]["count"] >= 21 for r in rows)
+
+
+def test_new_calibration_file_requantizes(tmp_path, capsys):
+    """A bench re-run with another --calib must re-quantize, not reuse the old int8 file."""
+    import numpy as np
+    import torch
+
+    from edgernn.checkpoint import save
+    from tests.conftest import run_cli
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8 * 3, 2))
+    path = tmp_path / "lin.pt"
+    save(model, path, example_input=torch.zeros(1, 8, 3), task="classify")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 8, 3)).astype(np.float32)
+    np.savez(tmp_path / "eval.npz", x=x, y=(x.sum(axis=(1, 2)) > 0).astype(np.int64))
+    np.savez(tmp_path / "cal_a.npz", x=x[:20])  # x only: calibration needs no labels
+    np.savez(tmp_path / "cal_b.npz", x=x[20:] * 50)  # another range: other int8 scales
+    db = tmp_path / "c.db"
+    args = ["bench", path, "--data", tmp_path / "eval.npz", "--out", tmp_path / "o", "--db", db,
+            "--format", "tflite-litert", "--quantize", "int8", *FAST]
+    shas = []
+    for cal in ("cal_a", "cal_b"):
+        code, out, err = run_cli([*args, "--calib", tmp_path / f"{cal}.npz"], capsys)
+        assert code == 0, err
+        art = next(a for a in json.loads((tmp_path / "o" / "lin" / "manifest.json").read_text())[
+            "artifacts"] if a["quantization"] == "int8")
+        assert f"{cal}.npz" in art["calibration"] and "20 of 20 samples" in art["calibration"]
+        shas.append(art["sha256"])
+        rows = json.loads((tmp_path / "o" / "results.json").read_text())
+        assert not any(r.get("reused") for r in rows if r["quantization"] == "int8")
+    assert shas[0] != shas[1]  # re-quantized with the new data
 
 
 def test_two_benches_at_once_lose_no_rows(weather_models, tmp_path):

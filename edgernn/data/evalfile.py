@@ -30,21 +30,26 @@ def save_eval(path: Path, x: np.ndarray, y: np.ndarray, task: str, **meta) -> No
     np.savez(path, x=x, y=y, meta=np.array(json.dumps({"task": task, **meta})))
 
 
-def load_eval(path: str | Path) -> EvalData:
-    """Load and sanity-check an evaluation file; raise a one-line error on anything off."""
+def load_eval(path: str | Path, need_y: bool = True) -> EvalData:
+    """Load and sanity-check an evaluation file; raise a one-line error on anything off.
+
+    ``need_y=False`` reads calibration inputs: ``x`` alone is enough (``y`` is then empty)."""
     p = Path(path)
     if not p.is_file():
         raise EdgeRNNError(f"evaluation data {p} does not exist")
     try:
         with np.load(p, allow_pickle=False) as f:
             keys = set(f.files)
-            missing = {"x", "y"} - keys
+            missing = ({"x", "y"} if need_y else {"x"}) - keys
             if missing:
+                what = ("an evaluation file needs 'x' (inputs) and 'y' (targets)" if need_y
+                        else "a calibration file needs 'x' (model inputs)")
                 raise EdgeRNNError(
-                    f"{p}: missing array(s) {', '.join(sorted(missing))}; an evaluation file "
-                    f"needs 'x' (inputs) and 'y' (targets), found {sorted(keys) or 'none'}"
+                    f"{p}: missing array(s) {', '.join(sorted(missing))}; {what}, found "
+                    f"{sorted(keys) or 'none'}"
                 )
-            x, y = f["x"], f["y"]
+            x = f["x"]
+            y = f["y"] if "y" in keys else None
             meta = json.loads(str(f["meta"])) if "meta" in keys else {}
     except EdgeRNNError:
         raise
@@ -52,6 +57,13 @@ def load_eval(path: str | Path) -> EvalData:
         raise EdgeRNNError(f"{p} is not a readable .npz file ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict):
         raise EdgeRNNError(f"{p}: 'meta' must be a JSON object string, got {str(meta)[:40]!r}")
+    if y is None:
+        if x.ndim < 2 or len(x) == 0 or x.dtype.kind not in "fiu":
+            raise EdgeRNNError(f"{p}: 'x' has shape {x.shape} {x.dtype}; need numeric "
+                               "(samples, seq[, features])")
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise EdgeRNNError(f"{p}: 'x' contains NaN or Inf")
+        return EvalData(x, np.zeros((len(x),), np.int64), str(meta.get("task") or ""), p)
     if y.ndim == 0:
         raise EdgeRNNError(f"{p}: 'y' is a scalar; need one target per sample")
     if x.ndim < 2 or len(x) == 0:
@@ -119,19 +131,20 @@ def to_model_layout(x: np.ndarray, batch_axis: int) -> np.ndarray:
     return x if batch_axis == 0 else np.moveaxis(x, 0, batch_axis)
 
 
-def check_targets(data: EvalData, spec: InputSpec, task: str) -> None:
-    """``y`` must suit the task: class ids within the model's classes, or finite values with
-    the model's horizon."""
+def check_targets(data: EvalData, spec: InputSpec, task: str, classes: int | None = None) -> None:
+    """``y`` must suit the task: class ids within the model's classes (from the spec, else
+    ``classes`` as seen in one forward pass), or finite values with the model's horizon."""
     y = data.y
     if task == "classify":
         if y.dtype.kind not in "iu":
             raise EdgeRNNError(f"evaluation 'y' is {y.dtype}; classification needs integer class ids")
         if y.ndim != 1:
             raise EdgeRNNError(f"evaluation 'y' has shape {list(y.shape)}; classification needs (N,)")
-        if y.min() < 0 or (spec.num_classes and y.max() >= spec.num_classes):
+        n = spec.num_classes or classes
+        if y.min() < 0 or (n and y.max() >= n):
             raise EdgeRNNError(
-                f"evaluation 'y' has class ids in [{y.min()}, {y.max()}] but the model has "
-                f"{spec.num_classes} classes")
+                f"evaluation 'y' has class ids in [{y.min()}, {y.max()}] but the model scores "
+                f"{n} classes (ids 0..{(n or 1) - 1})")
     else:
         width = 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
         if spec.horizon and width != spec.horizon:

@@ -152,6 +152,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     result["baseline_rss_mb"] = base_rss
     if peak_reset and base_rss is not None and result["peak_rss_mb"] is not None:
         result["peak_delta_mb"] = result["peak_rss_mb"] - base_rss
+    if not job.get("evaluate", True):  # a further timing trial: the first one evaluated
+        return result
     # evaluation: outputs on every sample, metrics and parity computed here, on this device
     t0 = time.perf_counter()
     step = int(job.get("eval_batch", 1)) if sess.dynamic_batch else 1

@@ -17,11 +17,16 @@ import numpy as np
 
 @dataclass
 class Session:
-    run: Callable[[np.ndarray], np.ndarray]
+    run: Callable[[np.ndarray], np.ndarray]  # the first output (what metrics judge)
     runtime: str
     version: str
     dynamic_batch: bool = True
     details: dict[str, Any] | None = None
+    run_all: Callable[[np.ndarray], list[np.ndarray]] | None = None  # every output, in order
+
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output of one call, in the model's order."""
+        return self.run_all(x) if self.run_all else [self.run(x)]
 
 
 _LOADERS: dict[str, Callable[..., Session]] = {}
@@ -84,7 +89,10 @@ def _onnxruntime(path: str, threads: int, **_: Any) -> Session:
     def run(x: np.ndarray) -> np.ndarray:
         return sess.run(None, {name: x})[0]
 
-    return Session(run, "onnxruntime", ort.__version__, dyn, {"input": name})
+    def run_all(x: np.ndarray) -> list[np.ndarray]:
+        return list(sess.run(None, {name: x}))
+
+    return Session(run, "onnxruntime", ort.__version__, dyn, {"input": name}, run_all)
 
 
 @runtime("torch", "torch")
@@ -102,13 +110,18 @@ def _torch(path: str, threads: int, **options: Any) -> Session:
     dtype = getattr(torch, lm.spec.dtype)
 
     @torch.inference_mode()
+    def run_all(x: np.ndarray) -> list[np.ndarray]:
+        out = module(torch.from_numpy(x).to(dtype))
+        return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else [out])]
+
+    @torch.inference_mode()
     def run(x: np.ndarray) -> np.ndarray:
         out = module(torch.from_numpy(x).to(dtype))
         if isinstance(out, (tuple, list)):
             out = out[0]
         return out.numpy()
 
-    return Session(run, "torch", torch.__version__, True, {"kind": lm.kind})
+    return Session(run, "torch", torch.__version__, True, {"kind": lm.kind}, run_all)
 
 
 def pin_threads(threads: int) -> None:
@@ -128,13 +141,24 @@ def _tflite_session(interpreter_cls: Any, path: str, threads: int, name: str, ve
     interp = interpreter_cls(model_path=path, num_threads=threads)
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
-    out = interp.get_output_details()[0]
+    outs = _tflite_output_order(interp)
+    out = outs[0]
     sig = inp.get("shape_signature")
     dynamic_batch = sig is not None and len(sig) > 0 and int(sig[0]) == -1
     state = {"shape": tuple(int(d) for d in inp["shape"])}
     in_dtype = np.dtype(inp["dtype"])
     in_scale, in_zero = inp.get("quantization", (0.0, 0))
     out_scale, out_zero = out.get("quantization", (0.0, 0))
+
+    def dequant(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+        scale, zero = detail.get("quantization", (0.0, 0))
+        if y.dtype.kind in "iu" and scale:
+            return (y.astype(np.float32) - zero) * scale
+        return y
+
+    def run_all(x: np.ndarray) -> list[np.ndarray]:
+        run(x)
+        return [dequant(interp.get_tensor(d["index"]).copy(), d) for d in outs]
 
     def run(x: np.ndarray) -> np.ndarray:
         if in_dtype.kind in "iu" and x.dtype.kind == "f" and in_scale:
@@ -154,7 +178,29 @@ def _tflite_session(interpreter_cls: Any, path: str, threads: int, name: str, ve
         return y
 
     details = {"input_dtype": str(in_dtype), "input_shape": list(state["shape"])}
-    return Session(run, name, version, dynamic_batch, details)
+    return Session(run, name, version, dynamic_batch, details, run_all)
+
+
+def _tflite_output_order(interp: Any) -> list[dict[str, Any]]:
+    """Output details in the model's order: a file with one signature lists its outputs by
+    name (output_0, output_1, ...); the tensor-index order of get_output_details may differ."""
+    details = interp.get_output_details()
+    try:
+        sigs = interp._get_full_signature_list()
+    except Exception:
+        return details
+    if not sigs or len(sigs) != 1:
+        return details
+    named = next(iter(sigs.values())).get("outputs") or {}
+    by_index = {d["index"]: d for d in details}
+    if len(named) != len(details) or set(named.values()) != set(by_index):
+        return details
+
+    def key(name: str) -> tuple[int, str]:
+        tail = name.rsplit("_", 1)[-1]
+        return (int(tail) if tail.isdigit() else 0, name)
+
+    return [by_index[named[n]] for n in sorted(named, key=key)]
 
 
 @runtime("litert", "ai_edge_litert.interpreter")
