@@ -54,7 +54,8 @@ def bench(
     rows: list[dict[str, Any]] = []
 
     def keep(row: dict[str, Any]) -> None:
-        rows.append(row)
+        if not any(r is row for r in rows):  # a provisional row comes again when final
+            rows.append(row)
         if on_row:
             on_row(row)
 

@@ -171,23 +171,28 @@ def bench_model(
         return target.name if variant != BASELINE or target.runner == "local" else "host"
 
     def emit(row: dict[str, Any]) -> None:
+        """Store and hand on a row as soon as it is measured (an error later loses nothing);
+        a row waiting for more timing trials is provisional and never reused from the store."""
         row.setdefault("data_sha256", data_sha)
         row.setdefault("requested_threads", threads)
-        row.setdefault("settings_sha256", settings_sha)
+        row["settings_sha256"] = None if row.get("provisional") else settings_sha
         if store is not None and not row.get("reused"):
-            store.add(row)
+            row["_store_id"] = store.add(row)
         rows.append(row)
         on_row(row)
 
-    def flush(pending: list[_Pending], interrupted: bool = False) -> None:
-        """Emit the rows waiting for trials, with whatever trials they got."""
-        while pending:
-            p = pending.pop(0)
-            if interrupted and not p.done and len(p.latencies) < trials:
-                p.failures.append(f"interrupted after {max(1, len(p.latencies))} of {trials} "
-                                  "trials")
-            _finish_trials(p)
-            emit(p.row)
+    def update(p: _Pending, interrupted: bool) -> None:
+        """Fold the trials into a provisional row, then rewrite it in the store and files."""
+        if interrupted and len(p.latencies) < trials:
+            p.failures.append(f"interrupted after {max(1, len(p.latencies))} of {trials} trials")
+        _finish_trials(p)
+        row = p.row
+        complete = not p.failures and len(p.latencies) == trials
+        row.pop("provisional", None)
+        row["settings_sha256"] = settings_sha if complete else None  # incomplete: not reused
+        if store is not None and row.get("_store_id") is not None:
+            store.update(row["_store_id"], row)
+        on_row(row)
 
     manifest = None if settings.force else reuse_manifest(work, model, formats, modes, calib_sha)
     if manifest is None:
@@ -230,30 +235,23 @@ def bench_model(
         baseline, job = measure_baseline(model, target, settings, threads, task, data_file,
                                          reference, row_target(BASELINE), step)
         if baseline["status"] == "ok" and trials > 1:
+            baseline["provisional"] = True
             baseline_pending = _Pending(baseline, job, {"data": data_file, "model": model.path},
                                         local=True)
-    if baseline_pending is None:
-        emit(baseline)
+    emit(baseline)
     if baseline["status"] != "ok":
         baseline = None
     if need_reference and reference.exists():
         np.savez(data_file, x=x, y=data.y, reference=np.load(reference))
 
     runner = None
-    pending: list[_Pending] = []  # measured once; more timing trials follow, then emitted
+    pending: list[_Pending] = []  # rows measured once that get more timing trials
     if baseline_pending is not None:
         pending.append(baseline_pending)
-
-    def later(row: dict[str, Any]) -> None:
-        """Emit a finished row now, or after the rows before it that wait for trials."""
-        if pending:
-            pending.append(_Pending(row, {}, {}, local=False, done=True))
-        else:
-            emit(row)
     try:
         for i, (art, sub) in enumerate(plan):
             if hits[vname(art, sub)] is not None:
-                later(hits[vname(art, sub)])
+                emit(hits[vname(art, sub)])
                 continue
             row = base_row(model, art, target, task)
             row["variant"] = f"{model.name}/{vname(art, sub)}"
@@ -279,23 +277,25 @@ def bench_model(
                     row.update(status="run failed", reason=str(e))
                 except KeyboardInterrupt:
                     row.update(status="run failed", reason="interrupted (Ctrl-C) while measuring")
-                    later(row)
+                    emit(row)
                     raise
                 judge(row, baseline, settings.collapse)
                 if row["status"] in ("ok", "accuracy collapsed") and trials > 1:
+                    row["provisional"] = True
                     pending.append(_Pending(row, job, files, local=False))
-                    continue
-            later(row)
-        if any(not p.done for p in pending):
+            emit(row)
+        if pending:
             runner = runner or get_runner(target)
             more_trials(pending, trials, runner, target, step)
     except BaseException:
-        flush(pending, interrupted=True)
+        for p in pending:
+            update(p, interrupted=True)
         raise
     finally:
         if runner is not None:
             runner.close()
-    flush(pending)
+    for p in pending:
+        update(p, interrupted=False)
     return rows
 
 
@@ -307,7 +307,6 @@ class _Pending:
     job: dict[str, Any]
     files: dict[str, Path]
     local: bool  # measured on this host (the PyTorch baseline) rather than on the target
-    done: bool = False  # nothing more to time (a failed or skipped row kept for ordering)
     latencies: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -317,14 +316,11 @@ def more_trials(pending: list[_Pending], trials: int, runner: Any, target: Targe
     """Trials 2..N, round-robin over the pending rows so machine drift hits every variant
     alike; each trial is a fresh process that only times (the first one evaluated)."""
     for p in pending:
-        if not p.done:
-            p.latencies = [p.row["latency_ms"]]
+        p.latencies = [p.row["latency_ms"]]
     local = None
     try:
         for t in range(2, trials + 1):
             for p in pending:
-                if p.done:
-                    continue
                 step(f"{p.row['variant']}: timing trial {t}/{trials}")
                 job = {**p.job, "evaluate": False}
                 job.pop("save_outputs", None)
@@ -346,7 +342,7 @@ def more_trials(pending: list[_Pending], trials: int, runner: Any, target: Targe
 
 def _finish_trials(p: _Pending) -> None:
     """Fold the trials into the row's latency (median of trial medians, spread)."""
-    if p.done or not p.latencies:
+    if not p.latencies:
         return
     first = p.row["latency_ms"]
     lat = combine(p.latencies)

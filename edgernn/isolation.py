@@ -25,3 +25,14 @@ def signal_name(returncode: int) -> str:
         return signal.Signals(-returncode).name
     except ValueError:
         return f"signal {-returncode}"
+
+
+# Linux signal numbers (Raspberry Pi OS and Android alike), for exit codes seen on a device:
+# a shell reports death by signal N as exit status 128 + N
+LINUX_SIGNALS = {1: "SIGHUP", 2: "SIGINT", 4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS",
+                 8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM"}
+
+
+def shell_signal(code: int) -> str | None:
+    """The signal behind a remote shell's exit status (139 -> SIGSEGV), else None."""
+    return LINUX_SIGNALS.get(code - 128) if code > 128 else None

@@ -46,12 +46,15 @@ class ResultWriter:
         self.rows: list[dict[str, Any]] = []
 
     def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
+        """Append a row, or rewrite it when the same row comes again (after more trials)."""
+        if not any(r is row for r in self.rows):
+            self.rows.append(row)
         self.flush()
 
     def flush(self) -> None:
         if self.json_path:
-            _atomic_write(self.json_path, json.dumps(self.rows, indent=2, default=str))
+            public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in self.rows]
+            _atomic_write(self.json_path, json.dumps(public, indent=2, default=str))
         if self.csv_path:
             import io
 

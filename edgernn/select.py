@@ -133,15 +133,22 @@ def _key(prefer: str):
     return lambda c: (c.latency, c.size_mb, c.drop)
 
 
+def _spread(c: Candidate) -> float:
+    """Relative spread of a row's trial medians (0 for one trial)."""
+    return float((c.row.get("latency_ms") or {}).get("spread") or 0.0)
+
+
 def _pick(feasible: list[Candidate], prefer: str, tie: float) -> Candidate | None:
-    """Best by the preferred objective; latencies within ``tie`` (relative) of the best count
-    as equal (timing noise), and then the smaller, more accurate variant wins."""
+    """Best by the preferred objective; latencies within ``tie`` (relative) of the fastest,
+    or within the spread between timing trials of either row, count as equal (timing noise),
+    and then the smaller, more accurate variant wins."""
     if not feasible:
         return None
     if prefer != "latency":
         return feasible[0]
-    best = min(c.latency for c in feasible)
-    group = [c for c in feasible if c.latency <= best * (1 + tie)]
+    fastest = min(feasible, key=lambda c: c.latency)
+    group = [c for c in feasible
+             if c.latency <= fastest.latency * (1 + max(tie, _spread(fastest), _spread(c)))]
     return min(group, key=lambda c: (c.size_mb, c.drop, c.latency))
 
 
@@ -179,7 +186,8 @@ def explain(metric: str, cands: list[Candidate], front: list[Candidate],
             f"{pick.size_mb:.3g} MB, {metric} {pick.value:.4g} ({better} is better; drop "
             f"{pick.drop:+.4g} vs the best fp32 PyTorch model on this data)."
         )
-        why = {"latency": "fastest (latencies within 5% count as equal; then smaller wins)",
+        why = {"latency": "fastest (latencies within 5%, or within the spread between timing "
+                          "trials, count as equal; then smaller wins)",
                "size": "smallest", "accuracy": "most accurate"}[prefer]
         lines.append(f"Why: the {why} of {len(feasible)} variant(s) within budget"
                      + (", and on the Pareto front (nothing is faster, smaller and more "

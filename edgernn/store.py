@@ -66,17 +66,27 @@ class Store:
         except (sqlite3.DatabaseError, OSError) as e:
             raise EdgeRNNError(f"results store {self.path} cannot be opened ({e})") from None
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: dict[str, Any]) -> int:
+        """Insert a row; returns its id (for :meth:`update`)."""
         from edgernn import __version__
 
-        self.db.execute(
+        cur = self.db.execute(
             "INSERT INTO rows (model_sha256, model, variant, target, data_sha256, threads, "
             "runtime, runtime_version, edgernn_version, status, timestamp, row_json, "
             "settings_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (row["model_sha256"], row["model"], row["variant"], row["target"],
              row.get("data_sha256") or "", row.get("requested_threads"), row.get("runtime"),
              row.get("runtime_version"), __version__, row["status"], row["timestamp"],
-             json.dumps(row, default=str), row.get("settings_sha256")),
+             json.dumps(_public(row), default=str), row.get("settings_sha256")),
+        )
+        return int(cur.lastrowid)
+
+    def update(self, rid: int, row: dict[str, Any]) -> None:
+        """Rewrite a stored row in place (a provisional row after its further trials)."""
+        self.db.execute(
+            "UPDATE rows SET status=?, row_json=?, settings_sha256=? WHERE id=?",
+            (row["status"], json.dumps(_public(row), default=str), row.get("settings_sha256"),
+             rid),
         )
 
     def find(self, model_sha256: str, variant: str, target: str, data_sha256: str,
@@ -120,6 +130,11 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    """The row without bookkeeping keys (``_store_id``)."""
+    return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
 def export_rows(rows: list[dict[str, Any]], path: Path) -> None:

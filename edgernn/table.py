@@ -38,13 +38,19 @@ def bench_table(rows: list[dict[str, Any]], title: str = "", wide: bool = False)
     cols = WIDE if wide else NARROW
     metrics = {r["metric"] for r in rows}
     one_metric = metrics.pop() if len(metrics) == 1 else None
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    if len(models) == 1 and not wide:  # one model: its name goes in the title, not every row
+        cols = [c for c in cols if c != "model"]
+        title = f"model {models[0]}" + (f"; {title}" if title else "")
     t = Table(title=title, header_style="bold", title_justify="left", caption_justify="left",
-              box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+              box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0))
     left = {"model", "variant", "target", "runtime", "status", "metric"}
     for col in cols:
         header = one_metric if col == "metric" and one_metric else col
+        # only the status cell may wrap: names and numbers are never cut to fit 120 columns
         t.add_column(header, justify="left" if col in left and col != "metric" or
-                     (col == "metric" and not one_metric) else "right", no_wrap=True)
+                     (col == "metric" and not one_metric) else "right",
+                     no_wrap=col != "status", min_width=16 if col == "status" else None)
     base = {r["model"]: r for r in rows if r["variant"].endswith("/torch-fp32") and r["latency_ms"]}
     foot: dict[str, int] = {}  # identical notes share one footnote number
     for r in rows:
@@ -56,8 +62,9 @@ def bench_table(rows: list[dict[str, Any]], title: str = "", wide: bool = False)
         texts = ([f"{r['variant']}: {r['reason']}"] if r.get("reason") else []) + list(
             r.get("notes") or [])
         if r.get("reused"):
-            texts.append("reused: measured earlier with the same settings and kept in the store "
-                         "(its original timestamp is in the JSON; --force re-measures)")
+            when = str(r.get("timestamp", "?"))[:16].replace("T", " ")
+            texts.append(f"reused from the store: measured {when} UTC with the same settings "
+                         "(--force re-measures)")
         for text in texts:
             marks.append(str(foot.setdefault(text, len(foot) + 1)))
         label = SHORT_STATUS.get(r["status"], r["status"]) if not wide else r["status"]

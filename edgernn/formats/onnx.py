@@ -99,7 +99,8 @@ class OnnxFormat:
             with warnings.catch_warnings(), redirect_stderr(io.StringIO()):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    model.module, (example,), str(path), dynamo=False, opset_version=OPSET,
+                    private_copy(model.module), (example,), str(path), dynamo=False,
+                    opset_version=OPSET,
                     input_names=[INPUT_NAME], output_names=names, dynamic_axes=dynamic,
                 )
         except Exception as e:
@@ -113,6 +114,18 @@ class OnnxFormat:
         )
         art.ops = op_census(path)
         return art
+
+
+def private_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a ScriptModule for the exporter: the TorchScript exporter inlines and rewrites
+    a ScriptModule's graphs in place, which would hide its nn.LSTM/GRU submodules from every
+    later plug-in (tflite-keras then saw the inlined GRU code and skipped the model)."""
+    if not isinstance(module, torch.jit.ScriptModule):
+        return module
+    buf = io.BytesIO()
+    torch.jit.save(module, buf)
+    buf.seek(0)
+    return torch.jit.load(buf, map_location="cpu").eval()
 
 
 def describe_export_failure(e: BaseException) -> str:

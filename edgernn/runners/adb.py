@@ -45,6 +45,7 @@ from typing import Any
 
 from edgernn.errors import RunnerError
 from edgernn.hashing import sha256_file
+from edgernn.isolation import shell_signal
 from edgernn.runners.base import register_runner
 from edgernn.runners.benchmark_output import (
     BenchmarkOutputError,
@@ -53,7 +54,6 @@ from edgernn.runners.benchmark_output import (
 )
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
-SIGNALS = {4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
 RC_MARK = "__edgernn_rc="
 # ELF e_machine -> Android ABI
 ELF_ABI = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86", 243: "riscv64"}
@@ -494,8 +494,8 @@ class AdbRunner:
         return res
 
     def _failure(self, code: int, text: str, delegate: str) -> str:
-        if code > 128 and code - 128 in SIGNALS:
-            return f"benchmark_model ({delegate}) crashed on {self.serial} ({SIGNALS[code - 128]})"
+        if shell_signal(code):
+            return f"benchmark_model ({delegate}) crashed on {self.serial} ({shell_signal(code)})"
         if code == -1:
             return f"benchmark_model ({delegate}) on {self.serial}: the remote shell died (no exit status)"
         reason = failure_reason(text) or _last_line(text)

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from edgernn.errors import RunnerError
+from edgernn.isolation import shell_signal
 from edgernn.runners.base import register_runner
 from edgernn.runners.bundle import probe_zip
-
-SIGNALS = {4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
 
 
 @register_runner("ssh")
@@ -239,8 +238,8 @@ class SshRunner:
         except (OSError, EOFError, ValueError, paramiko.SSHException):
             result = None
         if result is None:
-            if code > 128 and code - 128 in SIGNALS:
-                raise RunnerError(f"runtime crashed on {self.where} ({SIGNALS[code - 128]})")
+            if shell_signal(code):
+                raise RunnerError(f"runtime crashed on {self.where} ({shell_signal(code)})")
             if code == -1:
                 raise RunnerError(f"connection to {self.where} lost while measuring")
             tail = (err.strip().splitlines() or ["no output"])[-1]
