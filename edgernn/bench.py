@@ -342,10 +342,10 @@ def more_trials(pending: list[_Pending], trials: int, runner: Any, target: Targe
 
 def _finish_trials(p: _Pending) -> None:
     """Fold the trials into the row's latency (median of trial medians, spread)."""
-    if not p.latencies:
-        return
     first = p.row["latency_ms"]
-    lat = combine(p.latencies)
+    if not first:
+        return
+    lat = combine(p.latencies or [first])
     lat["first"], lat["load"] = first.get("first"), first.get("load")
     p.row["latency_ms"] = lat
     if p.failures:

@@ -37,12 +37,17 @@ def combine(latencies: list[dict[str, Any]]) -> dict[str, Any]:
     if len(latencies) == 1:
         out = dict(latencies[0])
     else:
-        out = {}
-        for k in ("p50", "p90", "p99", "mean", "std", "iqr"):
-            out[k] = float(median(lat[k] for lat in latencies))
-        out["min"] = float(min(lat["min"] for lat in latencies))
-        out["max"] = float(max(lat["max"] for lat in latencies))
-        out["count"] = int(sum(lat["count"] for lat in latencies))
+        out = dict(latencies[0])  # keys a runner adds (e.g. benchmark_model's p5/p95) kept
+        for k in ("p50", "p90", "p99", "mean", "std", "iqr", "p5", "p95"):
+            vals = _present(latencies, k)  # a runner may not report every statistic
+            if vals:
+                out[k] = float(median(vals))
+        if _present(latencies, "min"):
+            out["min"] = float(min(_present(latencies, "min")))
+        if _present(latencies, "max"):
+            out["max"] = float(max(_present(latencies, "max")))
+        if _present(latencies, "count"):
+            out["count"] = int(sum(_present(latencies, "count")))
         qs = [lat["quantiles"] for lat in latencies if lat.get("quantiles")]
         if qs and len({len(q) for q in qs}) == 1:
             out["quantiles"] = [float(v) for v in np.median(np.asarray(qs), axis=0)]
@@ -51,6 +56,10 @@ def combine(latencies: list[dict[str, Any]]) -> dict[str, Any]:
     out["trial_p50"] = p50s
     out["spread"] = spread(p50s)
     return out
+
+
+def _present(latencies: list[dict[str, Any]], key: str) -> list[float]:
+    return [float(lat[key]) for lat in latencies if lat.get(key) is not None]
 
 
 def mark_unstable(row: dict[str, Any], threshold: float = UNSTABLE_SPREAD) -> None:
