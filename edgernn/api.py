@@ -6,9 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgernn.bench import BenchSettings, bench_model, check_formats
+from edgernn.bench import PARITY_SAMPLES, BenchSettings, bench_model, check_formats
 from edgernn.calibration import calibration_inputs
 from edgernn.data.datasets import load_dataset
+from edgernn.data.evalfile import check_fits, load_eval
 from edgernn.errors import EdgeRNNError
 from edgernn.exporting import export_model
 from edgernn.loading import load_model
@@ -30,17 +31,21 @@ def export(
     model: Path, target: str = "x86", out_dir: Path | None = None,
     formats: list[str] | None = None, modes: list[str] | None = None,
     load: dict[str, Any] | None = None, on_step: Callable[[str], None] | None = None,
-    calib: Path | None = None,
+    calib: Path | None = None, data: Path | None = None,
 ) -> dict[str, Any]:
-    """Export ``model`` for ``target``; returns the manifest (also written to OUT/manifest.json)."""
+    """Export ``model`` for ``target``; returns the manifest (also written to OUT/manifest.json).
+    ``data`` (evaluation inputs) adds a parity check on its first samples and is the
+    calibration fallback when ``calib`` is not given."""
     t = load_target(target)
     lm = load_model(model, **(load or {}))
     names = check_formats(t, formats if formats is not None else t.formats)
     modes = modes if modes is not None else t.quantize
-    cx, source = calibration_inputs(lm.spec, calib, None)
+    x = check_fits(load_eval(data, need_y=False), lm.spec) if data is not None else None
+    cx, source = calibration_inputs(lm.spec, calib, x)
     out_dir = out_dir or model.with_name(model.stem + "-export")
     return export_model(lm, out_dir, names, modes, t.name, on_step=on_step, calib=cx,
-                        calib_source=source)
+                        calib_source=source,
+                        parity_inputs=None if x is None else x[:PARITY_SAMPLES])
 
 
 def bench(

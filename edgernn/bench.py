@@ -177,7 +177,9 @@ def bench_model(
         row.setdefault("requested_threads", threads)
         row["settings_sha256"] = None if row.get("provisional") else settings_sha
         if store is not None and not row.get("reused"):
-            row["_store_id"] = store.add(row)
+            rid = store.add(row)
+            if row.get("provisional"):
+                row["_store_id"] = rid  # rewritten after its trials
         rows.append(row)
         on_row(row)
 
@@ -190,8 +192,9 @@ def bench_model(
         complete = not p.failures and len(p.latencies) == trials
         row.pop("provisional", None)
         row["settings_sha256"] = settings_sha if complete else None  # incomplete: not reused
-        if store is not None and row.get("_store_id") is not None:
-            store.update(row["_store_id"], row)
+        rid = row.pop("_store_id", None)
+        if store is not None and rid is not None:
+            store.update(rid, row)
         on_row(row)
 
     manifest = None if settings.force else reuse_manifest(work, model, formats, modes, calib_sha)

@@ -175,11 +175,15 @@ def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
               help="none, dynamic, fp16, int8 or all; comma-separated (default: the target's).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (default: MODEL's name + -export).")
+@click.option("--data", "data_path", type=click.Path(path_type=Path),
+              help="Evaluation data (.npz with x): parity is also checked on its first "
+                   "samples, and it calibrates int8 when --calib is not given.")
 @calib_option
 @strict_option
 @load_options
 def export(model: Path, target: str, fmt: str | None, quantize: str | None,
-           out_dir: Path | None, calib: Path | None, strict: bool, **kw: Any) -> None:
+           out_dir: Path | None, data_path: Path | None, calib: Path | None, strict: bool,
+           **kw: Any) -> None:
     """Export MODEL to the target's formats and quantizations; write manifest.json."""
     from edgernn.api import export as api_export
     from edgernn.quantize import MODES
@@ -191,7 +195,7 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
     out_dir = out_dir or (model.with_name(model.stem + "-export") if model.name else Path("export"))
     with err.status("exporting") as st:
         manifest = api_export(model, target, out_dir, formats, modes, load,
-                              on_step=lambda m: st.update(m), calib=calib)
+                              on_step=lambda m: st.update(m), calib=calib, data=data_path)
     out.print(manifest_table(manifest))
     out.print(f"manifest: {out_dir / 'manifest.json'}")
     check_outcome([a["status"] for a in manifest["artifacts"]], strict, "export")

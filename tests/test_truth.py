@@ -226,3 +226,20 @@ def test_unnamed_batch_axis_is_not_claimed_or_checked_at_batch_2(user_gru, tmp_p
     assert {c.get("batch") for c in fp32["parity"]} == {1}
     sess = ort.InferenceSession(str(tmp_path / fp32["path"]))
     assert sess.get_inputs()[0].shape[0] == 1  # the file is fixed at batch 1, as recorded
+
+
+def test_export_with_data_checks_parity_on_its_samples(user_gru, tmp_path):
+    code, _, err = cli(["export", user_gru["model"], "--format", "onnx", "--quantize", "none",
+                        "--data", user_gru["eval"], "--out", tmp_path, *user_gru["shape"]])
+    assert code == 0, err
+    fp32 = json.loads((tmp_path / "manifest.json").read_text())["artifacts"][0]
+    real = next(p for p in fp32["parity"] if p.get("data") == "evaluation samples")
+    sess = ort.InferenceSession(str(tmp_path / fp32["path"]))
+    model = torch.jit.load(str(user_gru["model"]))
+    x = user_gru["x"]
+    with torch.no_grad():
+        worst = max(float(np.abs(sess.run(None, {"input": x[i:i + 1]})[0]
+                                 - model(torch.from_numpy(x[i:i + 1])).numpy()).max())
+                    for i in range(8))
+    assert real["samples"] == 8
+    assert real["max_abs_diff"] == pytest.approx(worst, rel=1e-3, abs=1e-9)
