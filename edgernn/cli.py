@@ -259,13 +259,20 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
                       on_step=lambda m: st.update(m))
     finally:
         if writer.rows:
-            out.print(bench_table(writer.rows, title=_bench_title(writer.rows), wide=wide))
+            out.print(bench_table(writer.rows, title=_bench_title(writer.rows), wide=wide),
+                      width=_table_width(wide))
             reused = sum(1 for r in writer.rows if r.get("reused"))
             out.print(f"rows: {writer.json_path} {writer.csv_path}; store: {store.path}"
                       + (f" ({reused} row(s) reused from the store, measured earlier with the same "
                          "settings; --force re-measures)"
                          if reused else ""))
     check_outcome([r["status"] for r in writer.rows if not _is_baseline(r)], strict, "bench")
+
+
+def _table_width(wide: bool) -> int | None:
+    """The default table is laid out for 120 columns (status cells wrap), also when piped;
+    --wide uses the whole console."""
+    return None if wide else min(out.width, 120)
 
 
 def _is_baseline(row: dict[str, Any]) -> bool:
@@ -318,7 +325,8 @@ def results(db: Path | None, target: str | None, models: tuple[str, ...], all_ro
     rows = store.rows(target, models, latest=not all_rows)
     if not rows:
         raise EdgeRNNError(f"no stored rows match in {store.path}; run edgernn bench first")
-    out.print(bench_table(rows, title=f"{len(rows)} row(s) from {store.path}", wide=wide))
+    out.print(bench_table(rows, title=f"{len(rows)} row(s) from {store.path}", wide=wide),
+              width=_table_width(wide))
     for p in (json_path, csv_path):
         if p:
             export_rows(rows, p)

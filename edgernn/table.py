@@ -72,7 +72,7 @@ def bench_table(rows: list[dict[str, Any]], title: str = "", wide: bool = False)
             label += ", unstable"
         if r.get("reused"):
             label += ", reused"
-        status = label + (f" [{','.join(marks)}]" if marks else "")
+        status = label + (f" [{', '.join(marks)}]" if marks else "")  # wraps at spaces
         style = STATUS_STYLE.get(r["status"], "red")
         value = f"{r['value']:.4f}" if r.get("value") is not None else "-"
         rt = r["runtime"] + (f" {r['runtime_version']}" if r.get("runtime_version") else "")
