@@ -61,13 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     with console.status("measuring") as st:
         rows = bench(models, "x86", data, work / "bench", settings, on_step=st.update)
 
-    table = Table(title=f"latency vs PyTorch eager fp32, one run, {platform.machine()} "
+    table = Table(title=f"latency vs PyTorch eager fp32, one run ({settings.trials} interleaved "
+                        f"trials per variant), {platform.machine()} "
                         f"{rows[0]['device'].get('cpu_model', '?')}, {args.threads} thread(s), "
                         "batch 1")
-    for col in ("model", "variant", "backend", "runtime", "status", "KB", "p50 ms", "IQR ms",
-                "runs", "ratio to torch", "acc drop"):
+    for col in ("model", "variant", "backend", "runtime", "status", "kB", "p50 ms", "spread",
+                "IQR ms", "runs", "ratio to torch", "acc drop"):
         table.add_column(col, justify="right" if "ms" in col or col in (
-            "runs", "ratio to torch", "KB", "acc drop") else "left")
+            "runs", "ratio to torch", "kB", "spread", "acc drop") else "left")
     base = {r["model"]: r["latency_ms"]["p50"] for r in rows
             if r["variant"].endswith("/torch-fp32") and r["latency_ms"]}
     for r in rows:
@@ -76,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         drop = r.get("accuracy_drop")
         table.add_row(r["model"], r["variant"].split("/", 1)[1], (r.get("backend") or "-")[:40],
                       f"{r['runtime']} {r.get('runtime_version') or ''}", r["status"],
-                      f"{r['size_bytes'] / 1024:.1f}" if r.get("size_bytes") else "-",
-                      f"{lat['p50']:.4f}" if lat else "-", f"{lat['iqr']:.4f}" if lat else "-",
+                      f"{r['size_bytes'] / 1000:.1f}" if r.get("size_bytes") else "-",
+                      f"{lat['p50']:.4f}" if lat else "-",
+                      f"{lat.get('spread', 0):.0%}" if lat else "-",
+                      f"{lat['iqr']:.4f}" if lat else "-",
                       str(lat["count"]) if lat else "-", ratio,
                       f"{drop:+.4f}" if drop is not None else "-")
     console.print(table)
