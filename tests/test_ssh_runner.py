@@ -20,7 +20,8 @@ from tests.conftest import run_cli
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "emulated_pi.sh"
 PI_DIR = Path(os.environ.get("EDGERNN_PI_DIR", "/var/tmp/edgernn-pi"))
-FAST = ["--runs", "10", "--min-seconds", "0", "--warmup", "1"]
+TIMING = ["--runs", "10", "--min-seconds", "0", "--warmup", "1"]
+FAST = [*TIMING, "--trials", "1"]  # tests about transport and errors: one timing trial
 
 
 @pytest.fixture(scope="session")
@@ -56,10 +57,17 @@ def pi_bench(pi, weather_models, tmp_path_factory):
     before = leftover_dirs(pi)
     code, stdout, err = _cli(["bench", weather_models["lstm"], "--data", weather_models["eval"],
                               "--target", pi["target"], "--format", "onnx", "--quantize",
-                              "dynamic", "--out", out, *FAST])
+                              "dynamic", "--out", out, *TIMING])  # default: 3 trials
     assert code == 0, err
     rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())}
     return {"rows": rows, "stdout": stdout, "before": before, "out": out}
+
+
+def test_device_rows_get_three_interleaved_trials(pi_bench):
+    for v in ("onnx-fp32", "onnx-int8-dynamic"):
+        lat = pi_bench["rows"][f"lstm/{v}"]["latency_ms"]
+        assert lat["trials"] == 3 and len(lat["trial_p50"]) == 3
+        assert lat["p50"] == sorted(lat["trial_p50"])[1]  # the median of three
 
 
 def test_variants_run_on_arm64_and_match_the_host(pi_bench, weather_models):
