@@ -90,9 +90,13 @@ def base_row(model: LoadedModel, art: Artifact, target: Target, task: str) -> di
     } | ({"notes": [*art.notes, f"calibrated on {art.calibration}"]} if art.calibration else {})
 
 
+def latency_of(res: dict[str, Any]) -> dict[str, Any]:
+    """A probe result's latency summary with its first-call and load times."""
+    return {**res["latency_ms"], "first": res["first_ms"], "load": res["load_ms"]}
+
+
 def fill_row(row: dict[str, Any], res: dict[str, Any]) -> None:
-    lat = dict(res["latency_ms"])
-    lat["first"], lat["load"] = res["first_ms"], res["load_ms"]
+    lat = latency_of(res)
     row.update(
         runtime=res["runtime"], runtime_version=res["runtime_version"], latency_ms=lat,
         peak_mb=res.get("peak_delta_mb", res.get("peak_rss_mb")),
@@ -170,18 +174,17 @@ def bench_model(
         # PyTorch runs on this host; it is the target itself only for a local target
         return target.name if variant != BASELINE or target.runner == "local" else "host"
 
-    def emit(row: dict[str, Any]) -> None:
+    def emit(row: dict[str, Any]) -> int | None:
         """Store and hand on a row as soon as it is measured (an error later loses nothing);
-        a row waiting for more timing trials is provisional and never reused from the store."""
+        a row waiting for more timing trials is provisional and never reused from the store.
+        Returns the row's id in the store, if stored."""
         row.setdefault("data_sha256", data_sha)
         row.setdefault("requested_threads", threads)
         row["settings_sha256"] = None if row.get("provisional") else settings_sha
-        if store is not None and not row.get("reused"):
-            rid = store.add(row)
-            if row.get("provisional"):
-                row["_store_id"] = rid  # rewritten after its trials
+        rid = store.add(row) if store is not None and not row.get("reused") else None
         rows.append(row)
         on_row(row)
+        return rid
 
     def update(p: _Pending, interrupted: bool) -> None:
         """Fold the trials into a provisional row, then rewrite it in the store and files."""
@@ -192,9 +195,8 @@ def bench_model(
         complete = not p.failures and len(p.latencies) == trials
         row.pop("provisional", None)
         row["settings_sha256"] = settings_sha if complete else None  # incomplete: not reused
-        rid = row.pop("_store_id", None)
-        if store is not None and rid is not None:
-            store.update(rid, row)
+        if store is not None and p.store_id is not None:
+            store.update(p.store_id, row)
         on_row(row)
 
     manifest = None if settings.force else reuse_manifest(work, model, formats, modes, calib_sha)
@@ -241,7 +243,9 @@ def bench_model(
             baseline["provisional"] = True
             baseline_pending = _Pending(baseline, job, {"data": data_file, "model": model.path},
                                         local=True)
-    emit(baseline)
+    rid = emit(baseline)
+    if baseline_pending is not None:
+        baseline_pending.store_id = rid
     if baseline["status"] != "ok":
         baseline = None
     if need_reference and reference.exists():
@@ -286,6 +290,8 @@ def bench_model(
                 if row["status"] in ("ok", "accuracy collapsed") and trials > 1:
                     row["provisional"] = True
                     pending.append(_Pending(row, job, files, local=False))
+                    pending[-1].store_id = emit(row)
+                    continue
             emit(row)
         if pending:
             runner = runner or get_runner(target)
@@ -310,6 +316,7 @@ class _Pending:
     job: dict[str, Any]
     files: dict[str, Path]
     local: bool  # measured on this host (the PyTorch baseline) rather than on the target
+    store_id: int | None = None  # its row in the results store, rewritten after the trials
     latencies: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -333,9 +340,7 @@ def more_trials(pending: list[_Pending], trials: int, runner: Any, target: Targe
                         res = local.measure(job, p.files)
                     else:
                         res = runner.measure(job, p.files)
-                    lat = dict(res["latency_ms"])
-                    lat["first"], lat["load"] = res["first_ms"], res["load_ms"]
-                    p.latencies.append(lat)
+                    p.latencies.append(latency_of(res))
                 except RunnerError as e:
                     p.failures.append(f"trial {t}: {e}")
     finally:
@@ -348,9 +353,8 @@ def _finish_trials(p: _Pending) -> None:
     first = p.row["latency_ms"]
     if not first:
         return
-    lat = combine(p.latencies or [first])
-    lat["first"], lat["load"] = first.get("first"), first.get("load")
-    p.row["latency_ms"] = lat
+    # trial 1's summary comes first, so first-call and load times are trial 1's
+    p.row["latency_ms"] = combine(p.latencies or [first])
     if p.failures:
         p.row["notes"] = [*p.row.get("notes", []), *(f"timing {f}" for f in p.failures)]
     mark_unstable(p.row)

@@ -53,8 +53,7 @@ class ResultWriter:
 
     def flush(self) -> None:
         if self.json_path:
-            public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in self.rows]
-            _atomic_write(self.json_path, json.dumps(public, indent=2, default=str))
+            _atomic_write(self.json_path, json.dumps(self.rows, indent=2, default=str))
         if self.csv_path:
             import io
 

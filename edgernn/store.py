@@ -77,7 +77,7 @@ class Store:
             (row["model_sha256"], row["model"], row["variant"], row["target"],
              row.get("data_sha256") or "", row.get("requested_threads"), row.get("runtime"),
              row.get("runtime_version"), __version__, row["status"], row["timestamp"],
-             json.dumps(_public(row), default=str), row.get("settings_sha256")),
+             json.dumps(row, default=str), row.get("settings_sha256")),
         )
         return int(cur.lastrowid)
 
@@ -85,8 +85,7 @@ class Store:
         """Rewrite a stored row in place (a provisional row after its further trials)."""
         self.db.execute(
             "UPDATE rows SET status=?, row_json=?, settings_sha256=? WHERE id=?",
-            (row["status"], json.dumps(_public(row), default=str), row.get("settings_sha256"),
-             rid),
+            (row["status"], json.dumps(row, default=str), row.get("settings_sha256"), rid),
         )
 
     def find(self, model_sha256: str, variant: str, target: str, data_sha256: str,
@@ -130,11 +129,6 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
-
-
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    """The row without bookkeeping keys (``_store_id``)."""
-    return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
 def export_rows(rows: list[dict[str, Any]], path: Path) -> None:

@@ -34,23 +34,18 @@ def trial_budget(min_runs: int, min_seconds: float, trials: int) -> tuple[int, f
 def combine(latencies: list[dict[str, Any]]) -> dict[str, Any]:
     """One latency summary from per-trial summaries: each statistic is the median across
     trials (count is the total, min/max the extremes); the trial p50s and spread are kept."""
-    if len(latencies) == 1:
-        out = dict(latencies[0])
-    else:
-        out = dict(latencies[0])  # keys a runner adds (e.g. benchmark_model's p5/p95) kept
-        for k in ("p50", "p90", "p99", "mean", "std", "iqr", "p5", "p95"):
-            vals = _present(latencies, k)  # a runner may not report every statistic
-            if vals:
-                out[k] = float(median(vals))
-        if _present(latencies, "min"):
-            out["min"] = float(min(_present(latencies, "min")))
-        if _present(latencies, "max"):
-            out["max"] = float(max(_present(latencies, "max")))
-        if _present(latencies, "count"):
-            out["count"] = int(sum(_present(latencies, "count")))
-        qs = [lat["quantiles"] for lat in latencies if lat.get("quantiles")]
-        if qs and len({len(q) for q in qs}) == 1:
-            out["quantiles"] = [float(v) for v in np.median(np.asarray(qs), axis=0)]
+    out = dict(latencies[0])  # other keys (first, load, a runner's extras) are trial 1's
+    for k in ("p50", "p90", "p99", "mean", "std", "iqr", "p5", "p95"):
+        vals = _present(latencies, k)  # a runner may not report every statistic
+        if vals:
+            out[k] = float(median(vals))
+    for k, fold in (("min", min), ("max", max), ("count", sum)):
+        vals = _present(latencies, k)
+        if vals:
+            out[k] = fold(vals) if k != "count" else int(fold(vals))
+    qs = [lat["quantiles"] for lat in latencies if lat.get("quantiles")]
+    if qs and len({len(q) for q in qs}) == 1:
+        out["quantiles"] = [float(v) for v in np.median(np.asarray(qs), axis=0)]
     p50s = [float(lat["p50"]) for lat in latencies]
     out["trials"] = len(latencies)
     out["trial_p50"] = p50s

@@ -148,7 +148,6 @@ def _tflite_session(interpreter_cls: Any, path: str, threads: int, name: str, ve
     state = {"shape": tuple(int(d) for d in inp["shape"])}
     in_dtype = np.dtype(inp["dtype"])
     in_scale, in_zero = inp.get("quantization", (0.0, 0))
-    out_scale, out_zero = out.get("quantization", (0.0, 0))
 
     def dequant(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
         scale, zero = detail.get("quantization", (0.0, 0))
@@ -172,10 +171,7 @@ def _tflite_session(interpreter_cls: Any, path: str, threads: int, name: str, ve
         interp.reset_all_variables()
         interp.set_tensor(inp["index"], x)
         interp.invoke()
-        y = interp.get_tensor(out["index"]).copy()
-        if y.dtype.kind in "iu" and out_scale:
-            y = (y.astype(np.float32) - out_zero) * out_scale
-        return y
+        return dequant(interp.get_tensor(out["index"]).copy(), out)
 
     details = {"input_dtype": str(in_dtype), "input_shape": list(state["shape"])}
     return Session(run, name, version, dynamic_batch, details, run_all)
