@@ -34,6 +34,12 @@ def load_options(f: Callable) -> Callable:
     f = click.option("--input-shape", metavar="SHAPE",
                      help="Input shape when the file carries none, e.g. batch=1,seq=64,4 "
                           "(named axes are dynamic).")(f)
+    f = click.option("--state", "states", multiple=True, metavar="INPUT=OUTPUT",
+                     help="Repeatable: output OUTPUT (index or name) is the next step's INPUT "
+                          "(default: inputs paired with outputs of the same shape).")(f)
+    f = click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE[:DTYPE]",
+                     help="Repeatable, in forward's order, for models with several inputs, e.g. "
+                          "--input x:batch=1,576 --input state:2,batch=1,128.")(f)
     f = click.option("--import", "imports", multiple=True, metavar="MODULE",
                      help="Module or .py file defining the classes of a trusted pickle.")(f)
     f = click.option("--trust-pickle", is_flag=True,
@@ -42,7 +48,8 @@ def load_options(f: Callable) -> Callable:
 
 
 def _load_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
-    return {k: kw.pop(k) for k in ("trust_pickle", "imports", "input_shape", "input_dtype", "task")}
+    keys = ("trust_pickle", "imports", "input_shape", "input_dtype", "task", "inputs", "states")
+    return {k: kw.pop(k) for k in keys}
 
 
 def _split(value: str, allowed: list[str], what: str) -> list[str]:
@@ -147,8 +154,18 @@ def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
 
     lm = load_model(model, **_load_kwargs(kw))
     out.print(f"[bold]{lm.path}[/] ({lm.kind}, sha256 {lm.sha256[:16]}...)")
-    out.print(f"  input: {lm.spec.to_dict()['shape']} {lm.spec.dtype}; task: {lm.spec.task or '?'}",
-              highlight=False)
+    sig = lm.sig
+    for t in sig.inputs:
+        out.print(f"  input {t}" + (" (state)" if t.role == "state" else ""), highlight=False,
+                  markup=False)
+    for t in sig.outputs:
+        out.print(f"  output {t}" + (" (state)" if t.role == "state" else ""), highlight=False,
+                  markup=False)
+    for i, o in sig.state.items():
+        how = "by equal shape" if sig.paired == "shape" else "as given"
+        out.print(f"  state: {o} feeds {i} at the next step ({how})", highlight=False)
+    out.print(f"  task: {lm.spec.task or '?'}" + ("; streaming step model" if sig.is_streaming
+                                                  else ""), highlight=False)
     out.print(f"  parameters: {lm.parameters_count():,}")
     for name, m in lm.module.named_modules():
         kind = getattr(m, "original_name", type(m).__name__)
@@ -572,7 +589,8 @@ def demo(ctx: click.Context, out_dir: Path, epochs: int, dataset: str) -> None:
                min_runs=200, min_seconds=1.0, warmup=20, eval_batch=1, collapse=0.10,
                out_dir=out_dir / "bench", json_path=None, csv_path=None, calib=None,
                force=False, trials=3, wide=False, db=None, strict=False,
-               trust_pickle=False, imports=(), input_shape=None, input_dtype=None, task=None)
+               trust_pickle=False, imports=(), input_shape=None, input_dtype=None, task=None,
+               inputs=(), states=())
 
 
 def main() -> None:

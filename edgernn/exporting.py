@@ -21,6 +21,7 @@ from edgernn.formats import expand_formats, get_format
 from edgernn.hashing import array_sha256
 from edgernn.loading import LoadedModel, sha256_file
 from edgernn.probe import runtimes
+from edgernn.probe.stepping import Stepper, plan_of
 from edgernn.quantize import NotApplicable, quantizers_for, unsupported_reason
 from edgernn.quantize.base import CALIBRATED
 
@@ -72,15 +73,51 @@ class ParityError(EdgeRNNError):
     """The artifact's outputs cannot be compared with PyTorch's (count or shape differ)."""
 
 
+CHAINED_STEPS = 32  # steps each random sequence runs in the chained check of a step model
+
+
+def step_sequences(model: LoadedModel, inputs: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """Step data [S, T, *step] for the chained check: real sequences when given, else two
+    random ones of CHAINED_STEPS steps."""
+    if inputs is not None and len(inputs):
+        return inputs, "evaluation samples"
+    shape = [s for i, s in enumerate(model.spec.shape) if i != model.spec.batch_axis]
+    rng = np.random.default_rng(0)
+    if model.spec.is_tokens:
+        return rng.integers(0, model.spec.vocab_size or 2, (2, CHAINED_STEPS, *shape)), "random"
+    return rng.standard_normal((2, CHAINED_STEPS, *shape)).astype(np.float32), "random"
+
+
+def check_chained(model: LoadedModel, call: Any, inputs: np.ndarray | None) -> dict[str, Any]:
+    """Run sequences step by step in ``call`` and in PyTorch, each carrying its own state from
+    zero, and compare every output at every step (drift shows as a growing difference)."""
+    plan = plan_of(model.sig.to_dict())
+    ref = Stepper(lambda xs: [o.numpy() for o in model(*xs)], plan)
+    got = Stepper(call, plan)
+    seqs, source = step_sequences(model, inputs)
+    worst, tol, steps = 0.0, 0.0, 0
+    for seq in seqs:
+        ref.reset()
+        got.reset()
+        for t in range(len(seq)):
+            d, tl = compare_outputs(ref.step([ref.layout(seq[t])]), got.step([got.layout(seq[t])]))
+            worst, tol, steps = max(worst, d), max(tol, tl), steps + 1
+    return {"data": f"chained steps ({source})", "sequences": int(len(seqs)),
+            "steps": int(seqs.shape[1]), "calls": steps, "max_abs_diff": worst, "tolerance": tol}
+
+
 @torch.no_grad()
 def check_parity(model: LoadedModel, art: Artifact, inputs: np.ndarray | None = None) -> None:
     """Run the artifact in its runtime and PyTorch on the same inputs and record the max |diff|
     over every output: on ``inputs`` (real samples, sample axis first, one call per sample, as
-    deployed) when given, and on random inputs at each claimed shape."""
+    deployed) when given, and on random inputs at each claimed shape. A step model is also
+    run chained: sequences step by step with the state carried, compared at every step."""
     sess = runtimes.load(art.runtime, art.path, threads=1)
     results = []
     spec = model.spec
-    if inputs is not None and len(inputs):
+    if model.sig.is_streaming:
+        results.append(check_chained(model, sess.outputs, inputs))
+    elif inputs is not None and len(inputs) and len(model.sig.inputs) == 1:
         seq_axis = spec.seq_axis
         fixed_seq = (not art.accepts_other_seq_len and seq_axis is not None)
         worst, tol = 0.0, 0.0
@@ -95,8 +132,9 @@ def check_parity(model: LoadedModel, art: Artifact, inputs: np.ndarray | None = 
             results.append({"data": "evaluation samples", "samples": n, "max_abs_diff": worst,
                             "tolerance": tol})
     for case in parity_cases(model, art):
-        x = model.example_input(**case)
-        diff, tol = compare_outputs(_as_list(model.module(x)), sess.outputs(x.numpy()))
+        xs = model.example_inputs(**case)
+        diff, tol = compare_outputs([o.numpy() for o in model(*xs)],
+                                    sess.outputs([x.numpy() for x in xs]))
         results.append({**case, "max_abs_diff": diff, "tolerance": tol})
     art.parity = results
     art.parity_max_abs_diff = max(r["max_abs_diff"] for r in results)
@@ -201,7 +239,8 @@ def export_model(
         "model": {
             "name": model.name, "path": str(model.path.resolve()), "kind": model.kind,
             "sha256": model.sha256, "parameters": model.parameters_count(),
-            "input_spec": model.spec.to_dict(), "meta": _jsonable(model.meta),
+            "input_spec": model.spec.to_dict(), "signature": model.sig.to_dict(),
+            "meta": _jsonable(model.meta),
         },
         "calibration_sha256": array_sha256(calib),
         "artifacts": [_relative(a.to_dict(), out_dir) for a in arts],

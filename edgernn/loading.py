@@ -20,7 +20,15 @@ from torch import nn
 from edgernn.checkpoint import CHECKPOINT_KEY, SPEC_EXTRA_FILE
 from edgernn.errors import EdgeRNNError, ExportError
 from edgernn.hashing import sha256_file  # noqa: F401  (re-exported)
-from edgernn.spec import InputSpec, parse_shape
+from edgernn.signature import error_line, resolve_signature
+from edgernn.spec import (
+    InputSpec,
+    Signature,
+    format_shape,
+    parse_input,
+    parse_shape,
+    parse_state,
+)
 
 KINDS = ("checkpoint", "torchscript", "pickle")
 
@@ -36,18 +44,50 @@ class LoadedModel:
     sha256: str
     config: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    signature: Signature | None = None  # every input/output; set by load_model
 
     @property
     def name(self) -> str:
         return self.path.stem
 
+    @property
+    def sig(self) -> Signature:
+        assert self.signature is not None, "load_model sets the signature"
+        return self.signature
+
     def example_input(self, **sizes: int) -> torch.Tensor:
+        """The first data input at the example shape (named axes resized by ``sizes``)."""
         shape = self.spec.with_sizes(**sizes)
         gen = torch.Generator().manual_seed(0)
         if self.spec.is_tokens:
             hi = self.spec.vocab_size or 2
             return torch.randint(0, hi, shape, generator=gen, dtype=getattr(torch, self.spec.dtype))
         return torch.randn(shape, generator=gen)
+
+    def example_inputs(self, **sizes: int) -> list[torch.Tensor]:
+        """Every input in forward's order: the data input as ``example_input``, state inputs
+        random (a mid-stream state), other inputs random of their dtype."""
+        gen = torch.Generator().manual_seed(1)
+        out = []
+        for k, t in enumerate(self.sig.inputs):
+            if k == 0:
+                out.append(self.example_input(**sizes))
+                continue
+            shape = t.with_sizes(**sizes)
+            if t.dtype in ("int64", "int32"):
+                hi = self.spec.vocab_size or 2
+                out.append(torch.randint(0, hi, shape, generator=gen, dtype=getattr(torch, t.dtype)))
+            else:
+                out.append(0.5 * torch.randn(shape, generator=gen))
+        return out
+
+    def __call__(self, *inputs: Any) -> list[torch.Tensor]:
+        """Run the module on positional inputs (tensors or arrays); every output tensor."""
+        from edgernn.signature import flat_tensors
+
+        with torch.no_grad():
+            out = self.module(*[torch.as_tensor(a) for a in inputs])
+        return flat_tensors(out)
 
     @torch.no_grad()
     def classes(self, sample: Any) -> int:
@@ -65,8 +105,10 @@ class LoadedModel:
 def load_model(
     path: str | Path, *, trust_pickle: bool = False, imports: tuple[str, ...] = (),
     input_shape: str | None = None, input_dtype: str | None = None, task: str | None = None,
+    inputs: tuple[str, ...] | list[str] = (), states: tuple[str, ...] | list[str] = (),
 ) -> LoadedModel:
-    """Load any supported model file and resolve its input spec."""
+    """Load any supported model file and resolve its signature: ``inputs`` are
+    ``NAME:SHAPE[:DTYPE][:state]`` texts (``--input``), ``states`` ``INPUT=OUTPUT`` pairs."""
     p = Path(path)
     if not p.exists():
         raise EdgeRNNError(f"model file {p} does not exist")
@@ -90,11 +132,28 @@ def load_model(
             f"{p} is not a PyTorch model file (expected a torch.save/torch.jit.save file, "
             f"it starts with bytes {head!r})"
         )
+    stored_sig = meta.pop("signature", None) if isinstance(meta, dict) else None
+    given = [parse_input(t) for t in inputs]
+    if given and input_shape:
+        raise EdgeRNNError("pass either --input-shape (one input) or --input (each input), not both")
+    if given:
+        first = next((t for t in given if t.role == "data"), given[0])
+        input_shape, input_dtype = format_shape(first.axes), first.dtype
+        if len(first.axes) < 2 and not spec_d:
+            spec_d = {"axes": [{"size": a.size, "name": a.name} for a in first.axes],
+                      "dtype": first.dtype}
+            input_shape = None
     spec = _resolve_spec(p, spec_d, input_shape, input_dtype, task)
     module.eval()
     check_supported(module)
     lm = LoadedModel(module, spec, kind, p, sha256_file(p), config, meta)
-    trial_run(lm)
+    pairs = [parse_state(t) for t in states]
+    try:
+        lm.signature = resolve_signature(lm, given, pairs, stored_sig)
+    except EdgeRNNError:
+        raise
+    except Exception as e:
+        raise run_failure(lm, e) from None
     return lm
 
 
@@ -122,6 +181,8 @@ def _load_torchscript(p: Path) -> tuple[nn.Module, dict | None, dict]:
         try:
             d = json.loads(extra[SPEC_EXTRA_FILE])
             spec_d, meta = d.get("input_spec"), d.get("meta") or {}
+            if d.get("signature"):
+                meta = {**meta, "signature": d["signature"]}
         except json.JSONDecodeError:
             raise EdgeRNNError(f"{p}: the embedded {SPEC_EXTRA_FILE} is not valid JSON") from None
     return module, spec_d, meta
@@ -261,25 +322,19 @@ def check_supported(module: nn.Module) -> None:
             )
 
 
-def trial_run(lm: LoadedModel) -> None:
-    """Run the model once on its example input, naming what went wrong if it cannot."""
-    x = lm.example_input()
-    try:
-        with torch.no_grad():
-            lm.module(x)
-    except Exception as e:
-        text = f"{type(e).__name__}: {e}"
-        fwd = getattr(lm.module, "forward", None)
-        ann = str(getattr(fwd, "__annotations__", {})) if fwd else ""
-        if "PackedSequence" in ann or "batch_sizes" in text or "PackedSequence" in text:
-            raise ExportError(
-                "the model takes a PackedSequence input, which the exporters cannot handle; "
-                "give it a forward that takes padded tensors (batch, seq, ...)"
-            ) from None
-        raise EdgeRNNError(
-            f"the model fails on an input of shape {list(x.shape)} ({lm.spec.dtype}): "
-            f"{_first_line(e)}; check --input-shape/--input-dtype"
-        ) from None
+def run_failure(lm: LoadedModel, e: BaseException) -> EdgeRNNError:
+    """The one-line error for a model that fails on its example inputs, naming the cause."""
+    text = f"{type(e).__name__}: {e}"
+    fwd = getattr(lm.module, "forward", None)
+    ann = str(getattr(fwd, "__annotations__", {})) if fwd else ""
+    if "PackedSequence" in ann or "batch_sizes" in text or "PackedSequence" in text:
+        return ExportError(
+            "the model takes a PackedSequence input, which the exporters cannot handle; "
+            "give it a forward that takes padded tensors (batch, seq, ...)")
+    sig = lm.signature
+    shapes = ", ".join(f"{t.name} {t.shape} {t.dtype}" for t in sig.inputs) if sig else "?"
+    return EdgeRNNError(f"the model fails on an input of shape(s) {shapes}: {error_line(e)}; "
+                        "check --input-shape/--input-dtype (or --input for each input)")
 
 
 def _first_line(e: BaseException) -> str:

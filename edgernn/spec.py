@@ -98,9 +98,12 @@ class InputSpec:
 _AXIS_RE = re.compile(r"^(?:([A-Za-z_]\w*)=)?(\d+)$")
 
 
-def parse_shape(text: str) -> list[Axis]:
-    """Parse ``batch=1,seq=96,4`` into axes; a named entry is a dynamic axis."""
-    axes = []
+def parse_shape(text: str, minimum: int = 2) -> list[Axis]:
+    """Parse ``batch=1,seq=96,4`` into axes; a named entry is a dynamic axis. A whole-window
+    input needs ``minimum`` 2 axes (batch and sequence); a step input or a state 1."""
+    axes: list[Axis] = []
+    if minimum == 0 and text.strip() == "":
+        return axes
     for part in text.replace(" ", "").split(","):
         m = _AXIS_RE.match(part)
         if not m or int(m.group(2)) <= 0:
@@ -109,10 +112,145 @@ def parse_shape(text: str) -> list[Axis]:
                 "(example: batch=1,seq=96,4)"
             )
         axes.append(Axis(int(m.group(2)), m.group(1)))
-    if len(axes) < 2:
+    if len(axes) < minimum:
         raise EdgeRNNError(f"--input-shape {text!r}: a sequence input needs at least 2 axes")
     return axes
 
 
 def format_shape(axes: list[Axis]) -> str:
     return ",".join(str(a) for a in axes)
+
+
+# --------------------------------------------------------------------------- signatures
+
+INPUT_ROLES = ("data", "state")
+OUTPUT_ROLES = ("prediction", "state")
+
+
+@dataclass
+class TensorSpec:
+    """One named model input or output: axes (named ones are dynamic), dtype and role."""
+
+    name: str
+    axes: list[Axis]
+    dtype: str = "float32"
+    role: str = "data"  # inputs: data | state; outputs: prediction | state
+
+    @property
+    def shape(self) -> list[int]:
+        return [a.size for a in self.axes]
+
+    def with_sizes(self, **sizes: int) -> list[int]:
+        return [sizes.get(a.name, a.size) if a.name else a.size for a in self.axes]
+
+    def axis_index(self, name: str) -> int | None:
+        return next((i for i, a in enumerate(self.axes) if a.name == name), None)
+
+    @property
+    def dynamic_axes(self) -> dict[int, str]:
+        return {i: a.name for i, a in enumerate(self.axes) if a.name}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": format_shape(self.axes), "dtype": self.dtype,
+                "role": self.role}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
+        return cls(str(d["name"]), parse_shape(str(d["shape"]), minimum=0),
+                   str(d.get("dtype", "float32")), str(d.get("role", "data")))
+
+    def __str__(self) -> str:
+        return f"{self.name}[{format_shape(self.axes)}] {self.dtype}"
+
+
+@dataclass
+class Signature:
+    """Every input and output of a model and which output feeds which input at the next
+    step (``state``: input name -> output name). A whole-window model is the case of one data
+    input, one prediction output and no state."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec] = field(default_factory=list)
+    state: dict[str, str] = field(default_factory=dict)
+    paired: str = "none"  # how the state pairs were found: given | shape | none
+
+    @property
+    def is_streaming(self) -> bool:
+        return bool(self.state)
+
+    def input(self, name: str) -> TensorSpec:
+        return next(t for t in self.inputs if t.name == name)
+
+    def output_index(self, name: str) -> int:
+        return next(i for i, t in enumerate(self.outputs) if t.name == name)
+
+    @property
+    def data_inputs(self) -> list[TensorSpec]:
+        return [t for t in self.inputs if t.role == "data"]
+
+    @property
+    def prediction_index(self) -> int:
+        """Index of the first prediction output (what metrics judge)."""
+        return next((i for i, t in enumerate(self.outputs) if t.role == "prediction"), 0)
+
+    def state_feed(self) -> list[tuple[int, int]]:
+        """(input index, output index) per state pair, in input order."""
+        names = [t.name for t in self.inputs]
+        return [(names.index(i), self.output_index(o)) for i, o in self.state.items()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": [t.to_dict() for t in self.inputs],
+                "outputs": [t.to_dict() for t in self.outputs],
+                "state": dict(self.state), "paired": self.paired}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Signature:
+        try:
+            return cls([TensorSpec.from_dict(t) for t in d["inputs"]],
+                       [TensorSpec.from_dict(t) for t in d.get("outputs") or []],
+                       {str(k): str(v) for k, v in (d.get("state") or {}).items()},
+                       str(d.get("paired", "given")))
+        except (KeyError, TypeError, ValueError, EdgeRNNError) as e:
+            raise EdgeRNNError(f"signature in the model file is malformed ({e})") from None
+
+    def describe(self) -> str:
+        """One line: ``x[batch=1,576] float32, state[2,batch=1,128] -> y[...], state_out[...]``."""
+        ins = ", ".join(str(t) + (" (state)" if t.role == "state" else "") for t in self.inputs)
+        outs = ", ".join(str(t) + (" (state)" if t.role == "state" else "") for t in self.outputs)
+        pairs = "; ".join(f"{o} -> {i}" for i, o in self.state.items())
+        return f"{ins} -> {outs}" + (f"; state {pairs} ({self.paired})" if pairs else "")
+
+
+_NAME_RE = re.compile(r"^[A-Za-z_][\w.]*$")
+
+
+def parse_input(text: str) -> TensorSpec:
+    """Parse ``--input NAME:SHAPE[:DTYPE][:state]`` (e.g. ``state:2,batch=1,128``)."""
+    parts = text.split(":")
+    if len(parts) < 2 or not _NAME_RE.match(parts[0]):
+        raise EdgeRNNError(f"--input {text!r}: expected NAME:SHAPE[:DTYPE][:state] "
+                           "(example: x:batch=1,576 or state:2,batch=1,128)")
+    name, shape, rest = parts[0], parts[1], parts[2:]
+    dtype, role = "float32", "data"
+    for r in rest:
+        if r in DTYPES:
+            dtype = r
+        elif r in INPUT_ROLES:
+            role = r
+        else:
+            raise EdgeRNNError(f"--input {text!r}: {r!r} is neither a dtype {DTYPES} nor a role "
+                               f"{INPUT_ROLES}")
+    try:
+        axes = parse_shape(shape, minimum=1)
+    except EdgeRNNError as e:
+        raise EdgeRNNError(f"--input {text!r}: {str(e).split(': ', 1)[-1]}") from None
+    return TensorSpec(name, axes, dtype, role)
+
+
+def parse_state(text: str) -> tuple[str, str]:
+    """Parse ``--state INPUT=OUTPUT`` (OUTPUT: an output index or name)."""
+    name, sep, out = text.partition("=")
+    if not sep or not name or not out:
+        raise EdgeRNNError(f"--state {text!r}: expected INPUT=OUTPUT, OUTPUT an output index or "
+                           "name (example: state=1)")
+    return name.strip(), out.strip()

@@ -1,8 +1,7 @@
 """ONNX via the TorchScript exporter (dynamo=False, opset 17): native LSTM/GRU ops.
 
-The input's named axes (``batch``, ``seq``) become dynamic; each output's axes that follow them
-(found by running the model at other sizes) get the same names. A model returning several
-tensors gets one named output each: ``output``, ``output_1``, ...
+Inputs and outputs keep the signature's names; named axes (``batch``, ``seq``) of inputs and
+outputs (see ``edgernn.signature``) become dynamic, and only those.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from edgernn.formats.base import register_format
 from edgernn.loading import LoadedModel
 
 OPSET = 17
-INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 
 def op_census(path: Path) -> dict[str, int]:
@@ -33,44 +31,6 @@ def op_census(path: Path) -> dict[str, int]:
 
     graph = onnx.load(str(path), load_external_data=False).graph
     return dict(Counter(n.op_type for g in graphs(graph) for n in g.node if n.op_type != "Constant"))
-
-
-def flat_tensors(out: object) -> list[torch.Tensor]:
-    """The tensors of a model's output in the exporter's order (tuples/lists/dicts flattened)."""
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (tuple, list)):
-        return [t for o in out for t in flat_tensors(o)]
-    if isinstance(out, dict):
-        return [t for o in out.values() for t in flat_tensors(o)]
-    return []
-
-
-def output_names(n: int) -> list[str]:
-    return [OUTPUT_NAME] + [f"{OUTPUT_NAME}_{i}" for i in range(1, n)]
-
-
-@torch.no_grad()
-def output_axes(model: LoadedModel) -> list[dict[int, str]]:
-    """Per output, the axes that change with a named input axis, under that axis's name."""
-    base = [t.shape for t in flat_tensors(model.module(model.example_input()))]
-    axes: list[dict[int, str]] = [{} for _ in base]
-    for a in model.spec.axes:
-        if not a.name:
-            continue
-        try:
-            other = [t.shape for t in flat_tensors(model.module(model.example_input(**{a.name: a.size + 1})))]
-        except Exception:
-            continue  # the model does not take another size on this axis; parity will tell
-        if len(other) != len(base):
-            continue
-        for out, s0, s1 in zip(axes, base, other, strict=True):
-            if len(s0) != len(s1):
-                continue
-            for i, (d0, d1) in enumerate(zip(s0, s1, strict=True)):
-                if d0 != d1 and i not in out:
-                    out[i] = a.name
-    return axes
 
 
 class OnnxFormat:
@@ -88,20 +48,18 @@ class OnnxFormat:
         return None
 
     def export(self, model: LoadedModel, path: Path) -> Artifact:
-        spec = model.spec
-        example = model.example_input()
+        spec, sig = model.spec, model.sig
+        example = tuple(model.example_inputs())
         t0 = time.perf_counter()
         try:
-            outs = output_axes(model)
-            names = output_names(len(outs))
-            dynamic = {INPUT_NAME: dict(spec.dynamic_axes)}
-            dynamic.update({n: ax for n, ax in zip(names, outs, strict=True) if ax})
+            dynamic = {t.name: t.dynamic_axes for t in [*sig.inputs, *sig.outputs]
+                       if t.dynamic_axes}
             with warnings.catch_warnings(), redirect_stderr(io.StringIO()):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    private_copy(model.module), (example,), str(path), dynamo=False,
-                    opset_version=OPSET,
-                    input_names=[INPUT_NAME], output_names=names, dynamic_axes=dynamic,
+                    private_copy(model.module), example, str(path), dynamo=False,
+                    opset_version=OPSET, input_names=[t.name for t in sig.inputs],
+                    output_names=[t.name for t in sig.outputs], dynamic_axes=dynamic,
                 )
         except Exception as e:
             raise ExportError(f"ONNX export failed: {describe_export_failure(e)}") from None

@@ -1,7 +1,8 @@
 """Inference runtimes behind one small interface; each imports its library lazily.
 
-A runtime turns a model file into a ``Session`` whose ``run(x)`` maps one numpy input to the
-first output. Add a runtime by decorating a loader with ``@runtime("name")``.
+A runtime turns a model file into a ``Session``: ``run(x)`` maps one numpy input to the first
+output, ``call([x, state, ...])`` maps every input (in the model's order) to every output.
+Add a runtime by decorating a loader with ``@runtime("name")``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ class Session:
     dynamic_batch: bool = True
     details: dict[str, Any] | None = None
     run_all: Callable[[np.ndarray], list[np.ndarray]] | None = None  # every output, in order
+    call: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None  # every input -> outputs
 
-    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
-        """Every output of one call, in the model's order."""
+    def outputs(self, x: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
+        """Every output of one call, in the model's order; ``x`` one input or all of them."""
+        if isinstance(x, list):
+            if self.call is None:
+                raise RuntimeError(f"runtime {self.runtime} takes one input here, got {len(x)}")
+            return self.call(x)
         return self.run_all(x) if self.run_all else [self.run(x)]
 
 
@@ -82,6 +88,7 @@ def _onnxruntime(path: str, threads: int, **_: Any) -> Session:
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     sess = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
     inp = sess.get_inputs()[0]
     name = inp.name
     dyn = not isinstance(inp.shape[0], int)
@@ -92,7 +99,11 @@ def _onnxruntime(path: str, threads: int, **_: Any) -> Session:
     def run_all(x: np.ndarray) -> list[np.ndarray]:
         return list(sess.run(None, {name: x}))
 
-    return Session(run, "onnxruntime", ort.__version__, dyn, {"input": name}, run_all)
+    def call(xs: list[np.ndarray]) -> list[np.ndarray]:
+        return list(sess.run(None, dict(zip(names, xs, strict=True))))
+
+    return Session(run, "onnxruntime", ort.__version__, dyn, {"input": name, "inputs": names},
+                   run_all, call)
 
 
 @runtime("torch", "torch")
@@ -108,6 +119,12 @@ def _torch(path: str, threads: int, **options: Any) -> Session:
     lm = load_model(path, **options)
     module = lm.module
     dtype = getattr(torch, lm.spec.dtype)
+    dtypes = [getattr(torch, t.dtype) for t in lm.sig.inputs]
+
+    @torch.inference_mode()
+    def call(xs: list[np.ndarray]) -> list[np.ndarray]:
+        return [o.numpy() for o in lm(*[torch.from_numpy(np.asarray(a)).to(d)
+                                        for a, d in zip(xs, dtypes, strict=True)])]
 
     @torch.inference_mode()
     def run_all(x: np.ndarray) -> list[np.ndarray]:
@@ -121,7 +138,7 @@ def _torch(path: str, threads: int, **options: Any) -> Session:
             out = out[0]
         return out.numpy()
 
-    return Session(run, "torch", torch.__version__, True, {"kind": lm.kind}, run_all)
+    return Session(run, "torch", torch.__version__, True, {"kind": lm.kind}, run_all, call)
 
 
 def pin_threads(threads: int) -> None:
@@ -140,8 +157,9 @@ def _tflite_session(interpreter_cls: Any, path: str, threads: int, name: str, ve
     """
     interp = interpreter_cls(model_path=path, num_threads=threads)
     interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    outs = _tflite_output_order(interp)
+    ins = _tflite_io_order(interp, "inputs")
+    inp = ins[0]
+    outs = _tflite_io_order(interp, "outputs")
     out = outs[0]
     sig = inp.get("shape_signature")
     dynamic_batch = sig is not None and len(sig) > 0 and int(sig[0]) == -1
@@ -173,21 +191,35 @@ def _tflite_session(interpreter_cls: Any, path: str, threads: int, name: str, ve
         interp.invoke()
         return dequant(interp.get_tensor(out["index"]).copy(), out)
 
+    def call(xs: list[np.ndarray]) -> list[np.ndarray]:
+        """Every input in the model's order (external state: no variable tensors to reset)."""
+        if len(xs) != len(ins):
+            raise ValueError(f"the file takes {len(ins)} input(s), got {len(xs)}")
+        for d, x in zip(ins, xs, strict=True):
+            dt, (scale, zero) = np.dtype(d["dtype"]), d.get("quantization", (0.0, 0))
+            if dt.kind in "iu" and x.dtype.kind == "f" and scale:
+                x = np.clip(np.round(x / scale + zero), np.iinfo(dt).min, np.iinfo(dt).max)
+            interp.set_tensor(d["index"], np.ascontiguousarray(x, dtype=dt))
+        interp.invoke()
+        return [dequant(interp.get_tensor(d["index"]).copy(), d) for d in outs]
+
     details = {"input_dtype": str(in_dtype), "input_shape": list(state["shape"])}
-    return Session(run, name, version, dynamic_batch, details, run_all)
+    return Session(run, name, version, dynamic_batch, details, run_all,
+                   call if len(ins) > 1 else (lambda xs: run_all(xs[0])))
 
 
-def _tflite_output_order(interp: Any) -> list[dict[str, Any]]:
-    """Output details in the model's order: a file with one signature lists its outputs by
-    name (output_0, output_1, ...); the tensor-index order of get_output_details may differ."""
-    details = interp.get_output_details()
+def _tflite_io_order(interp: Any, kind: str) -> list[dict[str, Any]]:
+    """Input or output details in the model's order: a file with one signature names them
+    with an index (args_0, args_1 / output_0, output_1, ...); the tensor-index order of
+    get_input_details / get_output_details may differ."""
+    details = interp.get_input_details() if kind == "inputs" else interp.get_output_details()
     try:
         sigs = interp._get_full_signature_list()
     except Exception:
         return details
     if not sigs or len(sigs) != 1:
         return details
-    named = next(iter(sigs.values())).get("outputs") or {}
+    named = next(iter(sigs.values())).get(kind) or {}
     by_index = {d["index"]: d for d in details}
     if len(named) != len(details) or set(named.values()) != set(by_index):
         return details
