@@ -11,16 +11,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from edgernn.artifact import Artifact
 from edgernn.calibration import SAMPLES, calibration_inputs
-from edgernn.data.evalfile import check_fits, check_targets, load_eval, to_model_layout
+from edgernn.data.evalfile import (
+    check_fits,
+    check_fits_steps,
+    check_targets,
+    load_eval,
+    to_model_layout,
+)
 from edgernn.errors import EdgeRNNError, RunnerError
 from edgernn.exporting import export_model, load_manifest
 from edgernn.formats import expand_formats, get_format
 from edgernn.hashing import array_sha256
 from edgernn.loading import LoadedModel, load_model, sha256_file
 from edgernn.probe.metrics import HIGHER_IS_BETTER, PRIMARY, degradation
+from edgernn.probe.stepping import Stepper, plan_of
 from edgernn.quantize import label_for
 from edgernn.quantize.base import CALIBRATED
 from edgernn.runners import get_runner, sub_variants
@@ -46,6 +54,7 @@ class BenchSettings:
     load_options: dict[str, Any] = field(default_factory=dict)
     calib_path: Path | None = None
     calib_samples: int = SAMPLES
+    step_ms: float | None = None  # stream time one step covers: rows get rtf = p50 / step_ms
     store: Any = None  # edgernn.store.Store: rows are saved there and reused unless force
     force: bool = False
     trials: int = TRIALS  # timing trials per variant, separate processes, round-robin
@@ -59,7 +68,7 @@ def settings_key(settings: BenchSettings, target: Target, threads: int,
            "warmup": settings.warmup, "max_runs": settings.max_runs, "threads": threads,
            "cpus": target.cpus, "eval_batch": settings.eval_batch, "calib": calib_sha,
            "calib_samples": settings.calib_samples, "collapse": settings.collapse,
-           "trials": settings.trials}
+           "trials": settings.trials, "step_ms": settings.step_ms}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -70,7 +79,73 @@ def _job(settings: BenchSettings, target: Target, threads: int) -> dict[str, Any
         "threads": threads, "cpus": target.cpus, "warmup": settings.warmup,
         "min_runs": runs, "max_runs": settings.max_runs,
         "min_seconds": seconds, "eval_batch": settings.eval_batch, "data": "data",
+        "step_ms": settings.step_ms,
     }
+
+
+def model_job(model: LoadedModel, task: str, threshold: float) -> dict[str, Any]:
+    """The probe job's description of the model: layout, score threshold and, for a model
+    with several inputs, the step plan (every input's shape, which outputs feed the state)."""
+    job: dict[str, Any] = {"task": task, "batch_axis": model.spec.batch_axis,
+                           "threshold": threshold}
+    if len(model.sig.inputs) > 1:
+        job["plan"] = plan_of(model.sig.to_dict())
+    return job
+
+
+def fit_data(model: LoadedModel, data: Any) -> np.ndarray:
+    """The evaluation inputs in the model's dtype, checked against its (step) shape."""
+    if model.sig.is_streaming:
+        return check_fits_steps(data, model.spec)
+    if len(model.sig.data_inputs) > 1:
+        raise EdgeRNNError("evaluating a model with several data inputs is not supported yet "
+                           f"(inputs: {', '.join(t.name for t in model.sig.data_inputs)})")
+    return check_fits(data, model.spec)
+
+
+@torch.no_grad()
+def reference_scores(model: LoadedModel, x: np.ndarray, samples: int = 8) -> np.ndarray:
+    """PyTorch's prediction output on the first samples (chained through the steps for a step
+    model), flattened per call."""
+    if model.sig.is_streaming:
+        stepper = Stepper(lambda xs: [o.numpy() for o in model(*xs)], plan_of(model.sig.to_dict()))
+        return np.concatenate([np.stack([o.reshape(-1) for o in stepper.run(x[i])])
+                               for i in range(min(samples, len(x)))])
+    xs = to_model_layout(x[:samples], model.spec.batch_axis)
+    out = model(xs)[model.sig.prediction_index].numpy()
+    return out.reshape(len(out), -1) if out.ndim else out.reshape(1, 1)
+
+
+def initial_states(model: LoadedModel, path: Path, n: int) -> dict[str, np.ndarray]:
+    """Arrays of the evaluation file named like a state input: each sample's initial state
+    ([N, *state shape without batch]), saved for the probe as ``init_<name>``."""
+    out: dict[str, np.ndarray] = {}
+    with np.load(path, allow_pickle=False) as f:
+        for t in model.sig.inputs:
+            if t.role != "state" or t.name not in f.files or t.name in ("x", "y"):
+                continue
+            a = f[t.name]
+            want = [n, *(s for i, s in enumerate(t.with_sizes(batch=1))
+                         if i != t.axis_index("batch"))]
+            if list(a.shape) != want:
+                raise EdgeRNNError(f"{path}: initial state {t.name!r} has shape {list(a.shape)}; "
+                                   f"the model's state needs {want} (samples first)")
+            out[f"init_{t.name}"] = a.astype(t.dtype)
+    return out
+
+
+def score_threshold(model: LoadedModel, x: np.ndarray, task: str) -> tuple[float, str | None]:
+    """Where a single-column classifier output is cut: 0.5 when every fp32 output on the first
+    samples lies in [0, 1] (a probability), else 0 (a logit); with the note saying so."""
+    if task != "classify":
+        return 0.0, None
+    out = reference_scores(model, x)
+    if out.shape[1] != 1:
+        return 0.0, None
+    if float(out.min()) >= 0.0 and float(out.max()) <= 1.0:
+        return 0.5, "the single output is read as a probability (cut at 0.5): every fp32 output " \
+                    "on the first samples lies in [0, 1]"
+    return 0.0, "the single output is read as a logit (cut at 0)"
 
 
 def base_row(model: LoadedModel, art: Artifact, target: Target, task: str) -> dict[str, Any]:
@@ -93,6 +168,16 @@ def base_row(model: LoadedModel, art: Artifact, target: Target, task: str) -> di
 def latency_of(res: dict[str, Any]) -> dict[str, Any]:
     """A probe result's latency summary with its first-call and load times."""
     return {**res["latency_ms"], "first": res["first_ms"], "load": res["load_ms"]}
+
+
+def set_rtf(row: dict[str, Any], step_ms: float | None) -> None:
+    """Real-time factor of a step: p50 (and p99) latency over the stream time one step covers
+    (below 1 keeps up with the stream)."""
+    lat = row.get("latency_ms")
+    if step_ms and lat and lat.get("p50") is not None:
+        row["step_ms"] = step_ms
+        row["rtf"] = lat["p50"] / step_ms
+        row["rtf_p99"] = lat["p99"] / step_ms if lat.get("p99") is not None else None
 
 
 def fill_row(row: dict[str, Any], res: dict[str, Any]) -> None:
@@ -145,8 +230,11 @@ def bench_model(
     data = load_eval(data_path)
     data_sha = sha256_file(Path(data_path))
     task = model.spec.task or data.task
-    x = check_fits(data, model.spec)
+    x = fit_data(model, data)
     check_targets(data, model.spec, task, model_classes(model, x, task))
+    threshold, threshold_note = score_threshold(model, x, task)
+    described = model_job(model, task, threshold)
+    inits = initial_states(model, Path(data_path), len(x))
     work = out_dir / model.name
     work.mkdir(parents=True, exist_ok=True)
     formats = check_formats(target, settings.formats or target.formats)
@@ -180,6 +268,9 @@ def bench_model(
         Returns the row's id in the store, if stored."""
         row.setdefault("data_sha256", data_sha)
         row.setdefault("requested_threads", threads)
+        if threshold_note and threshold_note not in row.get("notes", []) and not row.get("reused"):
+            row["notes"] = [*row.get("notes", []), threshold_note]
+        set_rtf(row, settings.step_ms)
         row["settings_sha256"] = None if row.get("provisional") else settings_sha
         rid = store.add(row) if store is not None and not row.get("reused") else None
         rows.append(row)
@@ -192,6 +283,7 @@ def bench_model(
             p.failures.append(f"interrupted after {max(1, len(p.latencies))} of {trials} trials")
         _finish_trials(p)
         row = p.row
+        set_rtf(row, settings.step_ms)
         complete = not p.failures and len(p.latencies) == trials
         row.pop("provisional", None)
         row["settings_sha256"] = settings_sha if complete else None  # incomplete: not reused
@@ -236,8 +328,8 @@ def bench_model(
     need_reference = any(hits[vname(a, d)] is None and a.status == "ok" for a, d in plan)
     baseline_pending = None
     if baseline is None or (need_reference and not reference.exists()):
-        np.savez(data_file, x=x, y=data.y)
-        baseline, job = measure_baseline(model, target, settings, threads, task, data_file,
+        np.savez(data_file, x=x, y=data.y, **inits)
+        baseline, job = measure_baseline(model, target, settings, threads, described, data_file,
                                          reference, row_target(BASELINE), step)
         if baseline["status"] == "ok" and trials > 1:
             baseline["provisional"] = True
@@ -249,7 +341,7 @@ def bench_model(
     if baseline["status"] != "ok":
         baseline = None
     if need_reference and reference.exists():
-        np.savez(data_file, x=x, y=data.y, reference=np.load(reference))
+        np.savez(data_file, x=x, y=data.y, reference=np.load(reference), **inits)
 
     runner = None
     pending: list[_Pending] = []  # rows measured once that get more timing trials
@@ -266,6 +358,7 @@ def bench_model(
             data_seq = (x.shape[_data_axis(seq_axis, model.spec.batch_axis)]
                         if seq_axis is not None else None)
             if (art.status == "ok" and not art.accepts_other_seq_len and seq_axis is not None
+                    and not model.sig.is_streaming
                     and data_seq != model.spec.shape[seq_axis]):
                 row.update(status="skipped", reason=(
                     f"artifact is fixed at sequence length {model.spec.shape[seq_axis]}; the "
@@ -275,8 +368,7 @@ def bench_model(
                      f"{target.name}" + (f" (trial 1/{trials})" if trials > 1 else ""))
                 runner = runner or get_runner(target)
                 job = {**_job(settings, target, threads), "runtime": target.runtimes[art.format],
-                       "path": "artifact", "task": task, "batch_axis": model.spec.batch_axis,
-                       **({"delegate": sub} if sub else {})}
+                       "path": "artifact", **described, **({"delegate": sub} if sub else {})}
                 files = {"data": data_file, "artifact": work / art.path}
                 try:
                     fill_row(row, runner.measure(job, files))
@@ -365,14 +457,16 @@ def model_classes(model: LoadedModel, x: np.ndarray, task: str) -> int | None:
     if task != "classify" or model.spec.num_classes:
         return None
     try:
-        return model.classes(to_model_layout(x[:1], model.spec.batch_axis))
+        width = reference_scores(model, x, samples=1).shape[1]
+        return 2 if width == 1 else width
     except Exception as e:
         raise EdgeRNNError(f"{model.path}: the model does not run on the evaluation data "
                            f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
 
 
 def measure_baseline(
-    model: LoadedModel, target: Target, settings: BenchSettings, threads: int, task: str,
+    model: LoadedModel, target: Target, settings: BenchSettings, threads: int,
+    described: dict[str, Any],
     data_file: Path, reference: Path, row_target: str, step: Callable[[str], None],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Measure fp32 PyTorch on this host; its outputs become the reference for every variant.
@@ -381,13 +475,13 @@ def measure_baseline(
     torch_art = Artifact(BASELINE, "torch", "fp32", "torch", path=str(model.path),
                          size_bytes=model.path.stat().st_size, accepts_other_seq_len=True,
                          dynamic_batch=True)
-    row = base_row(model, torch_art, target, task)
+    row = base_row(model, torch_art, target, described["task"])
     row["target"] = row_target
     if row_target == "host":
         row["emulated"] = False
     local = LocalRunner(target)
     job = {**_job(settings, target, threads), "runtime": "torch", "path": "model",
-           "task": task, "batch_axis": model.spec.batch_axis, "save_outputs": str(reference),
+           **described, "save_outputs": str(reference),
            "options": _torch_options(settings.load_options, model)}
     try:
         fill_row(row, local.measure(job, {"data": data_file, "model": model.path}))

@@ -243,6 +243,9 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
               help="Write rows as CSV (default: OUT/results.csv).")
 @click.option("--force", is_flag=True, help="Measure again even what the store already has.")
 @trials_option
+@click.option("--step-ms", type=click.FloatRange(0, min_open=True), default=None,
+              help="Stream time one call of a step model covers (e.g. 36 for 576 samples at "
+                   "16 kHz): rows get rtf = p50 / MS and rtf_p99.")
 @click.option("--wide", is_flag=True, help="Show every column (default fits 120 columns).")
 @db_option
 @calib_option
@@ -251,8 +254,8 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
 def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | None,
           quantize: str | None, threads: int | None, min_runs: int, min_seconds: float,
           warmup: int, eval_batch: int, collapse: float, out_dir: Path, json_path: Path | None,
-          csv_path: Path | None, calib: Path | None, force: bool, trials: int, wide: bool,
-          db: Path | None, strict: bool, **kw: Any) -> None:
+          csv_path: Path | None, calib: Path | None, force: bool, trials: int,
+          step_ms: float | None, wide: bool, db: Path | None, strict: bool, **kw: Any) -> None:
     """Export, run and evaluate every variant of MODELS on a target; print one table."""
     from edgernn.api import bench as api_bench
     from edgernn.bench import BenchSettings
@@ -265,7 +268,7 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
     settings = BenchSettings(
         store=store, force=force, threads=threads, warmup=warmup, min_runs=min_runs,
         min_seconds=min_seconds, eval_batch=eval_batch, trials=trials,
-        collapse=collapse, load_options=_load_kwargs(kw),
+        collapse=collapse, load_options=_load_kwargs(kw), step_ms=step_ms,
         formats=_formats(fmt), calib_path=calib,
         modes=_split(quantize, list(MODES), "quantization") if quantize else None,
     )
@@ -588,7 +591,7 @@ def demo(ctx: click.Context, out_dir: Path, epochs: int, dataset: str) -> None:
                data_path=out_dir / f"{dataset}.eval.npz", fmt=None, quantize=None, threads=None,
                min_runs=200, min_seconds=1.0, warmup=20, eval_batch=1, collapse=0.10,
                out_dir=out_dir / "bench", json_path=None, csv_path=None, calib=None,
-               force=False, trials=3, wide=False, db=None, strict=False,
+               force=False, trials=3, step_ms=None, wide=False, db=None, strict=False,
                trust_pickle=False, imports=(), input_shape=None, input_dtype=None, task=None,
                inputs=(), states=())
 

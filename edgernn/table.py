@@ -36,6 +36,9 @@ def bench_table(rows: list[dict[str, Any]], title: str = "", wide: bool = False)
     """One row per variant; reasons and notes go in the caption as numbered footnotes. The
     default columns fit a 120-column terminal; ``wide`` shows every column."""
     cols = WIDE if wide else NARROW
+    if any(r.get("rtf") is not None for r in rows):  # step models benched with --step-ms
+        at = cols.index("p99") + 1
+        cols = [*cols[:at], "rtf", *(["rtf p99"] if wide else []), *cols[at:]]
     metrics = {r["metric"] for r in rows}
     one_metric = metrics.pop() if len(metrics) == 1 else None
     models = list(dict.fromkeys(r["model"] for r in rows))
@@ -82,6 +85,8 @@ def bench_table(rows: list[dict[str, Any]], title: str = "", wide: bool = False)
             "runtime": rt, "status": f"[{style}]{status}[/]", "size": _size(r.get("size_bytes")),
             "p50 ms": _ms(lat.get("p50")), "p90": _ms(lat.get("p90")), "p99": _ms(lat.get("p99")),
             "std": _ms(lat.get("std")),
+            "rtf": f"{r['rtf']:.3g}" if r.get("rtf") is not None else "-",
+            "rtf p99": f"{r['rtf_p99']:.3g}" if r.get("rtf_p99") is not None else "-",
             "spread": f"{lat['spread']:.0%}" if lat.get("trials", 1) > 1 else "-",
             "vs torch": ratio, "load ms": _ms(lat.get("load")), "first ms": _ms(lat.get("first")),
             "mem MB": f"{r['peak_mb']:.1f}" if r.get("peak_mb") is not None else "-",
@@ -104,6 +109,10 @@ def bench_table(rows: list[dict[str, Any]], title: str = "", wide: bool = False)
                  "loading and running the model; parity: max |output - fp32 PyTorch output| on "
                  "the evaluation data" if wide else "; --wide shows target, runtime, p90, std, "
                  "spread, load, first call, memory and parity"))
+    if "rtf" in cols:
+        steps = sorted({r["step_ms"] for r in rows if r.get("step_ms")})
+        legend += (f"; rtf: real-time factor, p50 of one step call (state fed back) / the "
+                   f"{', '.join(f'{v:g}' for v in steps)} ms of stream it covers (below 1 keeps up)")
     if not wide and any(r.get("emulated") for r in rows):
         legend += "; EMULATED target: timings are not device latency"
     t.caption = "\n".join([f"[{n}] {text}" for text, n in foot.items()] + [legend])

@@ -120,6 +120,25 @@ def check_fits(data: EvalData, spec: InputSpec, accepts_seq: bool = True) -> np.
     return x.astype(np.float32)
 
 
+def check_fits_steps(data: EvalData, spec: InputSpec) -> np.ndarray:
+    """Step data of a streaming model: ``x`` [N, T, *one step without its batch axis]; return
+    it cast to the model's dtype, or raise naming the step shape the model takes."""
+    x = data.x
+    step = [a.size for i, a in enumerate(spec.axes) if i != spec.batch_axis]
+    if x.ndim != len(step) + 2 or list(x.shape[2:]) != step:
+        raise EdgeRNNError(
+            f"evaluation 'x' has shape {list(x.shape)}, but a step model taking "
+            f"{spec.to_dict()['shape']} per call needs [samples, steps, {', '.join(map(str, step))}]"
+            " (each sample's sequence of steps)")
+    if spec.is_tokens:
+        if x.dtype.kind == "f":
+            raise EdgeRNNError(f"evaluation 'x' is {x.dtype} but the model takes integer ids")
+        return x.astype(spec.dtype)
+    if x.dtype.kind != "f":
+        raise EdgeRNNError(f"evaluation 'x' is {x.dtype} but the model takes float features")
+    return x.astype(np.float32)
+
+
 def _model_axis_to_data_axis(i: int, batch_axis: int) -> int:
     """Data is sample-first; map a model axis index to the data axis index."""
     if i == batch_axis:
@@ -138,8 +157,14 @@ def check_targets(data: EvalData, spec: InputSpec, task: str, classes: int | Non
     if task == "classify":
         if y.dtype.kind not in "iu":
             raise EdgeRNNError(f"evaluation 'y' is {y.dtype}; classification needs integer class ids")
-        if y.ndim != 1:
-            raise EdgeRNNError(f"evaluation 'y' has shape {list(y.shape)}; classification needs (N,)")
+        steps = data.x.shape[1] if data.x.ndim > 1 else None
+        if y.ndim == 2 and y.shape[1] != steps:
+            raise EdgeRNNError(
+                f"evaluation 'y' has shape {list(y.shape)}: a label per step needs [N, "
+                f"{steps}] (the steps of 'x' {list(data.x.shape)})")
+        if y.ndim not in (1, 2):
+            raise EdgeRNNError(f"evaluation 'y' has shape {list(y.shape)}; classification "
+                               "needs (N,) or a label per step (N, steps)")
         n = spec.num_classes or classes
         if y.min() < 0 or (n and y.max() >= n):
             raise EdgeRNNError(

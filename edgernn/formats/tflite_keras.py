@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from edgernn.artifact import Artifact
-from edgernn.errors import ExportError
+from edgernn.errors import ExportError, Unsupported
 from edgernn.formats.base import register_format
 from edgernn.formats.tflite_common import (
     ChildCrashed,
@@ -143,6 +143,11 @@ class TFLiteKerasFormat:
         Returns the artifact and the worker's result (e.g. ``calib_samples``)."""
         import torch
 
+        if len(model.sig.inputs) > 1:
+            raise Unsupported(
+                "tflite-keras rebuilds whole-sequence models with one input; a step model's "
+                "state must be a model input and output, which the fused TFLite LSTM cannot "
+                "give (it keeps state in variable tensors): tflite-litert exports the step")
         t0 = time.perf_counter()
         plan, weights = build_plan(model, self.unroll)
         x = model.example_input(batch=1)

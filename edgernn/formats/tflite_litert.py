@@ -71,15 +71,16 @@ def _describe(e: BaseException) -> str:
     return one_line(e)
 
 
-def _trace(module: Any, example: Any, scripted: bool) -> Any:
-    """The module as an ExportedProgram (TorchScript through torch's TS2EPConverter)."""
+def _trace(module: Any, example: tuple[Any, ...], scripted: bool) -> Any:
+    """The module as an ExportedProgram (TorchScript through
+    ``edgernn.formats.torchscript_program``)."""
     import torch
 
     if scripted:
-        from torch._export.converter import TS2EPConverter
+        from edgernn.formats.torchscript_program import exported_program
 
-        return TS2EPConverter(module, (example,)).convert()
-    return torch.export.export(module, (example,), strict=False)
+        return exported_program(module, example)
+    return torch.export.export(module, example, strict=False)
 
 
 def _child_main(job: dict[str, Any]) -> dict[str, Any]:
@@ -90,9 +91,10 @@ def _child_main(job: dict[str, Any]) -> dict[str, Any]:
     import litert_torch
 
     ep = torch.export.load(job["program"])
-    example = torch.from_numpy(np.load(job["example"]))
+    with np.load(job["example"]) as f:
+        example = tuple(torch.from_numpy(f[k]) for k in sorted(f.files, key=lambda k: int(k[1:])))
     t0 = time.perf_counter()
-    edge = litert_torch.convert(ep.module(), (example,))
+    edge = litert_torch.convert(ep.module(), example)
     seconds = time.perf_counter() - t0
     edge.export(job["out"])
     from importlib.metadata import version
@@ -131,12 +133,12 @@ class TfliteLitertFormat:
         import torch
 
         spec = model.spec
-        example = model.example_input(batch=1)
-        shape = list(example.shape)
+        example = tuple(model.example_inputs(batch=1))
+        shape = list(example[0].shape)
         seq = shape[spec.seq_axis] if spec.seq_axis is not None else None
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="edgernn-export-") as tmp:
-            program, ex_file = Path(tmp) / "model.pt2", Path(tmp) / "example.npy"
+            program, ex_file = Path(tmp) / "model.pt2", Path(tmp) / "example.npz"
             scripted = isinstance(model.module, torch.jit.ScriptModule)
             try:
                 with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
@@ -146,11 +148,11 @@ class TfliteLitertFormat:
             except Exception as e:
                 if scripted:
                     raise ExportError(
-                        f"litert-torch cannot take this TorchScript archive (TS2EPConverter: "
-                        f"{one_line(e)}); save the eager model with edgernn.save() instead"
+                        f"litert-torch cannot take this TorchScript archive ({one_line(e)}); "
+                        "pass the eager model (a trusted pickle) instead"
                     ) from None
                 raise ExportError(f"litert-torch needs torch.export, which failed: {_describe(e)}") from None
-            np.save(ex_file, example.numpy())
+            np.savez(ex_file, **{f"a{k}": t.numpy() for k, t in enumerate(example)})
             path.unlink(missing_ok=True)
             res = run_child(__name__, {
                 "program": str(program), "example": str(ex_file), "out": str(path),
@@ -175,6 +177,10 @@ class TfliteLitertFormat:
                          "feed int32 ids on the device")
         elif res.get("input_dtype") and res["input_dtype"] != spec.dtype:
             notes.append(f"input dtype {spec.dtype} became {res['input_dtype']}")
+        if model.sig.is_streaming:
+            states = ", ".join(f"{o} -> {i}" for i, o in model.sig.state.items())
+            notes.append(f"external state ({states}): state tensors are inputs and outputs, no "
+                         "variable tensors, nothing to reset between streams")
         if scripted:
             notes.append("TorchScript archive turned into an ExportedProgram with torch's "
                          "experimental TS2EPConverter; check parity")

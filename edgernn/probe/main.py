@@ -111,7 +111,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     except ImportError:
         raise RuntimeError("numpy is not installed here; install it with: pip install numpy") from None
 
-    from . import metrics, runtimes, timing
+    from . import metrics, runtimes, stepping, timing
 
     threads = int(job.get("threads", 1))
     runtimes.pin_threads(threads)
@@ -136,12 +136,27 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     sess = runtimes.load(job["runtime"], job["path"], threads, **job.get("options", {}))
     result["load_ms"] = (time.perf_counter() - t0) * 1e3
     result["runtime"], result["runtime_version"] = sess.runtime, sess.version
-    sample = layout(x[:1])
+    plan = job.get("plan")
+    stepper = stepping.Stepper(sess.outputs, plan) if plan and plan.get("feed") else None
+    if stepper is not None:  # a step model: one timed call = one step with the state fed back
+        steps = [stepper.layout(v) for v in x[0]]
+        pos = [0]
+
+        def call() -> None:
+            if pos[0] % len(steps) == 0:
+                stepper.reset()  # a new stream at the end of the sample's steps
+            stepper.step([steps[pos[0] % len(steps)]])
+            pos[0] += 1
+    else:
+        sample = layout(x[:1])
+
+        def call() -> None:
+            sess.run(sample)
     t0 = time.perf_counter()
-    sess.run(sample)
+    call()
     result["first_ms"] = (time.perf_counter() - t0) * 1e3
     samples = timing.time_calls(
-        lambda: sess.run(sample), warmup=int(job.get("warmup", 20)),
+        call, warmup=int(job.get("warmup", 20)),
         min_runs=int(job.get("min_runs", 100)), max_runs=int(job.get("max_runs", 1_000_000)),
         min_seconds=float(job.get("min_seconds", 1.0)),
     )
@@ -156,18 +171,38 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return result
     # evaluation: outputs on every sample, metrics and parity computed here, on this device
     t0 = time.perf_counter()
-    step = int(job.get("eval_batch", 1)) if sess.dynamic_batch else 1
-    outs = [sess.run(layout(x[i : i + step])) for i in range(0, len(x), step)]
-    out = np.concatenate([o.reshape(len(o), -1) if o.ndim else o.reshape(1, 1) for o in outs])
+    if stepper is not None:  # every sample's steps from a fresh (or its given) state
+        inits = {k[5:]: data[k] for k in data.files if k.startswith("init_")}
+        out = np.stack([np.stack([o.reshape(-1) for o in stepper.run(
+            x[i], {n: v[i] for n, v in inits.items()})]) for i in range(len(x))])
+    else:
+        step = int(job.get("eval_batch", 1)) if sess.dynamic_batch else 1
+        outs = [sess.run(layout(x[i : i + step])) for i in range(0, len(x), step)]
+        out = np.concatenate([o.reshape(len(o), -1) if o.ndim else o.reshape(1, 1) for o in outs])
     result["eval_seconds"] = time.perf_counter() - t0
     result["eval_samples"] = int(len(x))
-    result["metrics"] = metrics.compute_metrics(out, y, task)
+    judged = judged_outputs(out, y, task, stepper is not None)
+    threshold = float(job.get("threshold", 0.0))
+    result["metrics"] = metrics.compute_metrics(judged, y.reshape(-1) if y.ndim == 2 and
+                                                task == "classify" else y, task, threshold)
     if ref is not None:
         result["parity_max_abs_diff"] = float(np.max(np.abs(out - ref.reshape(out.shape))))
-        result["agreement"] = metrics.agreement(out, ref, task, y)
+        result["agreement"] = metrics.agreement(
+            judged, judged_outputs(ref.reshape(out.shape), y, task, stepper is not None),
+            task, y, threshold)
     if job.get("save_outputs"):
         np.save(job["save_outputs"], out)
     return result
+
+
+def judged_outputs(out, y, task: str, streamed: bool):
+    """The outputs the labels judge: with one label per sample, a stream's last step; with a
+    label per step (``y`` [N, T], classification), every step of every sample."""
+    if task == "classify" and y.ndim == 2:  # a label per step
+        return out.reshape(y.shape[0] * y.shape[1], -1)
+    if streamed:
+        return out[:, -1]
+    return out
 
 
 def main(argv: list[str]) -> int:

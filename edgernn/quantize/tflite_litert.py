@@ -259,6 +259,9 @@ class LitertStatic(_LitertQuantizer):
     act_bits = 8
 
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
+        if model.sig.is_streaming:
+            raise NotApplicable(f"full {self.label} of a step model would need calibration "
+                                "samples of every state input as well; use dynamic int8")
         if calib is None:
             raise NotApplicable(f"full {self.label} needs calibration data: pass --calib FILE.npz")
         x = np.asarray(calib)
