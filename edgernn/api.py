@@ -31,7 +31,8 @@ def export(
     model: Path, target: str = "x86", out_dir: Path | None = None,
     formats: list[str] | None = None, modes: list[str] | None = None,
     load: dict[str, Any] | None = None, on_step: Callable[[str], None] | None = None,
-    calib: Path | None = None, data: Path | None = None,
+    calib: Path | None = None, data: Path | None = None, streaming: bool = False,
+    chunk: int = 1,
 ) -> dict[str, Any]:
     """Export ``model`` for ``target``; returns the manifest (also written to OUT/manifest.json).
     ``data`` (evaluation inputs) adds a parity check on its first samples and is the
@@ -43,9 +44,24 @@ def export(
     x = check_fits(load_eval(data, need_y=False), lm.spec) if data is not None else None
     cx, source = calibration_inputs(lm.spec, calib, x)
     out_dir = out_dir or model.with_name(model.stem + "-export")
-    return export_model(lm, out_dir, names, modes, t.name, on_step=on_step, calib=cx,
-                        calib_source=source,
-                        parity_inputs=None if x is None else x[:PARITY_SAMPLES])
+    if streaming:  # refuse before any work
+        from edgernn.streaming import refuse_reason
+
+        why = refuse_reason(lm)
+        if why:
+            raise EdgeRNNError(f"cannot make a step model of {model.name}: {why}")
+    manifest = export_model(lm, out_dir, names, modes, t.name, on_step=on_step, calib=cx,
+                            calib_source=source,
+                            parity_inputs=None if x is None else x[:PARITY_SAMPLES])
+    if streaming:
+        from edgernn.streaming import make_step_model, step_data
+
+        step_dir = out_dir / "step"
+        step_lm = make_step_model(lm, step_dir, chunk)
+        manifest["step"] = export_model(
+            step_lm, step_dir, names, modes, t.name, on_step=on_step,
+            parity_inputs=None if x is None else step_data(x[:PARITY_SAMPLES], chunk))
+    return manifest
 
 
 def bench(

@@ -195,12 +195,17 @@ def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
 @click.option("--data", "data_path", type=click.Path(path_type=Path),
               help="Evaluation data (.npz with x): parity is also checked on its first "
                    "samples, and it calibrates int8 when --calib is not given.")
+@click.option("--streaming", is_flag=True,
+              help="Also write step models of an edgernn checkpoint (one step or --chunk steps "
+                   "per call, every layer's state in and out) into OUT/step.")
+@click.option("--chunk", default=1, show_default=True, type=click.IntRange(1),
+              help="Time steps per call of the --streaming step model.")
 @calib_option
 @strict_option
 @load_options
 def export(model: Path, target: str, fmt: str | None, quantize: str | None,
-           out_dir: Path | None, data_path: Path | None, calib: Path | None, strict: bool,
-           **kw: Any) -> None:
+           out_dir: Path | None, data_path: Path | None, streaming: bool, chunk: int,
+           calib: Path | None, strict: bool, **kw: Any) -> None:
     """Export MODEL to the target's formats and quantizations; write manifest.json."""
     from edgernn.api import export as api_export
     from edgernn.quantize import MODES
@@ -212,10 +217,17 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
     out_dir = out_dir or (model.with_name(model.stem + "-export") if model.name else Path("export"))
     with err.status("exporting") as st:
         manifest = api_export(model, target, out_dir, formats, modes, load,
-                              on_step=lambda m: st.update(m), calib=calib, data=data_path)
+                              on_step=lambda m: st.update(m), calib=calib, data=data_path,
+                              streaming=streaming, chunk=chunk)
     out.print(manifest_table(manifest))
     out.print(f"manifest: {out_dir / 'manifest.json'}")
-    check_outcome([a["status"] for a in manifest["artifacts"]], strict, "export")
+    statuses = [a["status"] for a in manifest["artifacts"]]
+    if manifest.get("step"):
+        out.print(manifest_table(manifest["step"]))
+        out.print(f"step model: {manifest['step']['model']['path']}; manifest: "
+                  f"{out_dir / 'step' / 'manifest.json'}")
+        statuses += [a["status"] for a in manifest["step"]["artifacts"]]
+    check_outcome(statuses, strict, "export")
 
 
 @cli.command()

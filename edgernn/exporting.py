@@ -76,34 +76,51 @@ class ParityError(EdgeRNNError):
 CHAINED_STEPS = 32  # steps each random sequence runs in the chained check of a step model
 
 
-def step_sequences(model: LoadedModel, inputs: np.ndarray | None) -> tuple[np.ndarray, str]:
-    """Step data [S, T, *step] for the chained check: real sequences when given, else two
-    random ones of CHAINED_STEPS steps."""
-    if inputs is not None and len(inputs):
-        return inputs, "evaluation samples"
+def random_steps(model: LoadedModel, sequences: int = 2) -> np.ndarray:
+    """Random step data [S, CHAINED_STEPS, *step] for the chained check."""
     shape = [s for i, s in enumerate(model.spec.shape) if i != model.spec.batch_axis]
     rng = np.random.default_rng(0)
+    size = (sequences, CHAINED_STEPS, *shape)
     if model.spec.is_tokens:
-        return rng.integers(0, model.spec.vocab_size or 2, (2, CHAINED_STEPS, *shape)), "random"
-    return rng.standard_normal((2, CHAINED_STEPS, *shape)).astype(np.float32), "random"
+        return rng.integers(0, model.spec.vocab_size or 2, size).astype(model.spec.dtype)
+    return rng.standard_normal(size).astype(np.float32)
 
 
-def check_chained(model: LoadedModel, call: Any, inputs: np.ndarray | None) -> dict[str, Any]:
-    """Run sequences step by step in ``call`` and in PyTorch, each carrying its own state from
-    zero, and compare every output at every step (drift shows as a growing difference)."""
+def check_chained(model: LoadedModel, call: Any, seqs: np.ndarray, source: str) -> dict[str, Any]:
+    """Run sequences ``seqs`` [S, T, *step] step by step in ``call`` and in PyTorch, each
+    carrying its own state from zero, and compare every output at every step (drift shows as
+    a growing difference); a step model made by ``--streaming`` is also held against its
+    whole-sequence model run on the steps so far."""
     plan = plan_of(model.sig.to_dict())
     ref = Stepper(lambda xs: [o.numpy() for o in model(*xs)], plan)
     got = Stepper(call, plan)
-    seqs, source = step_sequences(model, inputs)
     worst, tol, steps = 0.0, 0.0, 0
+    whole_diff = 0.0
     for seq in seqs:
         ref.reset()
         got.reset()
         for t in range(len(seq)):
-            d, tl = compare_outputs(ref.step([ref.layout(seq[t])]), got.step([got.layout(seq[t])]))
+            g = got.step([got.layout(seq[t])])
+            d, tl = compare_outputs(ref.step([ref.layout(seq[t])]), g)
             worst, tol, steps = max(worst, d), max(tol, tl), steps + 1
-    return {"data": f"chained steps ({source})", "sequences": int(len(seqs)),
-            "steps": int(seqs.shape[1]), "calls": steps, "max_abs_diff": worst, "tolerance": tol}
+            if model.whole is not None:  # the whole-sequence model on the stream so far
+                whole_diff = max(whole_diff, _whole_diff(model, seq[: t + 1], g[0]))
+    res = {"data": f"chained steps ({source})", "sequences": int(len(seqs)),
+           "steps": int(seqs.shape[1]), "calls": steps, "max_abs_diff": worst, "tolerance": tol}
+    if model.whole is not None:
+        res["reference"] = "PyTorch step model chained; whole-sequence model on each prefix"
+        res["max_abs_diff"] = max(worst, whole_diff)
+        res["whole_sequence_max_abs_diff"] = whole_diff
+    return res
+
+
+def _whole_diff(model: LoadedModel, prefix: np.ndarray, got: np.ndarray) -> float:
+    """|whole-sequence model on the steps so far - the step output| (chunks joined in time)."""
+    joined = model.spec.is_tokens or model.chunk > 1  # [t, K(, F)] -> [1, t*K(, F)]
+    x = prefix.reshape(1, -1, *prefix.shape[2:]) if joined else prefix[None]
+    with torch.no_grad():
+        want = model.whole(torch.as_tensor(x)).numpy()
+    return float(np.max(np.abs(want - got)))
 
 
 @torch.no_grad()
@@ -116,7 +133,9 @@ def check_parity(model: LoadedModel, art: Artifact, inputs: np.ndarray | None = 
     results = []
     spec = model.spec
     if model.sig.is_streaming:
-        results.append(check_chained(model, sess.outputs, inputs))
+        if inputs is not None and len(inputs):
+            results.append(check_chained(model, sess.outputs, inputs, "evaluation samples"))
+        results.append(check_chained(model, sess.outputs, random_steps(model), "random"))
     elif inputs is not None and len(inputs) and len(model.sig.inputs) == 1:
         seq_axis = spec.seq_axis
         fixed_seq = (not art.accepts_other_seq_len and seq_axis is not None)

@@ -45,6 +45,8 @@ class LoadedModel:
     config: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     signature: Signature | None = None  # every input/output; set by load_model
+    whole: nn.Module | None = None  # a step model's whole-sequence original (export --streaming)
+    chunk: int = 1  # time steps one call of a step model takes
 
     @property
     def name(self) -> str:

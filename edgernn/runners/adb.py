@@ -428,6 +428,10 @@ class AdbRunner:
             f"--use_nnapi={'true' if delegate == 'nnapi' else 'false'}",
             "--report_peak_memory_footprint=true",
         ]
+        layers = job.get("input_layers")
+        if layers:  # a model with several inputs (a step model's state): name every one
+            words += [f"--input_layer={','.join(n for n, _ in layers)}",
+                      f"--input_layer_shape={':'.join(','.join(map(str, s)) for _, s in layers)}"]
         return words
 
     def measure(self, job: dict[str, Any], files: dict[str, Path]) -> dict[str, Any]:
@@ -451,6 +455,8 @@ class AdbRunner:
             if code != 0:
                 raise RunnerError(f"chmod of benchmark_model on {self.serial} failed: "
                                   f"{_last_line(err + out)}")
+            if (job.get("plan") or {}).get("inputs") and len(job["plan"]["inputs"]) > 1:
+                job = {**job, "input_layers": tflite_inputs(artifact)}
             cmd = self.benchmark_command(run_dir, job, delegate)
             try:
                 code, out, err = self.shell(cmd, timeout=self.target.timeout_s,
@@ -478,6 +484,10 @@ class AdbRunner:
         notes = list(parsed.notes)
         if parsed.unconsumed_flags:
             notes.append(f"this benchmark_model build ignored: {parsed.unconsumed_flags}")
+        if (job.get("plan") or {}).get("feed"):
+            notes.append("benchmark_model times one step call on random inputs, the state "
+                         "included (it does not feed the state back); per-step accuracy comes "
+                         "from the host run that chains the state")
         if "peak_rss_mb" not in res and "peak_delta_mb" not in res:
             notes.append("benchmark_model printed no memory footprint line")
         res.update(
@@ -516,3 +526,15 @@ class AdbRunner:
         if self._local is not None:
             self._local.close()
             self._local = None
+
+
+def tflite_inputs(path: Path) -> list[tuple[str, list[int]]]:
+    """The file's input tensors (name, shape) in the interpreter's order, which is the order
+    benchmark_model's ``--input_layer`` lists them in (read with the host LiteRT)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise RunnerError("reading the input names of a multi-input .tflite needs ai-edge-litert "
+                          "on this host (pip install ai-edge-litert)") from None
+    return [(str(d["name"]), [int(v) for v in d["shape"]])
+            for d in Interpreter(model_path=str(path)).get_input_details()]

@@ -66,6 +66,7 @@ FLAGS: dict[str, tuple[type, object]] = {
     "use_gpu": (bool, False), "use_nnapi": (bool, False), "enable_op_profiling": (bool, False),
     "report_peak_memory_footprint": (bool, False),
     "memory_footprint_check_interval_ms": (int, 50), "input_layer_value_range": (str, ""),
+    "input_layer": (str, ""), "input_layer_shape": (str, ""),
     "verbose": (bool, False), "help": (bool, False), "benchmark_name": (str, ""),
     "output_prefix": (str, ""),
 }
@@ -175,6 +176,30 @@ class Stat:
 
             s += f" p5={pct(5)} median={pct(50)} p95={pct(95)}"
         return s
+
+
+def check_input_layers(interp, names: str, shapes: str) -> bool:
+    """``--input_layer`` / ``--input_layer_shape`` checked against the model's inputs in order,
+    with the real tool's messages."""
+    details = interp.get_input_details()
+    want = names.split(",")
+    dims = shapes.split(":") if shapes else []
+    if len(want) != len(details):
+        log("ERROR", f"Inputs mismatch: Model inputs #:{len(details)} expected: {len(want)}")
+        return False
+    if dims and len(dims) != len(want):
+        log("ERROR", "Invalid values for input_layer and input_layer_shape: the number of "
+                     f"layers ({len(want)}) and shapes ({len(dims)}) differ")
+        return False
+    for i, (d, name) in enumerate(zip(details, want, strict=True)):
+        if d["name"] != name:
+            log("ERROR", f"Tensor # {i} is named {d['name']} but flags call it {name}")
+            return False
+        if dims and [int(v) for v in dims[i].split(",")] != [int(v) for v in d["shape"]]:
+            log("ERROR", f"Input shape of {name} given as {dims[i]} differs from the model's "
+                         f"{','.join(str(int(v)) for v in d['shape'])}")
+            return False
+    return True
 
 
 def random_inputs(interp, value_range: str):
@@ -321,6 +346,9 @@ def main(argv: list[str]) -> int:
         init_maxrss = maxrss_mb()
         log("INFO", f"The input model file size (MB): {_g(size / 1e6)}")
         log("INFO", f"Initialized session in {_g(init_us / 1000)}ms.")
+        if p["input_layer"] and not check_input_layers(interp, p["input_layer"],
+                                                       p["input_layer_shape"]):
+            return _fail()
         inputs = random_inputs(interp, p["input_layer_value_range"])
 
         def invoke() -> None:
