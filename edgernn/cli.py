@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape as rich_escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from edgernn.errors import EdgeRNNError
@@ -613,7 +614,7 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except EdgeRNNError as e:
-        err.print(f"[red]edgernn: error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[red]edgernn: error:[/] {rich_escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except click.exceptions.Abort:
         err.print("edgernn: interrupted; finished rows were kept")
@@ -629,7 +630,8 @@ def main() -> None:
     except Exception as e:  # a bug, not the user's fault: still one line unless debugging
         if os.environ.get("EDGERNN_DEBUG"):
             raise
-        err.print(f"edgernn: internal error: {type(e).__name__}: {str(e).splitlines()[0][:300]} "
+        err.print(f"edgernn: internal error: {type(e).__name__}: "
+                  f"{rich_escape(str(e).splitlines()[0][:300])} "
                   "(set EDGERNN_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
         sys.exit(1)
 

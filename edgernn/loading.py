@@ -54,7 +54,10 @@ class LoadedModel:
 
     @property
     def sig(self) -> Signature:
-        assert self.signature is not None, "load_model sets the signature"
+        """The signature (load_model resolves it; a LoadedModel built by hand gets the
+        one-input signature of its spec on first use)."""
+        if self.signature is None:
+            self.signature = resolve_signature(self, [], [], None)
         return self.signature
 
     def example_input(self, **sizes: int) -> torch.Tensor:

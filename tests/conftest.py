@@ -111,3 +111,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("reliability counts")
         for k in sorted(RELIABILITY):
             terminalreporter.write_line(f"{k}: {RELIABILITY[k]}")
+
+
+@pytest.fixture(scope="session")
+def step_kws(workdir) -> dict[str, Path]:
+    """A user's scripted streaming step model (conv front end + LSTM 128) and its frames."""
+    from tests.step_models import write_step_kws
+
+    return write_step_kws(workdir / "step_kws")

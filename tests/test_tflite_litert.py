@@ -255,6 +255,7 @@ def test_torchscript_archive_converts_with_parity(tmp_path):
                      tmp_path / "ts.pt", "0" * 64)
     art = tfl.TfliteLitertFormat().export(ts, tmp_path / "ts.tflite")
     assert any("TS2EPConverter" in n for n in art.notes)
+    assert "TorchScript -> specialised ExportedProgram" in art.backend
     x = _inputs(lm, 4, seed=8)
     np.testing.assert_allclose(_run_all(art.path, x), _torch_out(lm, x), atol=FP32_TOL)
 

@@ -1,0 +1,347 @@
+"""Streaming step models: signatures with state, step export to ONNX and TFLite with external
+state, chained verification, per-step evaluation and rtf. Users' models are built with plain
+torch (tests/step_models.py); expected values come from the runtimes called directly here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from tests.conftest import cli
+from tests.step_models import FRAME, KWS_ARGS, NoStateOut, StepGRU
+
+STEPS = 40  # chained steps each check below runs (the issue asks for >= 32)
+
+
+def chain(call, x: np.ndarray, state: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Every output at every step of ``x`` [T, *step] with the state fed back by hand."""
+    outs = []
+    for t in range(len(x)):
+        o = call([x[t][None], *state])
+        state = list(o[1:])
+        outs.append(o)
+    return outs
+
+
+def torch_call(module):
+    def call(xs):
+        with torch.no_grad():
+            out = module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in xs])
+        return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+    return call
+
+
+def onnx_call(path: Path):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return (lambda xs: sess.run(None, dict(zip(names, xs, strict=True)))), sess
+
+
+def tflite_call(path: Path):
+    """Call a litert-torch file through LiteRT's own signature runner: inputs ``args_<i>`` and
+    outputs ``output_<i>`` in forward's order (independent of edgernn's tensor ordering)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+
+    def call(xs):
+        res = runner(**{f"args_{i}": np.ascontiguousarray(a, np.float32) for i, a in enumerate(xs)})
+        return [res[k] for k in sorted(res, key=lambda k: int(k.rsplit("_", 1)[1]))]
+    return call
+
+
+def int8_share(path: Path) -> tuple[float, set[str]]:
+    """Share of weight elements stored as int8 over initializers and Constant tensors (an
+    independent count) and the op types of the file."""
+    model = onnx.load(str(path))
+    int8 = total = 0
+    tensors = list(model.graph.initializer) + [
+        a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.t.dims]
+    for t in tensors:
+        n = int(np.prod(t.dims)) if t.dims else 1
+        if n < 16:  # scales, zero points, shapes
+            continue
+        total += n
+        int8 += n if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) else 0
+    return int8 / total, {n.op_type for n in model.graph.node}
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+def test_inspect_shows_inputs_outputs_and_the_state_pair(step_kws):
+    code, out, err = cli(["inspect", step_kws["model"], *KWS_ARGS])
+    assert code == 0, err
+    assert f"input x[batch=1,{FRAME}] float32" in out
+    assert "input state[2,batch=1,128] float32 (state)" in out
+    assert "output state_out[2,batch=1,128] float32 (state)" in out
+    assert "state_out feeds state at the next step (by equal shape)" in out
+
+
+def _scripted(tmp_path: Path, module, name: str) -> Path:
+    p = tmp_path / f"{name}.pt"
+    torch.jit.save(torch.jit.script(module.eval()), str(p))
+    return p
+
+
+@pytest.mark.parametrize("args, words", [
+    ([f"--input-shape=batch=1,{FRAME}"], ["forward takes x, state", "missing: state"]),
+    ([*KWS_ARGS, "--state", "h=1"], ["no input 'h'", "inputs: x, state"]),
+    ([*KWS_ARGS, "--state", "state=hidden"], ["no output 'hidden'"]),
+    ([*KWS_ARGS, "--state", "state=5"], ["has 2 output(s)"]),
+    ([*KWS_ARGS, "--state", "state=0"], ["output 0 has shape [1, 1]", "[2, 1, 128]",
+                                         "must keep its shape"]),
+    (["--input", f"x:batch=1,{FRAME}", "--input", "state:2,batch=1,64"],
+     ["fails on", "state [2, 1, 64]", "size (1, 1, 128)"]),
+])
+def test_signature_errors_are_one_line(step_kws, args, words):
+    code, out, err = cli(["inspect", step_kws["model"], *args])
+    assert code == 1 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    for w in words:
+        assert w in err, err
+
+
+def test_a_state_input_with_no_output_to_pair_is_refused(tmp_path):
+    p = _scripted(tmp_path, NoStateOut(), "nostate")
+    code, _, err = cli(["inspect", p, "--input", "x:batch=1,10", "--input", "h:1,batch=1,8:state"])
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "state input 'h' [1, 1, 8] has no output to pair with" in err
+    assert "--state h=OUTPUT" in err
+    # without the role the same model is a plain two-input model, nothing paired
+    code, out, err = cli(["inspect", p, "--input", "x:batch=1,10", "--input", "h:1,batch=1,8"])
+    assert code == 0 and "feeds" not in out, err
+
+
+def test_wrong_step_shape_in_the_data_is_one_line(step_kws, tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((3, 5, FRAME + 1), np.float32), y=np.zeros((3,), np.int64))
+    code, _, err = cli(["bench", step_kws["model"], *KWS_ARGS, "--data", bad, "--format", "onnx",
+                        "--quantize", "none", "--out", tmp_path / "b"])
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"[3, 5, {FRAME + 1}]" in err and f"[samples, steps, {FRAME}]" in err
+
+
+# --------------------------------------------------------------------------- step export
+
+
+@pytest.fixture(scope="module")
+def kws_export(step_kws, tmp_path_factory):
+    out = tmp_path_factory.mktemp("kws-export")
+    code, stdout, err = cli(["export", step_kws["model"], *KWS_ARGS, "--format",
+                             "onnx,tflite-litert", "--quantize", "dynamic", "--out", out])
+    assert code == 0, err + stdout
+    m = json.loads((out / "manifest.json").read_text())
+    return {"dir": out, "arts": {a["variant"]: a for a in m["artifacts"]}, "manifest": m}
+
+
+def _frames(seed: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((STEPS, FRAME)).astype(np.float32)
+
+
+def test_scripted_step_model_to_onnx_keeps_names_and_chains_exactly(step_kws, kws_export):
+    art = kws_export["arts"]["onnx-fp32"]
+    assert art["status"] == "ok", art
+    call, sess = onnx_call(kws_export["dir"] / art["path"])
+    assert [i.name for i in sess.get_inputs()] == ["x", "state"]
+    assert [o.name for o in sess.get_outputs()] == ["output", "state_out"]
+    assert sess.get_inputs()[1].shape == [2, "batch", 128]  # only the named axis is dynamic
+    module = torch.jit.load(str(step_kws["model"]))
+    x, zero = _frames(), [np.zeros((2, 1, 128), np.float32)]
+    ref, got = chain(torch_call(module), x, zero), chain(call, x, zero)
+    worst = max(float(np.max(np.abs(r - g))) for rs, gs in zip(ref, got, strict=True)
+                for r, g in zip(rs, gs, strict=True))
+    assert worst <= 1e-4
+    # the state really moved: a stateless export would repeat step 0's output
+    assert np.abs(ref[-1][1]).max() > 0.01
+    chained = [p for p in art["parity"] if p.get("data", "").startswith("chained")]
+    assert chained and chained[0]["steps"] >= 32 and chained[0]["max_abs_diff"] <= 1e-4
+
+
+def test_step_model_onnx_int8_quantizes_the_lstm(kws_export):
+    fp32 = kws_export["dir"] / kws_export["arts"]["onnx-fp32"]["path"]
+    art = kws_export["arts"]["onnx-int8-dynamic"]
+    assert art["status"] == "ok", art
+    q = kws_export["dir"] / art["path"]
+    share, ops = int8_share(q)
+    assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
+    assert share >= 0.9
+    assert q.stat().st_size <= 0.5 * fp32.stat().st_size
+    _, sess = onnx_call(q)
+    assert [i.name for i in sess.get_inputs()] == ["x", "state"]
+
+
+def test_scripted_step_model_to_tflite_with_external_state(step_kws, kws_export):
+    arts = kws_export["arts"]
+    fp32 = arts["tflite-litert-fp32"]
+    assert fp32["status"] == "ok", fp32
+    call = tflite_call(kws_export["dir"] / fp32["path"])
+    module = torch.jit.load(str(step_kws["model"]))
+    x, zero = _frames(5), [np.zeros((2, 1, 128), np.float32)]
+    ref, got = chain(torch_call(module), x, zero), chain(call, x, zero)
+    worst = max(float(np.max(np.abs(r - g))) for rs, gs in zip(ref, got, strict=True)
+                for r, g in zip(rs, gs, strict=True))
+    assert worst <= 1e-4
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(kws_export["dir"] / fp32["path"]))
+    assert not any("VAR_HANDLE" in str(d.get("name", "")) for d in it.get_tensor_details())
+    dyn = arts["tflite-litert-int8-dynamic"]
+    assert dyn["status"] == "ok", dyn
+    it = Interpreter(model_path=str(kws_export["dir"] / dyn["path"]))
+    int8 = sum(int(np.prod(d["shape"])) for d in it.get_tensor_details()
+               if d["dtype"] == np.int8 and len(d["shape"]) >= 2)
+    assert int8 >= 0.9 * 128 * 4 * (128 + 32)  # at least the LSTM's weight matrices
+
+
+def test_eager_pickled_step_gru_to_tflite(tmp_path):
+    torch.manual_seed(1)
+    m = StepGRU().eval()
+    p = tmp_path / "gru_step.pt"
+    torch.save(m, p)
+    code, out, err = cli(["export", p, "--trust-pickle", "--import", "tests.step_models",
+                          "--input", "x:batch=1,10", "--input", "h:1,batch=1,24",
+                          "--format", "tflite-litert", "--quantize", "none", "--out", tmp_path / "e"])
+    assert code == 0, err + out
+    art = json.loads((tmp_path / "e" / "manifest.json").read_text())["artifacts"][0]
+    call = tflite_call(tmp_path / "e" / art["path"])
+    x = np.random.default_rng(0).standard_normal((STEPS, 10)).astype(np.float32)
+    zero = [np.zeros((1, 1, 24), np.float32)]
+    ref, got = chain(torch_call(m), x, zero), chain(call, x, zero)
+    assert max(float(np.max(np.abs(r[0] - g[0]))) for r, g in zip(ref, got, strict=True)) <= 1e-4
+
+
+# --------------------------------------------------------------------------- --streaming
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    from edgernn.api import train_model
+
+    out = tmp_path_factory.mktemp("ckpts")
+    paths = {}
+    for name, layers in (("lstm", "lstm:16"), ("gru", "gru:16x2"), ("mixed", "gru:12,lstm:16"),
+                         ("bi", "bilstm:8")):
+        paths[name] = out / f"{name}.pt"
+        train_model("weather", layers, paths[name], out / "weather.eval.npz", epochs=1,
+                    max_train=200, seed=0)
+    paths["eval"] = out / "weather.eval.npz"
+    return paths
+
+
+def _state_shapes(module) -> list[list[int]]:
+    shapes = []
+    for rnn in module.rnns:
+        s = [rnn.num_layers, 1, rnn.hidden_size]
+        shapes += [s, s] if isinstance(rnn, torch.nn.LSTM) else [s]
+    return shapes
+
+
+@pytest.mark.parametrize("name, formats", [("lstm", "onnx"), ("gru", "onnx"),
+                                           ("mixed", "onnx,tflite-litert")])
+def test_streaming_step_models_equal_the_whole_sequence_model(checkpoints, name, formats, tmp_path):
+    out = tmp_path / "x"
+    code, stdout, err = cli(["export", checkpoints[name], "--streaming", "--format", formats,
+                             "--quantize", "none", "--out", out, "--data", checkpoints["eval"]])
+    assert code == 0, err + stdout
+    step = json.loads((out / "step" / "manifest.json").read_text())
+    from edgernn.loading import load_model
+
+    whole = load_model(checkpoints[name]).module  # the checkpoint's own nn.Module
+    x = np.load(checkpoints["eval"])["x"][:3].astype(np.float32)  # [N, T, F]
+    states = _state_shapes(whole)
+    for art in step["artifacts"]:
+        assert art["status"] == "ok", art
+        path = out / "step" / art["path"]
+        call = onnx_call(path)[0] if art["format"] == "onnx" else tflite_call(path)
+        for seq in x:
+            got = chain(call, seq, [np.zeros(s, np.float32) for s in states])
+            for t in range(len(seq)):  # the whole model on the stream so far
+                with torch.no_grad():
+                    want = whole(torch.from_numpy(seq[None, : t + 1])).numpy()
+                assert np.max(np.abs(got[t][0] - want)) <= 1e-4, (art["variant"], t)
+
+
+def test_streaming_refuses_a_bidirectional_model(checkpoints, tmp_path):
+    code, _, err = cli(["export", checkpoints["bi"], "--streaming", "--format", "onnx",
+                        "--quantize", "none", "--out", tmp_path / "bi"])
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "bidirectional" in err and "whole sequence" in err
+    assert not (tmp_path / "bi" / "step").exists()
+
+
+def test_streaming_refuses_a_users_model(step_kws, tmp_path):
+    code, _, err = cli(["export", step_kws["model"], *KWS_ARGS, "--streaming", "--format", "onnx",
+                        "--out", tmp_path / "u"])
+    assert code == 1 and "edgernn checkpoints" in err and "--input" in err
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def brute_auc(score: np.ndarray, y: np.ndarray) -> float:
+    """ROC-AUC by comparing every positive with every negative (ties count half)."""
+    pos, neg = score[y == 1], score[y == 0]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
+
+
+@pytest.mark.parametrize("labels", ["per-step", "last-step"])
+def test_bench_step_model_scores_every_step_and_reports_rtf(step_kws, tmp_path, labels):
+    data = step_kws["eval"] if labels == "per-step" else step_kws["eval_last"]
+    out = tmp_path / "b"
+    code, stdout, err = cli(["bench", step_kws["model"], *KWS_ARGS, "--data", data,
+                             "--format", "onnx", "--quantize", "dynamic", "--step-ms", "36",
+                             "--trials", "1", "--runs", "20", "--min-seconds", "0",
+                             "--out", out, "--wide"])
+    assert code == 0, err
+    rows = {r["variant"].split("/")[1]: r for r in json.loads((out / "results.json").read_text())}
+    # independent: chain the module by hand over every sample, cut the probability at 0.5
+    module = torch.jit.load(str(step_kws["model"]))
+    d = np.load(data)
+    probs = np.stack([[o[0].item() for o in chain(torch_call(module), seq,
+                                                  [np.zeros((2, 1, 128), np.float32)])]
+                      for seq in d["x"]])  # [N, T]
+    if labels == "last-step":
+        probs = probs[:, -1]
+    y = d["y"]
+    acc = float(np.mean((probs > 0.5).astype(np.int64) == y))
+    for v in ("torch-fp32", "onnx-fp32"):
+        r = rows[v]
+        assert r["status"] == "ok", r
+        assert r["value"] == pytest.approx(acc)
+        assert r["metrics"]["roc_auc"] == pytest.approx(brute_auc(probs.ravel(), y.ravel()),
+                                                        abs=1e-6)
+        assert r["eval_samples"] == len(d["x"])
+        assert r["rtf"] == pytest.approx(r["latency_ms"]["p50"] / 36)
+        assert r["rtf_p99"] >= r["rtf"]
+    assert rows["onnx-int8-dynamic"]["status"] in ("ok", "accuracy collapsed")
+    assert "rtf" in stdout and "36 ms of stream" in stdout
+
+
+def test_bench_uses_initial_states_from_the_data(step_kws, tmp_path):
+    d = np.load(step_kws["eval_last"])
+    init = np.random.default_rng(2).uniform(-3, 3, (len(d["x"]), 2, 128)).astype(np.float32)
+    data = tmp_path / "with_state.npz"
+    np.savez(data, x=d["x"], y=d["y"], state=init)
+    out = tmp_path / "b"
+    code, _, err = cli(["bench", step_kws["model"], *KWS_ARGS, "--data", data, "--format", "onnx",
+                        "--quantize", "none", "--trials", "1", "--runs", "5", "--min-seconds",
+                        "0", "--out", out])
+    assert code == 0, err
+    rows = {r["variant"].split("/")[1]: r for r in json.loads((out / "results.json").read_text())}
+    module = torch.jit.load(str(step_kws["model"]))
+    last = np.array([chain(torch_call(module), seq, [init[i][:, None, :]])[-1][0].item()
+                     for i, seq in enumerate(d["x"])])
+    acc = float(np.mean((last > 0.5).astype(np.int64) == d["y"]))
+    zero_last = np.array([chain(torch_call(module), seq, [np.zeros((2, 1, 128), np.float32)])[-1][0]
+                          .item() for seq in d["x"]])
+    assert not np.allclose(last, zero_last, atol=1e-3)  # the given states matter
+    assert rows["onnx-fp32"]["value"] == pytest.approx(acc)
