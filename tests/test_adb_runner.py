@@ -523,3 +523,38 @@ def test_one_row_per_delegate_in_bench(android, weather_models, bench_out):
     a, b = rows["lstm/tflite-litert-fp32@xnnpack"], rows["lstm/tflite-litert-fp32@cpu"]
     assert a["status"] == b["status"] == "ok"
     assert a["runtime"] != b["runtime"] and a["value"] == b["value"]  # same file, host accuracy
+
+
+def test_step_model_on_standin_device_names_every_input(android, step_kws, tmp_path):
+    """benchmark_model gets --input_layer/--input_layer_shape for the step model's two inputs;
+    the stand-in checks them against the file as the real tool does."""
+    from edgernn.runners.adb import tflite_inputs
+    from tests.step_models import KWS_ARGS
+
+    target = write_target(android, "android-step")
+    out = tmp_path / "b"
+    code, stdout, err = _cli(["bench", step_kws["model"], *KWS_ARGS, "--data", step_kws["eval"],
+                              "--target", target, "--format", "tflite-litert", "--quantize",
+                              "none", "--step-ms", "36", "--out", out, *FAST])
+    assert code == 0, err
+    rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())}
+    r = rows["kws_step/tflite-litert-fp32@xnnpack"]
+    assert r["status"] == "ok", r
+    assert r["rtf"] == pytest.approx(r["latency_ms"]["p50"] / 36)
+    assert not any("ignored" in n for n in r["notes"]), r["notes"]
+    assert any("does not feed the state back" in n for n in r["notes"])
+    # a wrong name is refused by the tool, and the row says why in the tool's words
+    art = out / "kws_step" / "kws_step.tflite-litert.fp32.tflite"
+    names = [n for n, _ in tflite_inputs(art)]
+    assert len(names) == 2
+    from edgernn.loading import load_model
+    from edgernn.probe.stepping import plan_of
+
+    plan = plan_of(load_model(step_kws["model"], inputs=KWS_ARGS[1::2]).sig.to_dict())
+    runner = runner_for(android, "android-step-bad")
+    job = {"path": "artifact", "data": "data", "runtime": "litert", "task": "classify",
+           "threads": 1, "min_runs": 2, "warmup": 1, "min_seconds": 0, "plan": plan,
+           "threshold": 0.5, "input_layers": [("nope", [1, 576]), (names[1], [2, 1, 128])]}
+    with pytest.raises(RunnerError, match="Tensor # 0 is named .* but flags call it nope"):
+        runner.measure(job, {"artifact": art, "data": out / "kws_step" / "probe-data.npz"})
+    runner.close()

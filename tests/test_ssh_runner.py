@@ -261,3 +261,33 @@ def test_hostile_model_names_and_only_our_dir_is_removed(pi, weather_models, tmp
         assert (sibling / "precious").read_text() == "do not delete"
     finally:
         shutil.rmtree(sibling)
+
+
+def test_step_model_streams_on_the_emulated_pi(pi, step_kws, tmp_path):
+    """A user's step model benched per step on the arm64 stand-in: the device chains the state
+    itself and its per-step accuracy equals the host's hand-chained onnxruntime run."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from tests.step_models import KWS_ARGS
+
+    out = tmp_path / "step"
+    code, stdout, err = _cli(["bench", step_kws["model"], *KWS_ARGS, "--data", step_kws["eval"],
+                              "--target", pi["target"], "--format", "onnx", "--quantize", "none",
+                              "--step-ms", "36", "--out", out, *FAST])
+    assert code == 0, err
+    rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())}
+    r = rows["kws_step/onnx-fp32"]
+    assert r["status"] == "ok", r
+    assert r["device"]["machine"] == "aarch64" and r["emulated"] is True
+    assert r["rtf"] == pytest.approx(r["latency_ms"]["p50"] / 36)
+    sess = ort.InferenceSession(str(out / "kws_step" / "kws_step.onnx.fp32.onnx"))
+    d = np.load(step_kws["eval"])
+    hits = []
+    for seq, labels in zip(d["x"], d["y"], strict=True):
+        state = np.zeros((2, 1, 128), np.float32)
+        for frame, label in zip(seq, labels, strict=True):
+            p, state = sess.run(None, {"x": frame[None], "state": state})
+            hits.append(int(p.item() > 0.5) == label)
+    assert r["value"] == pytest.approx(float(np.mean(hits)))
+    assert "rtf" in stdout and "(emulated)" in stdout

@@ -455,7 +455,7 @@ class AdbRunner:
             if code != 0:
                 raise RunnerError(f"chmod of benchmark_model on {self.serial} failed: "
                                   f"{_last_line(err + out)}")
-            if (job.get("plan") or {}).get("inputs") and len(job["plan"]["inputs"]) > 1:
+            if len((job.get("plan") or {}).get("inputs") or []) > 1 and "input_layers" not in job:
                 job = {**job, "input_layers": tflite_inputs(artifact)}
             cmd = self.benchmark_command(run_dir, job, delegate)
             try:
