@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from edgernn.errors import EdgeRNNError
-from edgernn.spec import Axis, InputSpec
+from edgernn.spec import Axis, InputSpec, Signature, TensorSpec
 
 CHECKPOINT_KEY = "edgernn_checkpoint"
 CHECKPOINT_VERSION = 1
@@ -18,12 +18,14 @@ SPEC_EXTRA_FILE = "edgernn_spec.json"
 
 
 def spec_from_example(
-    example: torch.Tensor, batch_axis: int = 0, seq_axis: int = 1, **fields: Any
+    example: torch.Tensor, batch_axis: int = 0, seq_axis: int | None = 1, **fields: Any
 ) -> InputSpec:
     """Input spec from an example tensor: ``batch_axis`` and ``seq_axis`` become dynamic."""
     if example.dim() < 2:
         raise EdgeRNNError("example_input must have at least a batch and a sequence axis")
-    names = {batch_axis % example.dim(): "batch", seq_axis % example.dim(): "seq"}
+    names = {batch_axis % example.dim(): "batch"}
+    if seq_axis is not None:
+        names[seq_axis % example.dim()] = "seq"
     axes = [Axis(int(s), names.get(i)) for i, s in enumerate(example.shape)]
     dtype = str(example.dtype).removeprefix("torch.")
     return InputSpec(axes=axes, dtype=dtype, **fields)
@@ -50,22 +52,35 @@ def save_checkpoint(
 
 
 def save(
-    model: nn.Module, path: str | Path, example_input: torch.Tensor, *,
-    task: str | None = None, batch_axis: int = 0, seq_axis: int = 1,
+    model: nn.Module, path: str | Path, example_input: torch.Tensor | tuple[torch.Tensor, ...],
+    *, task: str | None = None, batch_axis: int = 0, seq_axis: int | None = 1,
     num_classes: int | None = None, horizon: int | None = None,
     vocab_size: int | None = None, meta: dict[str, Any] | None = None,
+    input_names: list[str] | None = None, state: dict[str, int | str] | None = None,
+    batch_axes: list[int] | None = None,
 ) -> Path:
     """Save a model for edgernn.
 
     An edgernn ``SequenceModel`` becomes a checkpoint (config + state_dict + input spec).
-    Any other module becomes a TorchScript archive (scripted, else traced) with the input spec
+    Any other module becomes a TorchScript archive (scripted, else traced) with its signature
     stored inside it, so the file can be loaded without running pickled code.
+
+    A step model passes a tuple ``example_input`` (data first, then the states),
+    ``input_names`` and ``state`` (input name -> output index or name, e.g. ``{"state": 1}``);
+    the data input's ``batch_axis`` is dynamic, each state's batch axis is ``batch_axes[i]``
+    (default 1 for a 3-d ``[layers, batch, hidden]`` state, else 0), and a step input has no
+    sequence axis unless ``seq_axis`` says so.
     """
     from edgernn.models.sequence import SequenceModel
 
     model = model.eval()
+    several = isinstance(example_input, (tuple, list))
+    examples = tuple(example_input) if several else (example_input,)
+    first = examples[0]
+    if several and seq_axis == 1 and first.dim() == 2:
+        seq_axis = None  # [batch, features]: one step, no sequence axis
     spec = spec_from_example(
-        example_input, batch_axis, seq_axis, task=task, num_classes=num_classes,
+        first, batch_axis, seq_axis, task=task, num_classes=num_classes,
         horizon=horizon, vocab_size=vocab_size,
     )
     if isinstance(model, SequenceModel):
@@ -74,13 +89,35 @@ def save(
         spec.num_classes = spec.num_classes or cfg.get("num_classes")
         spec.horizon = spec.horizon or cfg.get("horizon")
         return save_checkpoint(path, cfg, model.state_dict(), spec, meta)
+    payload: dict[str, Any] = {"input_spec": spec.to_dict(), "meta": meta or {}}
+    if several:
+        payload["signature"] = _signature(examples, spec, input_names, state, batch_axes)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     try:
         scripted = torch.jit.script(model)
     except Exception:
         with torch.no_grad():
-            scripted = torch.jit.trace(model, (example_input,), check_trace=False)
-    extra = {SPEC_EXTRA_FILE: json.dumps({"input_spec": spec.to_dict(), "meta": meta or {}})}
-    torch.jit.save(scripted, str(p), _extra_files=extra)
+            scripted = torch.jit.trace(model, examples, check_trace=False)
+    torch.jit.save(scripted, str(p), _extra_files={SPEC_EXTRA_FILE: json.dumps(payload)})
     return p
+
+
+def _signature(examples: tuple[torch.Tensor, ...], spec: InputSpec, names: list[str] | None,
+               state: dict[str, int | str] | None, batch_axes: list[int] | None) -> dict[str, Any]:
+    """The stored signature of a several-input model (outputs are found again at load)."""
+    names = names or ["x", *(f"input_{i}" for i in range(1, len(examples)))]
+    if len(names) != len(examples):
+        raise EdgeRNNError(f"input_names has {len(names)} name(s) for {len(examples)} inputs")
+    inputs = [TensorSpec(names[0], list(spec.axes), spec.dtype)]
+    for i, t in enumerate(examples[1:], start=1):
+        b = batch_axes[i] if batch_axes and i < len(batch_axes) else (1 if t.dim() == 3 else 0)
+        axes = [Axis(int(d), "batch" if k == b else None) for k, d in enumerate(t.shape)]
+        inputs.append(TensorSpec(names[i], axes, str(t.dtype).removeprefix("torch."),
+                                 "state" if state and names[i] in state else "data"))
+    for n in state or {}:
+        if n not in names:
+            raise EdgeRNNError(f"state names input {n!r}, which is not in input_names {names}")
+    sig = Signature(inputs, [], {k: str(v) for k, v in (state or {}).items()},
+                    "given" if state else "none")
+    return sig.to_dict()

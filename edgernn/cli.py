@@ -102,10 +102,28 @@ def cli() -> None:
 
 
 @cli.command()
-def datasets() -> None:
-    """List the bundled datasets."""
-    from edgernn.data.datasets import load_dataset, names
+@click.option("--stream", metavar="NAME", help="Write NAME's held-out data as step streams with a "
+              "label per step (for step models) to --out.")
+@click.option("--steps", default=28, show_default=True, type=click.IntRange(2),
+              help="Steps per stream (with --stream).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where --stream writes its .npz (x [N, steps, features], y [N, steps]).")
+def datasets(stream: str | None, steps: int, out_path: Path | None) -> None:
+    """List the bundled datasets (or write one as per-step labelled streams)."""
+    from edgernn.data.datasets import STREAMS, load_dataset, names
 
+    if stream:
+        from edgernn.data.evalfile import save_eval
+
+        if stream not in STREAMS:
+            raise EdgeRNNError(f"no stream form of {stream!r}; streams: {', '.join(STREAMS)}")
+        if out_path is None:
+            raise EdgeRNNError("--stream needs --out FILE.npz")
+        x, y, what = STREAMS[stream](steps)
+        save_eval(out_path, x, y, "classify", description=what)
+        out.print(f"wrote {out_path}: x {list(x.shape)}, y {list(y.shape)}; {what}",
+                  highlight=False)
+        return
     for n in names():
         ds = load_dataset(n)
         kind = "real" if ds.real else "synthetic"
@@ -374,6 +392,9 @@ def results(db: Path | None, target: str | None, models: tuple[str, ...], all_ro
 @click.option("--max-size-mb", type=click.FloatRange(0, min_open=True))
 @click.option("--max-drop", type=float,
               help="Largest accepted metric degradation vs fp32 PyTorch (metric units).")
+@click.option("--max-rtf", type=click.FloatRange(0, min_open=True),
+              help="Largest real-time factor of a step model (step latency / stream time it "
+                   "covers, from bench --step-ms; p99's with --latency-stat p99).")
 @click.option("--metric", help="Metric to judge accuracy by (default: the task's).")
 @click.option("--latency-stat", type=click.Choice(["p50", "p90", "p99", "mean"]), default="p50",
               show_default=True)
@@ -382,7 +403,8 @@ def results(db: Path | None, target: str | None, models: tuple[str, ...], all_ro
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
                max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
-               metric: str | None, latency_stat: str, prefer: str, json_path: Path | None) -> None:
+               max_rtf: float | None, metric: str | None, latency_stat: str, prefer: str,
+               json_path: Path | None) -> None:
     """Pick the variant to ship under latency / size / accuracy budgets, and say why."""
     import json
 
@@ -401,7 +423,7 @@ def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
     if not target and len(targets) > 1:
         raise EdgeRNNError(f"rows from several targets ({', '.join(targets)}); pass --target")
     target = target or targets[0]
-    budget = Budget(max_latency_ms, max_size_mb, max_drop, latency_stat)
+    budget = Budget(max_latency_ms, max_size_mb, max_drop, latency_stat, max_rtf)
     sel = select(rows, budget, metric, prefer, target=target)
     out.print(selection_table(sel))
     for line in sel.explanation:
@@ -425,6 +447,10 @@ def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
 @click.option("--target", "targets_", multiple=True, default=["x86"], show_default=True,
               help="Targets to bench the contenders on (repeatable); --no-bench to skip.")
 @click.option("--no-bench", is_flag=True, help="Only train and compare training.")
+@click.option("--streaming", is_flag=True,
+              help="Bench each contender's step model (one step per call, state fed back).")
+@click.option("--step-ms", type=click.FloatRange(0, min_open=True),
+              help="With --streaming: stream time one step covers; rows get rtf.")
 @click.option("--format", "fmt", default=None, help="Formats to bench (default: the target's).")
 @click.option("--quantize", default=None, help="Quantizations (default: the target's).")
 @click.option("--max-latency-ms", type=click.FloatRange(0, min_open=True))
@@ -438,8 +464,8 @@ def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @db_option
 def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | None, seed: int,
-            train_threads: int, targets_: tuple[str, ...], no_bench: bool, fmt: str | None,
-            quantize: str | None,
+            train_threads: int, targets_: tuple[str, ...], no_bench: bool, streaming: bool,
+            step_ms: float | None, fmt: str | None, quantize: str | None,
             max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
             min_runs: int, min_seconds: float, trials: int, out_dir: Path,
             json_path: Path | None, db: Path | None) -> None:
@@ -458,7 +484,7 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
     budget = Budget(max_latency_ms, max_size_mb, max_drop)
     settings = BenchSettings(
         store=Store(db), min_runs=min_runs, min_seconds=min_seconds, trials=trials,
-        formats=_formats(fmt),
+        formats=_formats(fmt), step_ms=step_ms,
         modes=_split(quantize, list(MODES), "quantization") if quantize else None)
     for t in targets_:
         from edgernn.target import load_target
@@ -477,7 +503,7 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
         results = run_compare(list(data), out_dir, hidden=hidden, epochs=epochs, seed=seed,
                               max_train=max_train, threads=train_threads,
                               bench_fn=None if no_bench else bench_fn,
-                              budget=budget, progress=progress)
+                              budget=budget, progress=progress, streaming=streaming)
     payload = []
     for ds, group in results.items():
         level = target_level(group)
@@ -495,6 +521,8 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
 @click.option("--max-latency-ms", type=click.FloatRange(0, min_open=True))
 @click.option("--max-size-mb", type=click.FloatRange(0, min_open=True))
 @click.option("--max-drop", type=float)
+@click.option("--max-rtf", type=click.FloatRange(0, min_open=True),
+              help="Largest real-time factor of a step model.")
 @click.option("--metric")
 @click.option("--latency-stat", type=click.Choice(["p50", "p90", "p99", "mean"]), default="p50")
 @click.option("--prefer", type=click.Choice(["latency", "size", "accuracy"]), default="latency")
@@ -502,7 +530,8 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
               type=click.Path(file_okay=False, path_type=Path))
 def report(db: Path | None, targets_: tuple[str, ...], models: tuple[str, ...],
            max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
-           metric: str | None, latency_stat: str, prefer: str, out_dir: Path) -> None:
+           max_rtf: float | None, metric: str | None, latency_stat: str, prefer: str,
+           out_dir: Path) -> None:
     """Write an HTML page and a Markdown file: tables, Pareto plots, latency distributions
     and the selection with its reasons."""
     from edgernn.report import write_report
@@ -516,7 +545,7 @@ def report(db: Path | None, targets_: tuple[str, ...], models: tuple[str, ...],
     if not rows:
         raise EdgeRNNError(f"no stored rows in {store.path}; run edgernn bench first")
     page, md = write_report(rows, out_dir, Budget(max_latency_ms, max_size_mb, max_drop,
-                                                  latency_stat), prefer, metric)
+                                                  latency_stat, max_rtf), prefer, metric)
     out.print(f"wrote {page} and {md}")
 
 

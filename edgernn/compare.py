@@ -97,6 +97,21 @@ class Contender:
                 "checkpoint": str(self.checkpoint), "best_variant": self.best}
 
 
+def step_models(group: list[Contender], eval_path: Path) -> tuple[list[Path], Path]:
+    """Each contender's one-step model (``export --streaming``) and the held-out data as step
+    sequences [N, T, *step] with the same labels."""
+    from edgernn.data.evalfile import save_eval
+    from edgernn.loading import load_model
+    from edgernn.streaming import make_step_model, step_data
+
+    paths = [make_step_model(load_model(c.checkpoint), c.checkpoint.parent / "step").path
+             for c in group]
+    data = load_eval(eval_path)
+    steps = eval_path.with_name(eval_path.stem.removesuffix(".eval") + ".steps.npz")
+    save_eval(steps, step_data(data.x, 1), data.y, data.task)
+    return paths, steps
+
+
 def target_level(group: list[Contender]) -> float:
     """The metric level every contender reaches at some epoch (the weakest best-ever), so
     'epochs to target' compares how fast each gets there."""
@@ -111,10 +126,12 @@ def run_compare(
     sources: list[str], out_dir: Path, *, hidden: int = 64, epochs: int = 10, seed: int = 0,
     batch_size: int = 64, lr: float = 3e-3, max_train: int | None = None, threads: int = 1,
     bench_fn: Callable[[list[Path], Path, Path], list[dict[str, Any]]] | None = None,
-    budget: Budget | None = None, progress: Any = None,
+    budget: Budget | None = None, progress: Any = None, streaming: bool = False,
 ) -> dict[str, list[Contender]]:
     """Train every contender on every dataset with the same budget; optionally bench each and
-    record its best deployable variant per target (``bench_fn(models, data, out) -> rows``)."""
+    record its best deployable variant per target (``bench_fn(models, data, out) -> rows``).
+    ``streaming`` benches each contender's step model (one time step per call, state fed
+    back) on the same held-out sequences, judged at their last step."""
     results: dict[str, list[Contender]] = {}
     for src in sources:
         ds = dataset_from(src)
@@ -140,16 +157,20 @@ def run_compare(
                                    count_parameters(res.model), res.epoch_seconds, res.history,
                                    PRIMARY[ds.task], ckpt))
         if bench_fn is not None:
-            rows = bench_fn([c.checkpoint for c in group], eval_path, out_dir / ds.name / "bench")
-            for c in group:
-                mine = [r for r in rows if r["model"] == c.checkpoint.stem]
+            models, data = [c.checkpoint for c in group], eval_path
+            if streaming:
+                models, data = step_models(group, eval_path)
+            rows = bench_fn(models, data, out_dir / ds.name / "bench")
+            for c, model in zip(group, models, strict=True):
+                mine = [r for r in rows if r["model"] == model.stem]
                 for t in sorted({r["target"] for r in mine if r["target"] != "host"}):
                     sel = select(mine, budget or Budget(), target=t)
                     if sel.pick:
                         p = sel.pick
                         c.best[t] = {"variant": p.name, "latency_ms": p.latency,
                                      "size_bytes": p.row["size_bytes"], "value": p.value,
-                                     "drop": p.drop, "emulated": bool(p.row.get("emulated"))}
+                                     "drop": p.drop, "emulated": bool(p.row.get("emulated")),
+                                     "rtf": p.row.get("rtf"), "per_step": streaming}
                     else:
                         c.best[t] = {"variant": None, "why": sel.explanation[0]}
         results[ds.name] = group

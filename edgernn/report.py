@@ -92,6 +92,30 @@ def latency_plot(target: str, rows: list[dict[str, Any]]) -> Figure | None:
     return Figure(f"latency-{target}", f"Latency distributions, {target}", _png(fig, plt))
 
 
+def rtf_plot(target: str, rows: list[dict[str, Any]]) -> Figure | None:
+    """Real-time factor per step variant (p50 bar, p99 tick) against the line rtf = 1."""
+    rows = [r for r in rows if r.get("rtf") is not None]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5), dpi=110)
+    ys = range(len(rows))
+    ax.barh(list(ys), [r["rtf"] for r in rows], color="tab:green", alpha=0.7, label="rtf (p50)")
+    ax.plot([r.get("rtf_p99") or r["rtf"] for r in rows], list(ys), "x", color="tab:red",
+            label="rtf p99")
+    ax.axvline(1.0, color="k", lw=1, ls="--", label="real time (rtf = 1)")
+    ax.set_yticks(list(ys), [r["variant"] for r in rows], fontsize=7)
+    ax.set_xscale("log")
+    steps = sorted({r.get("step_ms") for r in rows if r.get("step_ms")})
+    ax.set_xlabel(f"step latency / {', '.join(f'{v:g}' for v in steps)} ms of stream per step "
+                  "(below 1 keeps up)" + (" - EMULATED" if any(r.get("emulated") for r in rows)
+                                          else ""))
+    ax.set_title(f"{target}: real-time factor of step models", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return Figure(f"rtf-{target}", f"Real-time factor, {target}", _png(fig, plt))
+
+
 def _png(fig: Any, plt: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -104,7 +128,7 @@ def _fmt(v: Any, spec: str = ".4g") -> str:
 
 
 ROW_COLUMNS = ["variant", "target", "runtime", "status", "size kB", "p50 ms", "p90 ms",
-               "p99 ms", "load ms", "metric", "drop", "agree"]
+               "p99 ms", "rtf", "load ms", "metric", "drop", "agree"]
 
 
 def _row_cells(r: dict[str, Any]) -> list[str]:
@@ -113,7 +137,8 @@ def _row_cells(r: dict[str, Any]) -> list[str]:
     status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
     return [r["variant"], r["target"] + (" (emulated)" if r.get("emulated") else ""), rt, status,
             _fmt((r.get("size_bytes") or 0) / 1000, ".1f"), _fmt(lat.get("p50")),
-            _fmt(lat.get("p90")), _fmt(lat.get("p99")), _fmt(lat.get("load"), ".3g"),
+            _fmt(lat.get("p90")), _fmt(lat.get("p99")), _fmt(r.get("rtf"), ".3g"),
+            _fmt(lat.get("load"), ".3g"),
             f"{r['metric']} {_fmt(r.get('value'))}", _fmt(r.get("accuracy_drop"), "+.4f"),
             _fmt(r.get("agreement"), ".3f")]
 
@@ -128,9 +153,10 @@ def build(rows: list[dict[str, Any]], budget: Budget, prefer: str = "latency",
         sel = select(trows, budget, metric, prefer, target=t)
         sels[t] = sel
         figs.append(pareto_plot(t, sel))
-        lp = latency_plot(t, [r for r in trows if r["status"] == "ok"])
-        if lp:
-            figs.append(lp)
+        ok = [r for r in trows if r["status"] == "ok"]
+        for fig in (latency_plot(t, ok), rtf_plot(t, ok)):
+            if fig:
+                figs.append(fig)
     return sels, figs
 
 
@@ -153,7 +179,8 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, budget: Budget,
 def _budget_text(b: Budget) -> str:
     parts = [f"latency {b.latency_stat} <= {b.max_latency_ms} ms" if b.max_latency_ms else "",
              f"size <= {b.max_size_mb} MB" if b.max_size_mb else "",
-             f"drop <= {b.max_drop}" if b.max_drop is not None else ""]
+             f"drop <= {b.max_drop}" if b.max_drop is not None else "",
+             f"rtf <= {b.max_rtf}" if b.max_rtf is not None else ""]
     return ", ".join(p for p in parts if p) or "none (pick the best by preference)"
 
 

@@ -18,6 +18,7 @@ class Budget:
     max_size_mb: float | None = None
     max_drop: float | None = None
     latency_stat: str = "p50"
+    max_rtf: float | None = None  # step models: latency / stream time of one step
 
 
 @dataclass
@@ -122,6 +123,14 @@ def check_budget(c: Candidate, b: Budget, metric: str) -> list[str]:
         failed.append(f"size {c.size_mb:.3g} MB > {b.max_size_mb:g} MB")
     if b.max_drop is not None and c.drop > b.max_drop:
         failed.append(f"{metric} drop {c.drop:+.4g} > {b.max_drop:g}")
+    if b.max_rtf is not None:
+        key = "rtf_p99" if b.latency_stat == "p99" else "rtf"
+        rtf = c.row.get(key)
+        if rtf is None:
+            failed.append("no real-time factor measured (bench a step model with --step-ms)")
+        elif rtf > b.max_rtf:
+            failed.append(f"{key.replace('_', ' ')} {rtf:.3g} > {b.max_rtf:g} (one step takes "
+                          f"{rtf:.0%} of the {c.row.get('step_ms', 0):g} ms it covers)")
     return failed
 
 
@@ -184,7 +193,10 @@ def explain(metric: str, cands: list[Candidate], front: list[Candidate],
             f"Pick: {pick.name} on {pick.row['target']} ({pick.row['runtime']} "
             f"{pick.row.get('runtime_version') or ''}): latency {stat} {pick.latency:.3g} ms, "
             f"{pick.size_mb:.3g} MB, {metric} {pick.value:.4g} ({better} is better; drop "
-            f"{pick.drop:+.4g} vs the best fp32 PyTorch model on this data)."
+            f"{pick.drop:+.4g} vs the best fp32 PyTorch model on this data)"
+            + (f"; real-time factor {pick.row['rtf']:.3g} (p99 {pick.row.get('rtf_p99') or 0:.3g}) "
+               f"at {pick.row.get('step_ms', 0):g} ms of stream per step."
+               if pick.row.get("rtf") is not None else ".")
         )
         why = {"latency": "fastest (latencies within 5%, or within the spread between timing "
                           "trials, count as equal; then smaller wins)",

@@ -9,6 +9,7 @@ carries its signature, so ``edgernn bench`` takes it like any user's step model.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,7 +110,8 @@ def make_step_model(model: LoadedModel, out_dir: Path, chunk: int = 1) -> Loaded
     x_spec = InputSpec(inputs[0].axes, inputs[0].dtype, spec.task, spec.vocab_size,
                        spec.num_classes, spec.horizon)
     example = tuple(torch.zeros(t.shape, dtype=getattr(torch, t.dtype)) for t in inputs)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nn.LSTM's shape checks become constants: intended
         traced = torch.jit.trace(step, example, check_trace=False)
     sig = Signature(inputs, [], {})
     sig_d = {**sig.to_dict(), "state": pairs, "paired": "given"}

@@ -165,8 +165,10 @@ def compare_table(dataset: str, group: list[Any], level: float) -> Table:
             b = c.best.get(tg) or {}
             if b.get("variant"):
                 emu = " (emulated)" if b.get("emulated") else ""
-                cells.append(f"{b['variant'].split('/', 1)[1]}: {b['latency_ms']:.3g} ms{emu}, "
-                             f"{_size(b['size_bytes'])}, {metric} {b['value']:.4g}")
+                per = " per step" if b.get("per_step") else ""
+                rtf = f", rtf {b['rtf']:.3g}" if b.get("rtf") is not None else ""
+                cells.append(f"{b['variant'].split('/', 1)[1]}: {b['latency_ms']:.3g} ms{per}{emu}"
+                             f"{rtf}, {_size(b['size_bytes'])}, {metric} {b['value']:.4g}")
             else:
                 cells.append(b.get("why", "-"))
         t.add_row(*cells)

@@ -345,3 +345,99 @@ def test_bench_uses_initial_states_from_the_data(step_kws, tmp_path):
                           .item() for seq in d["x"]])
     assert not np.allclose(last, zero_last, atol=1e-3)  # the given states matter
     assert rows["onnx-fp32"]["value"] == pytest.approx(acc)
+
+
+# --------------------------------------------------------------------------- save, select, report
+
+
+def test_edgernn_save_stores_the_step_signature(tmp_path):
+    import edgernn
+
+    torch.manual_seed(3)
+    m = StepGRU().eval()
+    p = tmp_path / "saved_step.pt"
+    edgernn.save(m, p, (torch.zeros(1, 10), torch.zeros(1, 1, 24)), input_names=["x", "h"],
+                 state={"h": 1}, task="classify")
+    code, out, err = cli(["inspect", p])  # nothing described on the command line
+    assert code == 0, err
+    assert "input x[batch=1,10] float32" in out and "input h[1,batch=1,24] float32 (state)" in out
+    assert "h_out feeds h at the next step (as given)" in out
+    code, out, err = cli(["export", p, "--format", "onnx", "--quantize", "none",
+                          "--out", tmp_path / "e"])
+    assert code == 0, err
+    call, sess = onnx_call(tmp_path / "e" / "saved_step.onnx.fp32.onnx")
+    assert [i.name for i in sess.get_inputs()] == ["x", "h"]
+    assert sess.get_inputs()[1].shape == [1, "batch", 24]
+    x = np.random.default_rng(4).standard_normal((STEPS, 10)).astype(np.float32)
+    ref = chain(torch_call(m), x, [np.zeros((1, 1, 24), np.float32)])
+    got = chain(call, x, [np.zeros((1, 1, 24), np.float32)])
+    assert max(float(np.max(np.abs(r[0] - g[0]))) for r, g in zip(ref, got, strict=True)) <= 1e-4
+
+
+def _row(variant: str, p50: float, rtf: float, value: float = 0.9) -> dict:
+    return {"model": "m", "model_sha256": "s", "variant": f"m/{variant}", "target": "x86",
+            "status": "ok", "metric": "accuracy", "metrics": {"accuracy": value}, "value": value,
+            "data_sha256": "d", "size_bytes": 1000, "runtime": "onnxruntime",
+            "latency_ms": {"p50": p50, "p99": 2 * p50}, "rtf": rtf, "rtf_p99": 2 * rtf,
+            "step_ms": 10.0}
+
+
+def test_select_max_rtf_and_report_plot(tmp_path):
+    from edgernn.report import write_report
+    from edgernn.select import Budget, select
+
+    rows = [_row("torch-fp32", 8.0, 0.8), _row("onnx-fp32", 4.0, 0.4),
+            _row("onnx-int8-dynamic", 1.5, 0.15, value=0.5)]
+    rows[0]["target"] = "x86"
+    sel = select(rows, Budget(max_rtf=0.5, max_drop=0.1))
+    assert sel.pick and sel.pick.name == "m/onnx-fp32"
+    over = {c.name: c.failed for c in sel.candidates}
+    assert any("rtf 0.8 > 0.5" in f for f in over["m/torch-fp32"])
+    assert "real-time factor 0.4" in sel.explanation[0]
+    sel99 = select(rows, Budget(max_rtf=0.5, latency_stat="p99"))
+    assert sel99.pick and sel99.pick.name == "m/onnx-int8-dynamic"  # rtf p99 0.3; 0.8 fails
+    page, md = write_report(rows, tmp_path, Budget(max_rtf=0.5))
+    assert (tmp_path / "rtf-x86.png").stat().st_size > 1000
+    assert "rtf <= 0.5" in md.read_text()
+
+
+def test_compare_benches_step_models(tmp_path):
+    code, out, err = cli(["compare", "weather", "--hidden", "8", "--epochs", "1", "--max-train",
+                          "100", "--streaming", "--step-ms", "60", "--format", "onnx",
+                          "--quantize", "none", "--trials", "1", "--runs", "5", "--min-seconds",
+                          "0", "--out", tmp_path / "c"])
+    assert code == 0, err
+    res = json.loads((tmp_path / "c" / "compare.json").read_text())
+    for c in res:
+        best = c["best_variant"]["x86"]
+        assert best["per_step"] is True and best["rtf"] == pytest.approx(best["latency_ms"] / 60)
+    from edgernn.store import Store
+
+    rows = Store(None).rows(None, ("lstm.step", "gru.step", "gru_lstm.step"))
+    steps = [r for r in rows if r["variant"].split("/")[0].endswith(".step")]
+    assert {r["model"] for r in steps} == {"lstm.step", "gru.step", "gru_lstm.step"}
+    assert steps and all(r["status"] == "ok" for r in steps)
+    d = np.load(tmp_path / "c" / "weather" / "weather.eval.npz")
+    assert all(r["eval_samples"] == len(d["x"]) for r in steps)
+
+
+def test_weather_streams_label_every_day_with_the_next_days_rain(tmp_path):
+    from vega_datasets import local_data
+
+    out = tmp_path / "ws.npz"
+    code, stdout, err = cli(["datasets", "--stream", "weather", "--steps", "20", "--out", out])
+    assert code == 0, err
+    d = np.load(out)
+    df = local_data.seattle_weather()
+    precip = df["precipitation"].to_numpy()
+    x, y = d["x"], d["y"]
+    assert x.shape[1:] == (20, 4) and y.shape == x.shape[:2]
+    # find the first streamed day in the raw table, then check every label by hand
+    raw = df[["precipitation", "temp_max", "temp_min", "wind"]].to_numpy(np.float32)
+    match = [i for i in range(len(raw) - 20) if np.array_equal(raw[i:i + 20], x[0])]
+    assert len(match) == 1
+    first = match[0]
+    assert first >= int((len(df) - 14) * 0.75) + 14  # after every training window's days
+    days = np.arange(first, first + x.shape[0] * 20).reshape(x.shape[0], 20)
+    np.testing.assert_array_equal(y, (precip[days + 1] > 0).astype(np.int64))
+    np.testing.assert_array_equal(x[..., 0], raw[days, 0])

@@ -84,6 +84,28 @@ def weather(seq: int = 14) -> Dataset:
     )
 
 
+def weather_stream(steps: int = 28) -> tuple[np.ndarray, np.ndarray, str]:
+    """The held-out last quarter of the Seattle weather days as streams of ``steps`` days:
+    x [N, steps, 4] (one day per step, the ``weather`` features), y [N, steps] whether the
+    NEXT day is wet: a label per step, for step models fed one day at a time."""
+    from vega_datasets import local_data
+
+    df = local_data.seattle_weather()
+    values = df[["precipitation", "temp_max", "temp_min", "wind"]].to_numpy(np.float32)
+    wet = (df["precipitation"].to_numpy() > 0).astype(np.int64)
+    # the first day after every training window of ``weather`` (14-day windows, 75% cut)
+    start = int((len(values) - 14) * 0.75) + 14
+    n = (len(values) - 1 - start) // steps
+    x = values[start : start + n * steps].reshape(n, steps, 4)
+    y = wet[start + 1 : start + 1 + n * steps].reshape(n, steps)
+    return x, y, (f"Seattle daily weather (NOAA, vega_datasets), held-out last quarter: {n} "
+                  f"streams of {steps} days; label per day: is the next day wet")
+
+
+STREAMS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray, str]]] = {
+    "weather": weather_stream}
+
+
 @register("temps")
 def temps(seq: int = 48, horizon: int = 6) -> Dataset:
     """Seattle hourly temperature 2010: from 48 hours of temperature and hour-of-day,
