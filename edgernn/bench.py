@@ -103,17 +103,25 @@ def fit_data(model: LoadedModel, data: Any) -> np.ndarray:
     return check_fits(data, model.spec)
 
 
+def per_step(model: LoadedModel, y: np.ndarray, task: str) -> int | None:
+    """Steps per sample when a whole-sequence classifier is judged by a label per step."""
+    return int(y.shape[1]) if task == "classify" and y.ndim == 2 and \
+        not model.sig.is_streaming else None
+
+
 @torch.no_grad()
-def reference_scores(model: LoadedModel, x: np.ndarray, samples: int = 8) -> np.ndarray:
+def reference_scores(model: LoadedModel, x: np.ndarray, samples: int = 8,
+                     steps: int | None = None) -> np.ndarray:
     """PyTorch's prediction output on the first samples (chained through the steps for a step
-    model), flattened per call."""
+    model), flattened per call; ``steps``: a whole-sequence output per step, one row each."""
     if model.sig.is_streaming:
         stepper = Stepper(lambda xs: [o.numpy() for o in model(*xs)], plan_of(model.sig.to_dict()))
         return np.concatenate([np.stack([o.reshape(-1) for o in stepper.run(x[i])])
                                for i in range(min(samples, len(x)))])
     xs = to_model_layout(x[:samples], model.spec.batch_axis)
     out = model(xs)[model.sig.prediction_index].numpy()
-    return out.reshape(len(out), -1) if out.ndim else out.reshape(1, 1)
+    out = out.reshape(len(out), -1) if out.ndim else out.reshape(1, 1)
+    return out.reshape(len(out) * steps, -1) if steps else out
 
 
 def initial_states(model: LoadedModel, path: Path, n: int) -> dict[str, np.ndarray]:
@@ -134,12 +142,13 @@ def initial_states(model: LoadedModel, path: Path, n: int) -> dict[str, np.ndarr
     return out
 
 
-def score_threshold(model: LoadedModel, x: np.ndarray, task: str) -> tuple[float, str | None]:
+def score_threshold(model: LoadedModel, x: np.ndarray, task: str,
+                    steps: int | None = None) -> tuple[float, str | None]:
     """Where a single-column classifier output is cut: 0.5 when every fp32 output on the first
     samples lies in [0, 1] (a probability), else 0 (a logit); with the note saying so."""
     if task != "classify":
         return 0.0, None
-    out = reference_scores(model, x)
+    out = reference_scores(model, x, steps=steps)
     if out.shape[1] != 1:
         return 0.0, None
     if float(out.min()) >= 0.0 and float(out.max()) <= 1.0:
@@ -231,8 +240,9 @@ def bench_model(
     data_sha = sha256_file(Path(data_path))
     task = model.spec.task or data.task
     x = fit_data(model, data)
-    check_targets(data, model.spec, task, model_classes(model, x, task))
-    threshold, threshold_note = score_threshold(model, x, task)
+    steps = per_step(model, data.y, task)
+    check_targets(data, model.spec, task, model_classes(model, x, task, steps))
+    threshold, threshold_note = score_threshold(model, x, task, steps)
     described = model_job(model, task, threshold)
     inits = initial_states(model, Path(data_path), len(x))
     work = out_dir / model.name
@@ -452,12 +462,13 @@ def _finish_trials(p: _Pending) -> None:
     mark_unstable(p.row)
 
 
-def model_classes(model: LoadedModel, x: np.ndarray, task: str) -> int | None:
+def model_classes(model: LoadedModel, x: np.ndarray, task: str,
+                  steps: int | None = None) -> int | None:
     """Classes of a classifier, from one forward pass when its file does not say."""
     if task != "classify" or model.spec.num_classes:
         return None
     try:
-        width = reference_scores(model, x, samples=1).shape[1]
+        width = reference_scores(model, x, samples=1, steps=steps).shape[1]
         return 2 if width == 1 else width
     except Exception as e:
         raise EdgeRNNError(f"{model.path}: the model does not run on the evaluation data "

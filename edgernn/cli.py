@@ -167,8 +167,8 @@ def train(dataset: str, layers: str, epochs: int, batch_size: int, lr: float, se
 @load_options
 def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
     """Load MODEL safely and show what it is: kind, input spec, recurrent layers, parameters."""
-    from edgernn.bench import model_classes
-    from edgernn.data.evalfile import check_fits, check_targets, load_eval
+    from edgernn.bench import fit_data, model_classes, per_step
+    from edgernn.data.evalfile import check_targets, load_eval
     from edgernn.loading import load_model
 
     lm = load_model(model, **_load_kwargs(kw))
@@ -194,9 +194,9 @@ def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
                       f"{getattr(m, 'num_layers', '?')}{d}", highlight=False)
     if data_path:
         data = load_eval(data_path)
-        x = check_fits(data, lm.spec)
+        x = fit_data(lm, data)
         task = lm.spec.task or data.task
-        check_targets(data, lm.spec, task, model_classes(lm, x, task))
+        check_targets(data, lm.spec, task, model_classes(lm, x, task, per_step(lm, data.y, task)))
         out.print(f"  data: {data_path} fits: x {list(x.shape)} {x.dtype}, y {list(data.y.shape)} "
                   f"({data.task})", highlight=False)
 

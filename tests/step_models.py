@@ -79,3 +79,15 @@ def write_step_kws(out: Path, hidden: int = 128) -> dict[str, Path]:
 
 
 KWS_ARGS = ["--input", f"x:batch=1,{FRAME}", "--input", "state:2,batch=1,128"]
+
+
+class FrameTagger(nn.Module):
+    """A whole-sequence model with a prediction per time step (sequence labelling)."""
+
+    def __init__(self, features: int = 6, hidden: int = 16, classes: int = 3):
+        super().__init__()
+        self.gru = nn.GRU(features, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.gru(x)[0])  # [B, T, classes]

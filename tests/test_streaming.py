@@ -441,3 +441,35 @@ def test_weather_streams_label_every_day_with_the_next_days_rain(tmp_path):
     days = np.arange(first, first + x.shape[0] * 20).reshape(x.shape[0], 20)
     np.testing.assert_array_equal(y, (precip[days + 1] > 0).astype(np.int64))
     np.testing.assert_array_equal(x[..., 0], raw[days, 0])
+
+
+def test_whole_sequence_model_judged_per_step(tmp_path):
+    from tests.step_models import FrameTagger
+
+    torch.manual_seed(5)
+    m = FrameTagger().eval()
+    p = _scripted(tmp_path, m, "tagger")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((10, 15, 6)).astype(np.float32)
+    with torch.no_grad():
+        logits = m(torch.from_numpy(x)).numpy()
+    y = logits.argmax(-1)
+    y[:, ::3] = (y[:, ::3] + 1) % 3  # a third of the steps disagree with the model
+    data = tmp_path / "tags.npz"
+    np.savez(data, x=x, y=y)
+    code, _, err = cli(["bench", p, "--input-shape", "batch=1,seq=15,6", "--data", data,
+                        "--format", "onnx", "--quantize", "none", "--trials", "1", "--runs", "5",
+                        "--min-seconds", "0", "--out", tmp_path / "b"])
+    assert code == 0, err
+    rows = {r["variant"].split("/")[1]: r
+            for r in json.loads((tmp_path / "b" / "results.json").read_text())}
+    want = float(np.mean(logits.argmax(-1) == y))
+    assert want == pytest.approx(2 / 3, abs=0.01)
+    for v in ("torch-fp32", "onnx-fp32"):
+        assert rows[v]["value"] == pytest.approx(want), rows[v]
+    # class ids beyond the model's 3 classes are refused
+    y[0, 0] = 3
+    np.savez(data, x=x, y=y)
+    code, _, err = cli(["bench", p, "--input-shape", "batch=1,seq=15,6", "--data", data,
+                        "--format", "onnx", "--quantize", "none", "--out", tmp_path / "b2"])
+    assert code == 1 and "scores 3 classes" in err, err
