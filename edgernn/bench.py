@@ -169,7 +169,7 @@ def base_row(model: LoadedModel, art: Artifact, target: Target, task: str) -> di
         "parity_max_abs_diff": art.parity_max_abs_diff, "export_parity_max_abs_diff":
         art.parity_max_abs_diff, "notes": list(art.notes), "threads": None, "device": None,
         "accepts_other_seq_len": art.accepts_other_seq_len, "calibration": art.calibration,
-        "backend": art.backend,
+        "backend": art.backend, "signature": model.sig.describe(),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     } | ({"notes": [*art.notes, f"calibrated on {art.calibration}"]} if art.calibration else {})
 

@@ -12,7 +12,8 @@ CSV_FIELDS = [
     "model", "variant", "format", "quantization", "runtime", "runtime_version", "target",
     "emulated", "status", "reason", "size_bytes", "latency_p50_ms", "latency_p90_ms",
     "latency_p99_ms", "latency_mean_ms", "latency_std_ms", "latency_iqr_ms", "latency_count",
-    "first_ms", "load_ms", "peak_mb", "peak_rss_mb", "metric", "value", "accuracy_drop",
+    "first_ms", "load_ms", "step_ms", "rtf", "rtf_p99", "signature", "peak_mb", "peak_rss_mb",
+    "metric", "value", "accuracy_drop",
     "relative_drop", "agreement", "parity_max_abs_diff", "threads", "cpu_model", "machine",
     "notes", "timestamp",
 ]

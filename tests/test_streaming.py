@@ -324,6 +324,12 @@ def test_bench_step_model_scores_every_step_and_reports_rtf(step_kws, tmp_path, 
         assert r["rtf_p99"] >= r["rtf"]
     assert rows["onnx-int8-dynamic"]["status"] in ("ok", "accuracy collapsed")
     assert "rtf" in stdout and "36 ms of stream" in stdout
+    import csv
+
+    with open(out / "results.csv") as f:
+        flat = {r["variant"].split("/")[1]: r for r in csv.DictReader(f)}
+    assert float(flat["onnx-fp32"]["rtf"]) == pytest.approx(rows["onnx-fp32"]["rtf"])
+    assert "state (state)" in flat["onnx-fp32"]["signature"]
 
 
 def test_bench_uses_initial_states_from_the_data(step_kws, tmp_path):
