@@ -329,7 +329,7 @@ def test_bench_step_model_scores_every_step_and_reports_rtf(step_kws, tmp_path, 
     with open(out / "results.csv") as f:
         flat = {r["variant"].split("/")[1]: r for r in csv.DictReader(f)}
     assert float(flat["onnx-fp32"]["rtf"]) == pytest.approx(rows["onnx-fp32"]["rtf"])
-    assert "state (state)" in flat["onnx-fp32"]["signature"]
+    assert "state[2,batch=1,128] float32 (state)" in flat["onnx-fp32"]["signature"]
 
 
 def test_bench_uses_initial_states_from_the_data(step_kws, tmp_path):
