@@ -31,24 +31,10 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-FRAME, HIDDEN = 576, 128
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.step_models import FRAME, StepKWS  # noqa: E402  (the user's model, plain torch)
 
-
-class StepKWS(nn.Module):
-    """A user's step model (plain torch, not an edgernn class)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Sequential(nn.Conv1d(1, 16, 9, stride=4), nn.ReLU(),
-                                  nn.Conv1d(16, 32, 9, stride=4), nn.ReLU(),
-                                  nn.AdaptiveAvgPool1d(1))
-        self.lstm = nn.LSTM(32, HIDDEN, batch_first=True)
-        self.head = nn.Linear(HIDDEN, 1)
-
-    def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.conv(x.unsqueeze(1)).squeeze(-1).unsqueeze(1)
-        y, (h, c) = self.lstm(f, (state[0:1], state[1:2]))
-        return torch.sigmoid(self.head(y[:, -1])), torch.stack([h[0], c[0]])
+HIDDEN = 128
 
 
 def hand_exports(module: nn.Module, work: Path) -> dict[str, Path]:
@@ -98,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="edgernn-stream-"))
-    module = StepKWS().eval()
+    module = StepKWS(hidden=HIDDEN).eval()
     scripted = work / "kws_step.pt"
     torch.jit.save(torch.jit.script(module), str(scripted))
     files = {**hand_exports(module, work), **edgernn_exports(scripted, work)}

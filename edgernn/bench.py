@@ -61,14 +61,16 @@ class BenchSettings:
 
 
 def settings_key(settings: BenchSettings, target: Target, threads: int,
-                 calib_sha: str | None) -> str:
+                 calib_sha: str | None, signature: dict[str, Any] | None = None) -> str:
     """Hash of every setting that changes a measured number: a stored row is reused only
     when all of them match (the runtime version is checked against the target separately)."""
     key = {"runs": settings.min_runs, "min_seconds": settings.min_seconds,
            "warmup": settings.warmup, "max_runs": settings.max_runs, "threads": threads,
            "cpus": target.cpus, "eval_batch": settings.eval_batch, "calib": calib_sha,
            "calib_samples": settings.calib_samples, "collapse": settings.collapse,
-           "trials": settings.trials, "step_ms": settings.step_ms}
+           "trials": settings.trials, "step_ms": settings.step_ms,
+           # how the file was read: other --input/--state pairs make another model
+           "signature": signature}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -257,7 +259,7 @@ def bench_model(
                                              settings.calib_samples)
     calib_sha = array_sha256(calib)
     trials = settings.trials
-    settings_sha = settings_key(settings, target, threads, calib_sha)
+    settings_sha = settings_key(settings, target, threads, calib_sha, model.sig.to_dict())
 
     def cached(variant: str) -> dict[str, Any] | None:
         if store is None or settings.force:
@@ -514,6 +516,8 @@ def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
         return None
     if manifest.get("model", {}).get("sha256") != model.sha256:
         return None
+    if manifest["model"].get("signature") != model.sig.to_dict():
+        return None  # the same file read with other --input/--state
     if any(m in CALIBRATED for m in modes) and manifest.get("calibration_sha256") != calib_sha:
         return None
     have = {(a.plugin, a.quantization) for a in arts}

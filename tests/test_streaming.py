@@ -479,3 +479,32 @@ def test_whole_sequence_model_judged_per_step(tmp_path):
     code, _, err = cli(["bench", p, "--input-shape", "batch=1,seq=15,6", "--data", data,
                         "--format", "onnx", "--quantize", "none", "--out", tmp_path / "b2"])
     assert code == 1 and "scores 3 classes" in err, err
+
+
+def test_stored_rows_are_not_reused_for_another_signature(tmp_path):
+    torch.manual_seed(6)
+    p = _scripted(tmp_path, StepGRU(), "gru_sig")
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=rng.standard_normal((4, 6, 10)).astype(np.float32),
+             y=rng.integers(0, 3, (4,)))
+    fast = ["--format", "onnx", "--quantize", "none", "--trials", "1", "--runs", "5",
+            "--min-seconds", "0", "--data", data]
+
+    def bench(out: str, *inputs: str) -> dict:
+        code, _, err = cli(["bench", p, *[a for i in inputs for a in ("--input", i)], *fast,
+                            "--out", tmp_path / out])
+        assert code == 0, err
+        return {r["variant"].split("/")[1]: r
+                for r in json.loads((tmp_path / out / "results.json").read_text())}
+
+    first = bench("a", "x:batch=1,10", "h:1,batch=1,24")
+    assert not first["onnx-fp32"].get("reused")
+    again = bench("b", "x:batch=1,10", "h:1,batch=1,24")
+    assert again["onnx-fp32"].get("reused") is True  # same file, same reading: reused
+    fixed = bench("c", "x:1,10", "h:1,1,24")  # no dynamic batch: another export
+    assert not fixed["onnx-fp32"].get("reused")
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "c" / "gru_sig" / "gru_sig.onnx.fp32.onnx"))
+    assert sess.get_inputs()[1].shape == [1, 1, 24]
