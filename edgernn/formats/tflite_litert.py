@@ -182,13 +182,16 @@ class TfliteLitertFormat:
             notes.append(f"external state ({states}): state tensors are inputs and outputs, no "
                          "variable tensors, nothing to reset between streams")
         if scripted:
-            notes.append("TorchScript archive turned into an ExportedProgram with torch's "
-                         "experimental TS2EPConverter; check parity")
+            notes.append("TorchScript archive frozen, specialised to the example shapes and turned "
+                         "into an ExportedProgram (torch's TS2EPConverter) before litert-torch; "
+                         "parity checked")
         return Artifact(
             variant=f"{self.name}-fp32", format=self.family, quantization="fp32",
             runtime=self.runtime, path=str(path), export_seconds=time.perf_counter() - t0,
             accepts_other_seq_len=False, dynamic_batch=False, notes=notes, ops=ops,
-            backend=f"litert-torch {res.get('litert_torch', '?')} (torch.export, unrolled)",
+            backend=f"litert-torch {res.get('litert_torch', '?')} ("
+                    + ("TorchScript -> specialised ExportedProgram" if scripted else "torch.export")
+                    + ", unrolled)",
         )
 
 
