@@ -18,6 +18,7 @@ import contextlib
 import importlib
 import importlib.util
 import io
+import logging
 import tempfile
 import time
 import warnings
@@ -76,11 +77,20 @@ def _trace(module: Any, example: tuple[Any, ...], scripted: bool) -> Any:
     ``edgernn.formats.torchscript_program``)."""
     import torch
 
-    if scripted:
-        from edgernn.formats.torchscript_program import exported_program
+    # torch.export logs its shape specialisations to stderr: expected here (fixed shapes)
+    loggers = [logging.getLogger(n) for n in ("torch._export", "torch.export")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        if scripted:
+            from edgernn.formats.torchscript_program import exported_program
 
-        return exported_program(module, example)
-    return torch.export.export(module, example, strict=False)
+            return exported_program(module, example)
+        return torch.export.export(module, example, strict=False)
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _child_main(job: dict[str, Any]) -> dict[str, Any]:
