@@ -29,8 +29,9 @@ from edgernn.hashing import array_sha256
 from edgernn.loading import LoadedModel, load_model, sha256_file
 from edgernn.probe.metrics import HIGHER_IS_BETTER, PRIMARY, degradation
 from edgernn.probe.stepping import Stepper, plan_of
-from edgernn.quantize import label_for
+from edgernn.quantize import labels_for
 from edgernn.quantize.base import CALIBRATED
+from edgernn.quantize.torch_dynamic import torch_int8_bytes, torch_int8_reason
 from edgernn.runners import get_runner, sub_variants
 from edgernn.runners.local import LocalRunner
 from edgernn.target import Target
@@ -272,7 +273,8 @@ def bench_model(
 
     def row_target(variant: str) -> str:
         # PyTorch runs on this host; it is the target itself only for a local target
-        return target.name if variant != BASELINE or target.runner == "local" else "host"
+        on_host = variant in (BASELINE, TORCH_INT8)
+        return target.name if not on_host or target.runner == "local" else "host"
 
     def emit(row: dict[str, Any]) -> int | None:
         """Store and hand on a row as soon as it is measured (an error later loses nothing);
@@ -354,11 +356,12 @@ def bench_model(
         baseline = None
     if need_reference and reference.exists():
         np.savez(data_file, x=x, y=data.y, reference=np.load(reference), **inits)
+    peer_pending = torch_peer(model, target, settings, threads, described, data_file, modes,
+                              baseline, cached, emit, step, row_target(TORCH_INT8))
 
     runner = None
     pending: list[_Pending] = []  # rows measured once that get more timing trials
-    if baseline_pending is not None:
-        pending.append(baseline_pending)
+    pending += [p for p in (baseline_pending, peer_pending) if p is not None]
     try:
         for i, (art, sub) in enumerate(plan):
             if hits[vname(art, sub)] is not None:
@@ -410,6 +413,37 @@ def bench_model(
     for p in pending:
         update(p, interrupted=False)
     return rows
+
+
+def torch_peer(model: LoadedModel, target: Target, settings: BenchSettings, threads: int,
+               described: dict[str, Any], data_file: Path, modes: list[str],
+               baseline: dict[str, Any] | None, cached: Callable, emit: Callable,
+               step: Callable[[str], None], where: str) -> _Pending | None:
+    """The ``torch-int8-dynamic`` peer row (with ``--quantize dynamic``), judged against fp32
+    PyTorch; a pending record when it waits for more timing trials."""
+    if "dynamic" not in modes:
+        return None
+    hit = cached(TORCH_INT8)
+    if hit and hit.get("runtime_version") == host_version("torch"):
+        emit(hit)
+        return None
+    why = torch_int8_reason(model)
+    if why:
+        art = Artifact(TORCH_INT8, "torch", "int8-dynamic", "torch", status="skipped", error=why)
+        row = base_row(model, art, target, described["task"])
+        row["target"] = where
+        emit(row)
+        return None
+    row, job = measure_baseline(model, target, settings, threads, described, data_file, None,
+                                where, step, variant=TORCH_INT8)
+    judge(row, baseline, settings.collapse)
+    if row["status"] in ("ok", "accuracy collapsed") and settings.trials > 1:
+        row["provisional"] = True
+        p = _Pending(row, job, {"data": data_file, "model": model.path}, local=True)
+        p.store_id = emit(row)
+        return p
+    emit(row)
+    return None
 
 
 @dataclass
@@ -480,30 +514,46 @@ def model_classes(model: LoadedModel, x: np.ndarray, task: str,
 def measure_baseline(
     model: LoadedModel, target: Target, settings: BenchSettings, threads: int,
     described: dict[str, Any],
-    data_file: Path, reference: Path, row_target: str, step: Callable[[str], None],
+    data_file: Path, reference: Path | None, row_target: str, step: Callable[[str], None],
+    variant: str = BASELINE,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Measure fp32 PyTorch on this host; its outputs become the reference for every variant.
-    Returns the row and the job (further timing trials reuse it)."""
-    step(f"{model.name}: measure {BASELINE} (host)")
-    torch_art = Artifact(BASELINE, "torch", "fp32", "torch", path=str(model.path),
-                         size_bytes=model.path.stat().st_size, accepts_other_seq_len=True,
+    """Measure PyTorch on this host: fp32, whose outputs (saved to ``reference``) are every
+    variant's reference, or its peer ``torch-int8-dynamic`` (torch.ao dynamic quantization of
+    the eager module). Returns the row and the job (further timing trials reuse it)."""
+    step(f"{model.name}: measure {variant} (host)")
+    int8 = variant == TORCH_INT8
+    size = torch_int8_bytes(model) if int8 else model.path.stat().st_size
+    torch_art = Artifact(variant, "torch", "int8-dynamic" if int8 else "fp32", "torch",
+                         path=str(model.path), size_bytes=size, accepts_other_seq_len=True,
                          dynamic_batch=True)
+    if int8:
+        torch_art.backend = "torch.ao.quantization.quantize_dynamic (qint8: LSTM, GRU, Linear)"
+        torch_art.notes = ["PyTorch's own dynamic int8 (what staying in PyTorch gives); size: "
+                           "the quantized module's saved state_dict"]
     row = base_row(model, torch_art, target, described["task"])
     row["target"] = row_target
     if row_target == "host":
         row["emulated"] = False
     local = LocalRunner(target)
+    options = _torch_options(settings.load_options, model)
+    if int8:
+        options["int8_dynamic"] = True
     job = {**_job(settings, target, threads), "runtime": "torch", "path": "model",
-           **described, "save_outputs": str(reference),
-           "options": _torch_options(settings.load_options, model)}
+           **described, "options": options}
+    if reference is not None:
+        job["save_outputs"] = str(reference)
     try:
         fill_row(row, local.measure(job, {"data": data_file, "model": model.path}))
-        row["parity_max_abs_diff"], row["agreement"], row["accuracy_drop"] = 0.0, 1.0, 0.0
+        if not int8:
+            row["parity_max_abs_diff"], row["agreement"], row["accuracy_drop"] = 0.0, 1.0, 0.0
     except RunnerError as e:
         row.update(status="run failed", reason=str(e))
     finally:
         local.close()
     return row, job
+
+
+TORCH_INT8 = "torch-int8-dynamic"
 
 
 def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
@@ -524,7 +574,8 @@ def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
     for plugin in formats:
         if (plugin, "fp32") not in have:
             return None
-        if any((plugin, label_for(plugin, mode)) not in have for mode in modes):
+        if any((plugin, label) not in have for mode in modes
+               for label in labels_for(plugin, mode)):
             return None
     for a in arts:
         if a.status == "ok" and (not Path(a.path).exists() or sha256_file(Path(a.path)) != a.sha256):

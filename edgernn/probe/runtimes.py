@@ -116,7 +116,12 @@ def _torch(path: str, threads: int, **options: Any) -> Session:
         torch.set_num_interop_threads(1)
     from edgernn.loading import load_model
 
+    int8 = options.pop("int8_dynamic", False)
     lm = load_model(path, **options)
+    if int8:  # the peer row torch-int8-dynamic: PyTorch's own dynamic quantization
+        from edgernn.quantize.torch_dynamic import torch_int8_module
+
+        lm.module = torch_int8_module(lm.module)
     module = lm.module
     dtype = getattr(torch, lm.spec.dtype)
     dtypes = [getattr(torch, t.dtype) for t in lm.sig.inputs]

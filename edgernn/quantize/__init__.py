@@ -8,7 +8,7 @@ from edgernn.quantize.base import (
     MODES,
     NotApplicable,
     Quantizer,
-    label_for,
+    labels_for,
     quantizers_for,
     register_quantizer,
     register_unsupported,
@@ -25,5 +25,5 @@ register_unsupported(
     "fp32 and clips out-of-range inputs; use dynamic",
 )
 
-__all__ = ["MODES", "NotApplicable", "Quantizer", "label_for", "quantizers_for", "register_quantizer",
+__all__ = ["MODES", "NotApplicable", "Quantizer", "labels_for", "quantizers_for", "register_quantizer",
            "register_unsupported", "unsupported_reason"]

@@ -33,11 +33,14 @@ class Quantizer(Protocol):
         Raise NotApplicable when the result would be unchanged or meaningless."""
 
 
-_QUANTIZERS: dict[tuple[str, str], Quantizer] = {}
+_QUANTIZERS: dict[tuple[str, str], list[Quantizer]] = {}
 
 
 def register_quantizer(q: Quantizer) -> Quantizer:
-    _QUANTIZERS[(q.format, q.mode)] = q
+    """Add ``q`` for its (format, mode); several quantizers of one mode give several variants
+    (e.g. two int8 forms of a GRU), and the bench measures which is better on the target."""
+    group = _QUANTIZERS.setdefault((q.format, q.mode), [])
+    group[:] = [g for g in group if g.label != q.label] + [q]
     return q
 
 
@@ -50,7 +53,7 @@ def register_unsupported(fmt: str, mode: str, reason: str) -> None:
 
 
 def quantizers_for(fmt: str, modes: list[str]) -> list[Quantizer]:
-    return [_QUANTIZERS[(fmt, m)] for m in modes if (fmt, m) in _QUANTIZERS]
+    return [q for m in modes for q in _QUANTIZERS.get((fmt, m), [])]
 
 
 def unsupported_reason(fmt: str, mode: str) -> str | None:
@@ -60,7 +63,6 @@ def unsupported_reason(fmt: str, mode: str) -> str | None:
     return _UNSUPPORTED.get((fmt, mode), f"no {mode} quantizer for {fmt}")
 
 
-def label_for(fmt: str, mode: str) -> str:
-    """The quantization label an artifact of ``fmt`` gets for ``mode`` (mode if unsupported)."""
-    q = _QUANTIZERS.get((fmt, mode))
-    return q.label if q else mode
+def labels_for(fmt: str, mode: str) -> list[str]:
+    """The quantization labels artifacts of ``fmt`` get for ``mode`` (the mode if unsupported)."""
+    return [q.label for q in _QUANTIZERS.get((fmt, mode), [])] or [mode]
