@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
 
 from tests.conftest import cli
+from tests.onnx_count import int8_share
 from tests.step_models import FRAME, KWS_ARGS, NoStateOut, StepGRU
 
 STEPS = 40  # chained steps each check below runs (the issue asks for >= 32)
@@ -55,22 +55,6 @@ def tflite_call(path: Path):
         res = runner(**{f"args_{i}": np.ascontiguousarray(a, np.float32) for i, a in enumerate(xs)})
         return [res[k] for k in sorted(res, key=lambda k: int(k.rsplit("_", 1)[1]))]
     return call
-
-
-def int8_share(path: Path) -> tuple[float, set[str]]:
-    """Share of weight elements stored as int8 over initializers and Constant tensors (an
-    independent count) and the op types of the file."""
-    model = onnx.load(str(path))
-    int8 = total = 0
-    tensors = list(model.graph.initializer) + [
-        a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.t.dims]
-    for t in tensors:
-        n = int(np.prod(t.dims)) if t.dims else 1
-        if n < 16:  # scales, zero points, shapes
-            continue
-        total += n
-        int8 += n if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) else 0
-    return int8 / total, {n.op_type for n in model.graph.node}
 
 
 # --------------------------------------------------------------------------- signatures

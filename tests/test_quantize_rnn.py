@@ -1,0 +1,127 @@
+"""GRU (and LSTM) int8 in ONNX and PyTorch's own dynamic int8 as a peer row, on users' models
+built here with plain torch. Expected values: an independent count of the file's int8
+tensors, PyTorch run directly, onnxruntime called directly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import cli
+from tests.onnx_count import int8_share
+
+FAST = ["--trials", "1", "--runs", "5", "--min-seconds", "0", "--warmup", "1"]
+
+
+class GRUHead(nn.Module):
+    """The issue's GRU: 2 layers, hidden 128, batch-first, a Linear head on the last step."""
+
+    def __init__(self, cell=nn.GRU, features: int = 40, hidden: int = 128, layers: int = 2,
+                 bidirectional: bool = False):
+        super().__init__()
+        self.rnn = cell(features, hidden, num_layers=layers, batch_first=True,
+                        bidirectional=bidirectional)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def _export(tmp_path: Path, module: nn.Module, name: str, shape: str) -> dict:
+    torch.manual_seed(0)
+    p = tmp_path / f"{name}.pt"
+    torch.jit.save(torch.jit.script(module.eval()), str(p))
+    code, out, err = cli(["export", p, "--input-shape", shape, "--format", "onnx",
+                          "--quantize", "dynamic", "--out", tmp_path / name])
+    assert code == 0, err + out
+    m = json.loads((tmp_path / name / "manifest.json").read_text())
+    return {a["variant"]: tmp_path / name / a["path"] for a in m["artifacts"] if a["path"]}
+
+
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def test_scripted_two_layer_gru_gets_int8_weights(tmp_path):
+    torch.manual_seed(0)
+    model = GRUHead().eval()
+    files = _export(tmp_path, model, "gru2", "batch=1,seq=50,40")
+    fp32, q = files["onnx-fp32"], files["onnx-int8-dynamic"]
+    share, ops = int8_share(q)
+    assert share >= 0.9, share  # the GRU weights too: the head alone is 0.4%
+    assert "GRU" in ops  # onnxruntime's fused kernel, fed int8-stored weights
+    assert q.stat().st_size <= 0.35 * fp32.stat().st_size
+    x = np.random.default_rng(0).standard_normal((200, 50, 40)).astype(np.float32)
+    with torch.no_grad():
+        want = torch.jit.load(str(tmp_path / "gru2.pt"))(torch.from_numpy(x)).numpy()
+    got = _run(q, x)  # dynamic batch: all samples at once
+    assert np.mean(got.argmax(1) == want.argmax(1)) >= 0.97
+    assert np.max(np.abs(got - want)) < 0.05 * np.max(np.abs(want))
+
+
+@pytest.mark.parametrize("cell, bidirectional, layers", [
+    (nn.GRU, False, 2), (nn.GRU, True, 1), (nn.LSTM, False, 2), (nn.LSTM, True, 1)])
+def test_scan_form_computes_the_same_recurrence(tmp_path, cell, bidirectional, layers):
+    """The int8 Scan rewrite against PyTorch: a wrong gate order, direction or bias fold gives
+    errors of the size of the outputs, int8 rounding a few percent at most."""
+    torch.manual_seed(1)
+    model = GRUHead(cell, features=12, hidden=32, layers=layers, bidirectional=bidirectional)
+    files = _export(tmp_path, model, "scan", "batch=1,seq=20,12")
+    q = files["onnx-int8-scan"]
+    share, ops = int8_share(q)
+    assert "Scan" in ops and "GRU" not in ops and "LSTM" not in ops
+    assert share >= 0.9
+    ts = torch.jit.load(str(tmp_path / "scan.pt"))
+    for batch, seq in ((1, 1), (3, 7), (2, 30)):  # other batch sizes and lengths than exported
+        x = np.random.default_rng(batch).standard_normal((batch, seq, 12)).astype(np.float32)
+        with torch.no_grad():
+            want = ts(torch.from_numpy(x)).numpy()
+        got = _run(q, x)
+        assert np.max(np.abs(got - want)) <= 0.05 * max(1.0, float(np.max(np.abs(want)))), \
+            (batch, seq)
+
+
+def test_torch_int8_peer_row(tmp_path):
+    torch.manual_seed(2)
+    model = GRUHead(nn.LSTM, features=6, hidden=16, layers=1).eval()
+    p = tmp_path / "eager.pt"
+    torch.save(model, p)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, 9, 6)).astype(np.float32)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x)).numpy().argmax(1)
+    y[::4] = (y[::4] + 1) % 5
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    code, _, err = cli(["bench", p, "--trust-pickle", "--import", "tests.test_quantize_rnn",
+                        "--input-shape", "batch=1,seq=9,6", "--data", tmp_path / "d.npz",
+                        "--format", "onnx", "--quantize", "dynamic", *FAST, "--out", tmp_path / "b"])
+    assert code == 0, err
+    rows = {r["variant"].split("/")[1]: r
+            for r in json.loads((tmp_path / "b" / "results.json").read_text())}
+    r = rows["torch-int8-dynamic"]
+    assert r["status"] == "ok", r
+    from torch.ao.quantization import quantize_dynamic
+
+    q = quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+    with torch.no_grad():
+        pred = np.concatenate([q(torch.from_numpy(x[i:i + 1])).numpy() for i in range(len(x))])
+    assert r["value"] == pytest.approx(float(np.mean(pred.argmax(1) == y)))
+    assert r["size_bytes"] < 0.6 * rows["torch-fp32"]["size_bytes"]
+    # a TorchScript archive cannot be re-quantized by PyTorch: a skipped row says why
+    ts = tmp_path / "ts.pt"
+    torch.jit.save(torch.jit.script(model), str(ts))
+    code, _, err = cli(["bench", ts, "--input-shape", "batch=1,seq=9,6", "--data",
+                        tmp_path / "d.npz", "--format", "onnx", "--quantize", "dynamic", *FAST,
+                        "--out", tmp_path / "c"])
+    assert code == 0, err
+    rows = {r["variant"].split("/")[1]: r
+            for r in json.loads((tmp_path / "c" / "results.json").read_text())}
+    assert rows["torch-int8-dynamic"]["status"] == "skipped"
+    assert "TorchScript archive cannot be re-quantized" in rows["torch-int8-dynamic"]["reason"]
