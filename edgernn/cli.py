@@ -292,6 +292,7 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
     from edgernn.bench import BenchSettings
     from edgernn.quantize import MODES
     from edgernn.results import ResultWriter
+    from edgernn.select import op_decisions
     from edgernn.store import Store
     from edgernn.table import bench_table
 
@@ -312,6 +313,8 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
         if writer.rows:
             out.print(bench_table(writer.rows, title=_bench_title(writer.rows), wide=wide),
                       width=_table_width(wide))
+            for line in op_decisions(writer.rows):
+                out.print(f"per-op: {line}", highlight=False)
             reused = sum(1 for r in writer.rows if r.get("reused"))
             out.print(f"rows: {writer.json_path} {writer.csv_path}; store: {store.path}"
                       + (f" ({reused} row(s) reused from the store, measured earlier with the same "

@@ -212,4 +212,45 @@ def explain(metric: str, cands: list[Candidate], front: list[Candidate],
             lines.append(f"Over budget: {c.name}: {'; '.join(c.failed)}.")
     for v, why_not in excluded:
         lines.append(f"Not a candidate: {v}: {why_not}.")
+    lines += [f"Per-op: {d}." for d in op_decisions([c.row for c in cands])]
     return lines
+
+
+# per-op variants: label -> (its all-int8 twin's label, the op class it keeps in fp32)
+PER_OP_VARIANTS = {"int8-dynamic-fp32conv": ("int8-dynamic", "Conv")}
+
+
+def op_decisions(rows: list[dict[str, Any]], tie: float = 0.05) -> list[str]:
+    """For each per-op variant measured beside its all-int8 twin (same model, format and
+    target): whether that op class is worth int8 there, by latency at no accuracy cost."""
+    lines = []
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("latency_ms")]
+    for r in ok:
+        spec = PER_OP_VARIANTS.get(r.get("quantization", ""))
+        if spec is None:
+            continue
+        twin_label, op = spec
+        twin = next((t for t in ok if t["model"] == r["model"] and t["target"] == r["target"]
+                     and t["format"] == r["format"] and t["quantization"] == twin_label), None)
+        if twin is None:
+            continue
+        a, b = twin["latency_ms"]["p50"], r["latency_ms"]["p50"]
+        noise = max(tie, _spread_of(twin), _spread_of(r))
+        da, db = twin.get("accuracy_drop") or 0.0, r.get("accuracy_drop") or 0.0
+        if b < a / (1 + noise) and db <= da + 1e-9:
+            verdict = f"keep {op} fp32 (int8 {op} is {a / b:.2f}x slower, no more accurate)"
+        elif a < b / (1 + noise) and da <= db + 1e-9:
+            verdict = f"keep {op} int8 ({b / a:.2f}x faster than fp32 {op}, as accurate)"
+        elif abs(a - b) <= noise * max(a, b) and da <= db + 1e-9:
+            verdict = (f"keep {op} int8 (latency equal within {noise:.0%}, "
+                       f"{(r.get('size_bytes') or 0) / 1e3:.1f} -> "
+                       f"{(twin.get('size_bytes') or 0) / 1e3:.1f} kB)")
+        else:
+            verdict = f"keep {op} fp32 (int8 {op} costs accuracy: drop {da:+.4f} vs {db:+.4f})"
+        lines.append(f"{r['model']} on {r['target']}: {op} int8 p50 {a:.3g} ms vs {op} fp32 "
+                     f"{b:.3g} ms, drop {da:+.4f} vs {db:+.4f}: {verdict}")
+    return lines
+
+
+def _spread_of(row: dict[str, Any]) -> float:
+    return float((row.get("latency_ms") or {}).get("spread") or 0.0)

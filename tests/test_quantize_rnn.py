@@ -125,3 +125,30 @@ def test_torch_int8_peer_row(tmp_path):
             for r in json.loads((tmp_path / "c" / "results.json").read_text())}
     assert rows["torch-int8-dynamic"]["status"] == "skipped"
     assert "TorchScript archive cannot be re-quantized" in rows["torch-int8-dynamic"]["reason"]
+
+
+def test_conv_kept_float_variant_and_the_per_op_decision(step_kws, tmp_path):
+    from tests.step_models import KWS_ARGS
+
+    code, out, err = cli(["export", step_kws["model"], *KWS_ARGS, "--format", "onnx",
+                          "--quantize", "dynamic", "--out", tmp_path / "e"])
+    assert code == 0, err
+    m = json.loads((tmp_path / "e" / "manifest.json").read_text())
+    files = {a["variant"]: tmp_path / "e" / a["path"] for a in m["artifacts"]}
+    _, full = int8_share(files["onnx-int8-dynamic"])
+    share, kept = int8_share(files["onnx-int8-dynamic-fp32conv"])
+    assert "ConvInteger" in full and "Conv" not in full
+    assert "Conv" in kept and "ConvInteger" not in kept and "DynamicQuantizeLSTM" in kept
+    assert share > 0.8  # the LSTM (most weights) stays int8
+    from edgernn.select import op_decisions
+
+    def row(q: str, p50: float, drop: float) -> dict:
+        return {"model": "m", "target": "pi", "format": "onnx", "quantization": q,
+                "status": "ok", "latency_ms": {"p50": p50, "spread": 0.02},
+                "accuracy_drop": drop, "size_bytes": 1000}
+    slow_conv = op_decisions([row("int8-dynamic", 0.2, 0.0), row("int8-dynamic-fp32conv", 0.1, 0.0)])
+    assert slow_conv and "keep Conv fp32" in slow_conv[0] and "2.00x slower" in slow_conv[0]
+    fast_conv = op_decisions([row("int8-dynamic", 0.1, 0.0), row("int8-dynamic-fp32conv", 0.2, 0.0)])
+    assert "keep Conv int8" in fast_conv[0]
+    lossy = op_decisions([row("int8-dynamic", 0.1, 0.05), row("int8-dynamic-fp32conv", 0.2, 0.0)])
+    assert "keep Conv fp32" in lossy[0] and "costs accuracy" in lossy[0]

@@ -75,6 +75,7 @@ class OnnxDynamicInt8:
     label = "int8-dynamic"
     rnn_form = "node"  # edgernn's GRU rewrite before quantize_dynamic; LSTM left to onnxruntime
     rnn_lstm = False
+    keep_float: tuple[str, ...] = ()  # op types left fp32 (a per-op variant)
 
     def available(self) -> str | None:
         try:
@@ -93,7 +94,12 @@ class OnnxDynamicInt8:
             share,
             weight_census,
         )
-        from edgernn.quantize.onnx_ops import mark_weighted_nodes, read_fates, summarize
+        from edgernn.quantize.onnx_ops import (
+            ORT_DYNAMIC,
+            mark_weighted_nodes,
+            read_fates,
+            summarize,
+        )
 
         logging.getLogger().setLevel(logging.ERROR)
         notes: list[str] = []
@@ -113,13 +119,20 @@ class OnnxDynamicInt8:
             if rnns.get("GRU") or (self.rnn_lstm and rnns):
                 src, rewritten = self._rewrite_rnns(src, Path(tmp) / "rnn.onnx", notes)
             m = onnx.load(str(src))
+        if self.keep_float and not any(n.op_type in self.keep_float for n in all_nodes(m)):
+            raise NotApplicable(f"the graph has no {'/'.join(self.keep_float)} to keep in fp32")
         nodes = mark_weighted_nodes(m)
         # the per-op summary is about the model's own ops, not the rewrite's scale Mul/Add nodes
         own = [n for n in nodes if n.name in before and n.name not in rewritten]
         quantize_dynamic(m, str(path), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=sorted(ORT_DYNAMIC - set(self.keep_float))
+                         if self.keep_float else None,
                          extra_options={"EnableSubgraph": True})
         q = onnx.load(str(path))
         read_fates(q, nodes)
+        for n in own:
+            if n.op_type in self.keep_float and n.fate.startswith("stays"):
+                n.fate = "stays fp32: kept float on purpose (this variant measures int8 without it)"
         summary = summarize(own)
         onnx.save(q, str(path))
         census = weight_census(q)
@@ -167,5 +180,14 @@ class OnnxScanInt8(OnnxDynamicInt8):
     rnn_lstm = True
 
 
+class OnnxInt8FloatConv(OnnxDynamicInt8):
+    """int8-dynamic with every Conv left fp32: a conv front end quantized per call
+    (ConvInteger) can cost more time than it saves; the bench measures both on the target."""
+
+    label = "int8-dynamic-fp32conv"
+    keep_float = ("Conv",)
+
+
 register_quantizer(OnnxDynamicInt8())
+register_quantizer(OnnxInt8FloatConv())
 register_quantizer(OnnxScanInt8())
