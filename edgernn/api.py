@@ -32,7 +32,7 @@ def export(
     formats: list[str] | None = None, modes: list[str] | None = None,
     load: dict[str, Any] | None = None, on_step: Callable[[str], None] | None = None,
     calib: Path | None = None, data: Path | None = None, streaming: bool = False,
-    chunk: int = 1,
+    chunk: int = 1, max_drop: float | None = None,
 ) -> dict[str, Any]:
     """Export ``model`` for ``target``; returns the manifest (also written to OUT/manifest.json).
     ``data`` (evaluation inputs) adds a parity check on its first samples and is the
@@ -50,9 +50,19 @@ def export(
         why = refuse_reason(lm)
         if why:
             raise EdgeRNNError(f"cannot make a step model of {model.name}: {why}")
+    budget = None
+    if max_drop is not None:
+        from edgernn.quantize.accuracy_budget import AccuracyBudget
+
+        if cx is None:
+            raise EdgeRNNError("--max-drop needs samples to measure the drop on: pass --data or "
+                               "--calib")
+        budget = AccuracyBudget(max_drop, cx, None, lm.spec.task or "classify",
+                                lm.spec.batch_axis, source or "calibration inputs")
     manifest = export_model(lm, out_dir, names, modes, t.name, on_step=on_step, calib=cx,
                             calib_source=source,
-                            parity_inputs=None if x is None else x[:PARITY_SAMPLES])
+                            parity_inputs=None if x is None else x[:PARITY_SAMPLES],
+                            budget=budget)
     if streaming:
         from edgernn.streaming import make_step_model, step_data
 

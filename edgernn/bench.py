@@ -29,7 +29,7 @@ from edgernn.hashing import array_sha256
 from edgernn.loading import LoadedModel, load_model, sha256_file
 from edgernn.probe.metrics import HIGHER_IS_BETTER, PRIMARY, degradation
 from edgernn.probe.stepping import Stepper, plan_of
-from edgernn.quantize import labels_for
+from edgernn.quantize import labels_for, quantizers_for
 from edgernn.quantize.base import CALIBRATED
 from edgernn.quantize.torch_dynamic import torch_int8_bytes, torch_int8_reason
 from edgernn.runners import get_runner, sub_variants
@@ -56,6 +56,7 @@ class BenchSettings:
     calib_path: Path | None = None
     calib_samples: int = SAMPLES
     step_ms: float | None = None  # stream time one step covers: rows get rtf = p50 / step_ms
+    max_drop: float | None = None  # accuracy-aware int8: the largest accepted metric drop
     store: Any = None  # edgernn.store.Store: rows are saved there and reused unless force
     force: bool = False
     trials: int = TRIALS  # timing trials per variant, separate processes, round-robin
@@ -69,7 +70,7 @@ def settings_key(settings: BenchSettings, target: Target, threads: int,
            "warmup": settings.warmup, "max_runs": settings.max_runs, "threads": threads,
            "cpus": target.cpus, "eval_batch": settings.eval_batch, "calib": calib_sha,
            "calib_samples": settings.calib_samples, "collapse": settings.collapse,
-           "trials": settings.trials, "step_ms": settings.step_ms,
+           "trials": settings.trials, "step_ms": settings.step_ms, "max_drop": settings.max_drop,
            # how the file was read: other --input/--state pairs make another model
            "signature": signature}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
@@ -305,11 +306,13 @@ def bench_model(
             store.update(p.store_id, row)
         on_row(row)
 
-    manifest = None if settings.force else reuse_manifest(work, model, formats, modes, calib_sha)
+    manifest = None if settings.force else reuse_manifest(work, model, formats, modes, calib_sha,
+                                                          settings.max_drop)
     if manifest is None:
         manifest = export_model(model, work, formats, modes, target.name, on_step=step,
                                 calib=calib, calib_source=calib_source,
-                                parity_inputs=x[:PARITY_SAMPLES])
+                                parity_inputs=x[:PARITY_SAMPLES],
+                                budget=accuracy_budget(model, x, data.y, task, settings))
     arts = [Artifact.from_dict(a) for a in manifest["artifacts"]]
     subs = sub_variants(target)
 
@@ -556,8 +559,22 @@ def measure_baseline(
 TORCH_INT8 = "torch-int8-dynamic"
 
 
+def accuracy_budget(model: LoadedModel, x: np.ndarray, y: np.ndarray, task: str,
+                    settings: BenchSettings) -> Any:
+    """The ``--max-drop`` budget, measured on up to ``calib_samples`` evaluation samples spread
+    over the data, with their labels; None without ``--max-drop`` or for step models."""
+    if settings.max_drop is None or model.sig.is_streaming:
+        return None
+    from edgernn.quantize.accuracy_budget import AccuracyBudget
+
+    idx = np.unique(np.linspace(0, len(x) - 1, min(len(x), settings.calib_samples)).astype(int))
+    return AccuracyBudget(settings.max_drop, x[idx], y[idx], task, model.spec.batch_axis,
+                          "evaluation samples")
+
+
 def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
-                   modes: list[str], calib_sha: str | None = None) -> dict[str, Any] | None:
+                   modes: list[str], calib_sha: str | None = None,
+                   max_drop: float | None = None) -> dict[str, Any] | None:
     """The existing manifest in ``work`` when it is for this exact model file, was calibrated
     on the same inputs and covers every requested variant with intact files; else None."""
     try:
@@ -568,14 +585,18 @@ def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
         return None
     if manifest["model"].get("signature") != model.sig.to_dict():
         return None  # the same file read with other --input/--state
+    if max_drop is not None and manifest.get("max_drop") != max_drop:
+        return None
     if any(m in CALIBRATED for m in modes) and manifest.get("calibration_sha256") != calib_sha:
         return None
     have = {(a.plugin, a.quantization) for a in arts}
     for plugin in formats:
         if (plugin, "fp32") not in have:
             return None
-        if any((plugin, label) not in have for mode in modes
-               for label in labels_for(plugin, mode)):
+        wanted = [q.label for q in quantizers_for(plugin, modes)
+                  if max_drop is not None or not getattr(q, "accuracy_aware", False)]
+        if any((plugin, label) not in have for label in wanted) or \
+                any((plugin, m) not in have for m in modes if labels_for(plugin, m) == [m]):
             return None
     for a in arts:
         if a.status == "ok" and (not Path(a.path).exists() or sha256_file(Path(a.path)) != a.sha256):

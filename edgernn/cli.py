@@ -26,6 +26,14 @@ def _progress() -> Progress:
                     console=err, transient=False)
 
 
+def max_drop_option(f: Callable) -> Callable:
+    return click.option(
+        "--max-drop", type=click.FloatRange(0), default=None,
+        help="Accuracy-aware int8: when all-int8 loses more than this (metric units; without "
+             "labels, the share of changed predictions), add an int8-mixed variant keeping the "
+             "most sensitive ops float until it fits.")(f)
+
+
 def load_options(f: Callable) -> Callable:
     """Options that say how to read a model file."""
     f = click.option("--task", type=click.Choice(["classify", "forecast"]),
@@ -219,12 +227,13 @@ def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
                    "per call, every layer's state in and out) into OUT/step.")
 @click.option("--chunk", default=1, show_default=True, type=click.IntRange(1),
               help="Time steps per call of the --streaming step model.")
+@max_drop_option
 @calib_option
 @strict_option
 @load_options
 def export(model: Path, target: str, fmt: str | None, quantize: str | None,
            out_dir: Path | None, data_path: Path | None, streaming: bool, chunk: int,
-           calib: Path | None, strict: bool, **kw: Any) -> None:
+           max_drop: float | None, calib: Path | None, strict: bool, **kw: Any) -> None:
     """Export MODEL to the target's formats and quantizations; write manifest.json."""
     from edgernn.api import export as api_export
     from edgernn.quantize import MODES
@@ -237,7 +246,7 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
     with err.status("exporting") as st:
         manifest = api_export(model, target, out_dir, formats, modes, load,
                               on_step=lambda m: st.update(m), calib=calib, data=data_path,
-                              streaming=streaming, chunk=chunk)
+                              streaming=streaming, chunk=chunk, max_drop=max_drop)
     out.print(manifest_table(manifest))
     out.print(f"manifest: {out_dir / 'manifest.json'}")
     statuses = [a["status"] for a in manifest["artifacts"]]
@@ -278,6 +287,7 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
               help="Stream time one call of a step model covers (e.g. 36 for 576 samples at "
                    "16 kHz): rows get rtf = p50 / MS and rtf_p99.")
 @click.option("--wide", is_flag=True, help="Show every column (default fits 120 columns).")
+@max_drop_option
 @db_option
 @calib_option
 @strict_option
@@ -286,7 +296,8 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
           quantize: str | None, threads: int | None, min_runs: int, min_seconds: float,
           warmup: int, eval_batch: int, collapse: float, out_dir: Path, json_path: Path | None,
           csv_path: Path | None, calib: Path | None, force: bool, trials: int,
-          step_ms: float | None, wide: bool, db: Path | None, strict: bool, **kw: Any) -> None:
+          step_ms: float | None, wide: bool, max_drop: float | None, db: Path | None,
+          strict: bool, **kw: Any) -> None:
     """Export, run and evaluate every variant of MODELS on a target; print one table."""
     from edgernn.api import bench as api_bench
     from edgernn.bench import BenchSettings
@@ -300,7 +311,7 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
     settings = BenchSettings(
         store=store, force=force, threads=threads, warmup=warmup, min_runs=min_runs,
         min_seconds=min_seconds, eval_batch=eval_batch, trials=trials,
-        collapse=collapse, load_options=_load_kwargs(kw), step_ms=step_ms,
+        collapse=collapse, load_options=_load_kwargs(kw), step_ms=step_ms, max_drop=max_drop,
         formats=_formats(fmt), calib_path=calib,
         modes=_split(quantize, list(MODES), "quantization") if quantize else None,
     )
@@ -636,7 +647,8 @@ def demo(ctx: click.Context, out_dir: Path, epochs: int, dataset: str) -> None:
                data_path=out_dir / f"{dataset}.eval.npz", fmt=None, quantize=None, threads=None,
                min_runs=200, min_seconds=1.0, warmup=20, eval_batch=1, collapse=0.10,
                out_dir=out_dir / "bench", json_path=None, csv_path=None, calib=None,
-               force=False, trials=3, step_ms=None, wide=False, db=None, strict=False,
+               force=False, trials=3, step_ms=None, wide=False, max_drop=None, db=None,
+               strict=False,
                trust_pickle=False, imports=(), input_shape=None, input_dtype=None, task=None,
                inputs=(), states=())
 

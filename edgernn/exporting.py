@@ -181,13 +181,14 @@ def export_model(
     model: LoadedModel, out_dir: Path, formats: list[str], modes: list[str],
     target: str = "x86", on_step: Callable[[str], None] | None = None,
     calib: np.ndarray | None = None, calib_source: str | None = None,
-    parity_inputs: np.ndarray | None = None,
+    parity_inputs: np.ndarray | None = None, budget: Any = None,
 ) -> dict[str, Any]:
     """Export fp32 and quantized artifacts of ``model`` into ``out_dir``; return the manifest.
 
     ``formats`` are plug-in or family names; ``calib`` (model inputs) feeds full-int8
     quantizers, and ``calib_source`` says where it came from; ``parity_inputs`` (real
-    samples, sample axis first) are checked besides random inputs.
+    samples, sample axis first) are checked besides random inputs; ``budget`` (an
+    ``AccuracyBudget``, from ``--max-drop``) turns on the accuracy-aware quantizers.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     arts: list[Artifact] = []
@@ -227,6 +228,9 @@ def export_model(
             if why:
                 arts.append(failed(f"{pname}-{mode}", mode, why, status="skipped"))
         for q in quantizers_for(pname, modes):
+            aware = getattr(q, "accuracy_aware", False)
+            if aware and budget is None:
+                continue  # opt-in: made only with --max-drop
             step(f"{model.name}: {pname} {q.label}")
             qpath = out_dir / f"{model.name}.{pname}.{q.label}{fmt.suffix}"
             variant = f"{pname}-{q.label}"
@@ -236,7 +240,8 @@ def export_model(
                 continue
             t0 = time.perf_counter()
             try:
-                art = q.quantize(model, fp32, qpath, calib)
+                art = (q.quantize(model, fp32, qpath, calib, budget=budget) if aware  # type: ignore[call-arg]
+                       else q.quantize(model, fp32, qpath, calib))
             except NotApplicable as e:
                 arts.append(failed(variant, q.label, str(e), status="skipped"))
                 continue
@@ -262,6 +267,7 @@ def export_model(
             "meta": _jsonable(model.meta),
         },
         "calibration_sha256": array_sha256(calib),
+        "max_drop": budget.max_drop if budget is not None else None,
         "artifacts": [_relative(a.to_dict(), out_dir) for a in arts],
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))

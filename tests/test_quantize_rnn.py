@@ -152,3 +152,61 @@ def test_conv_kept_float_variant_and_the_per_op_decision(step_kws, tmp_path):
     assert "keep Conv int8" in fast_conv[0]
     lossy = op_decisions([row("int8-dynamic", 0.1, 0.05), row("int8-dynamic-fp32conv", 0.2, 0.0)])
     assert "keep Conv fp32" in lossy[0] and "costs accuracy" in lossy[0]
+
+
+class FixedBasisFront(nn.Module):
+    """A fixed-basis conv front end (an STFT-like Conv1d) over a quiet signal channel beside a
+    loud reference channel, then an LSTM: int8 conv activations (one scale per call) lose the
+    quiet channel, so plain int8 costs accuracy that the LSTM's int8 does not."""
+
+    def __init__(self):
+        super().__init__()
+        self.front = nn.Conv1d(2, 8, 5, padding=2, bias=False)
+        with torch.no_grad():
+            t = torch.arange(5.0)
+            w = torch.zeros(8, 2, 5)
+            for k in range(8):
+                w[k, 0] = torch.cos(np.pi * k * t / 5) * 50.0  # the quiet channel, amplified
+                w[k, 1] = 0.001  # the loud channel, nearly ignored
+            self.front.weight.copy_(w)
+        self.rnn = nn.LSTM(8, 16, batch_first=True)
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(self.front(x.transpose(1, 2)).transpose(1, 2))[0][:, -1])
+
+
+def test_max_drop_keeps_the_sensitive_op_float(tmp_path):
+    torch.manual_seed(0)
+    m = FixedBasisFront().eval()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 30, 2)).astype(np.float32)
+    x[..., 0] *= 0.01
+    x[..., 1] *= 100.0
+    with torch.no_grad():
+        y = m(torch.from_numpy(x)).numpy().argmax(1)  # fp32 is right on every sample
+    assert 0.2 < y.mean() < 0.8
+    p = tmp_path / "front.pt"
+    torch.jit.save(torch.jit.script(m), str(p))
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    code, out, err = cli(["bench", p, "--input-shape", "batch=1,seq=30,2", "--data",
+                          tmp_path / "d.npz", "--format", "onnx", "--quantize", "dynamic",
+                          "--max-drop", "0.02", *FAST, "--out", tmp_path / "b"])
+    assert code == 0, err
+    work = tmp_path / "b" / "front"
+    plain = _run(work / "front.onnx.int8-dynamic.onnx", x).argmax(1)
+    mixed_file = work / "front.onnx.int8-mixed.onnx"
+    mixed = _run(mixed_file, x).argmax(1)
+    assert 1 - np.mean(plain == y) > 0.02  # plain int8 is over the budget ...
+    assert 1 - np.mean(mixed == y) <= 0.02  # ... the mixed file is within it
+    share, ops = int8_share(mixed_file)
+    assert "Conv" in ops and "ConvInteger" not in ops and "DynamicQuantizeLSTM" in ops
+    rows = {r["variant"].split("/")[1]: r
+            for r in json.loads((tmp_path / "b" / "results.json").read_text())}
+    r = rows["onnx-int8-mixed"]
+    assert r["status"] == "ok" and r["accuracy_drop"] <= 0.02
+    assert any("kept float /front/Conv (Conv" in n for n in r["notes"]), r["notes"]
+    # without samples to measure the drop on, export refuses in one line
+    code, _, err = cli(["export", p, "--input-shape", "batch=1,seq=30,2", "--format", "onnx",
+                        "--max-drop", "0.02", "--out", tmp_path / "e"])
+    assert code == 1 and "--max-drop needs samples" in err and len(err.strip().splitlines()) == 1

@@ -85,6 +85,11 @@ class OnnxDynamicInt8:
         return None
 
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
+        return self._quantize(fp32, path)
+
+    def _quantize(self, fp32: Artifact, path: Path, exclude: tuple[str, ...] = ()) -> Artifact:
+        """Write ``path``; ``exclude``: names of nodes left float (accuracy-aware variants).
+        ``self.last_nodes`` keeps every weighted node with its fate."""
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -116,7 +121,7 @@ class OnnxDynamicInt8:
             if self.rnn_form == "scan" and not rnns:
                 raise NotApplicable("the graph has no GRU or LSTM node to turn into a Scan")
             before = {n.name for n in all_nodes(onnx.load(str(src)))}
-            if rnns.get("GRU") or (self.rnn_lstm and rnns):
+            if self.rnn_form != "none" and (rnns.get("GRU") or (self.rnn_lstm and rnns)):
                 src, rewritten = self._rewrite_rnns(src, Path(tmp) / "rnn.onnx", notes)
             m = onnx.load(str(src))
         if self.keep_float and not any(n.op_type in self.keep_float for n in all_nodes(m)):
@@ -124,12 +129,17 @@ class OnnxDynamicInt8:
         nodes = mark_weighted_nodes(m)
         # the per-op summary is about the model's own ops, not the rewrite's scale Mul/Add nodes
         own = [n for n in nodes if n.name in before and n.name not in rewritten]
+        marked = [f"{n.name}#edgernn{k}#" for k, n in enumerate(nodes) if n.name in exclude]
         quantize_dynamic(m, str(path), weight_type=QuantType.QInt8,
                          op_types_to_quantize=sorted(ORT_DYNAMIC - set(self.keep_float))
-                         if self.keep_float else None,
+                         if self.keep_float else None, nodes_to_exclude=marked or None,
                          extra_options={"EnableSubgraph": True})
         q = onnx.load(str(path))
         read_fates(q, nodes)
+        self.last_nodes = nodes
+        for n in own:
+            if n.name in exclude and n.fate.startswith("stays"):
+                n.fate = "stays fp32: kept float for --max-drop"
         for n in own:
             if n.op_type in self.keep_float and n.fate.startswith("stays"):
                 n.fate = "stays fp32: kept float on purpose (this variant measures int8 without it)"
@@ -180,6 +190,49 @@ class OnnxScanInt8(OnnxDynamicInt8):
     rnn_lstm = True
 
 
+class OnnxMixedInt8(OnnxDynamicInt8):
+    """Accuracy-aware int8 (``--max-drop``): the ops whose int8 costs the most accuracy stay
+    float until the drop fits; made only when all-int8 exceeds the budget."""
+
+    label = "int8-mixed"
+    rnn_form = "none"  # onnxruntime's quantizer only: every op can be left float by name
+    accuracy_aware = True
+
+    def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None,
+                 budget: Any = None) -> Artifact:
+        from edgernn.quantize.accuracy_budget import greedy_float_ops
+
+        if budget is None:
+            raise NotApplicable("accuracy-aware int8 needs --max-drop")
+        if len(model.sig.inputs) > 1:
+            raise NotApplicable("accuracy-aware int8 of a model with several inputs is not "
+                                "supported yet")
+        with tempfile.TemporaryDirectory(prefix="edgernn-mixed-") as tmp:
+            work = Path(tmp)
+            reference = budget.outputs(Path(fp32.path))
+            full = self._quantize(fp32, work / "full.onnx")
+            d_full = budget.drop(reference, budget.outputs(Path(full.path)))
+            what = budget.describe()
+            if d_full <= budget.max_drop:
+                raise NotApplicable(f"all-int8 is within --max-drop {budget.max_drop:g} already "
+                                    f"({what}: {d_full:.4g})")
+            cands = [(n.name, n.op_type) for n in self.last_nodes if n.fate.startswith("->")]
+            kept, reached, sens = greedy_float_ops(
+                lambda names, p: self._quantize(fp32, p, tuple(names)), cands, budget,
+                reference, work)
+            if reached > budget.max_drop:
+                raise NotApplicable(f"no mix fits --max-drop {budget.max_drop:g}: with all {len(kept)} "
+                                    f"quantizable op(s) float the {what} is {reached:.4g}")
+            art = self._quantize(fp32, path, tuple(n for n, _ in kept))
+        art.notes.insert(0, (
+            f"mixed precision for --max-drop {budget.max_drop:g}: kept float "
+            + ", ".join(f"{n} ({op}, alone-float drop {sens[n]:.4g})" for n, op in kept)
+            + f"; {what}: {reached:.4g} (all-int8: {d_full:.4g}); "
+            f"{len(cands) - len(kept)} of {len(cands)} quantizable op(s) stay int8"))
+        art.backend = (art.backend or "") + "; per-op sensitivity search (greedy, measured)"
+        return art
+
+
 class OnnxInt8FloatConv(OnnxDynamicInt8):
     """int8-dynamic with every Conv left fp32: a conv front end quantized per call
     (ConvInteger) can cost more time than it saves; the bench measures both on the target."""
@@ -191,3 +244,4 @@ class OnnxInt8FloatConv(OnnxDynamicInt8):
 register_quantizer(OnnxDynamicInt8())
 register_quantizer(OnnxInt8FloatConv())
 register_quantizer(OnnxScanInt8())
+register_quantizer(OnnxMixedInt8())
