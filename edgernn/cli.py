@@ -175,7 +175,8 @@ def train(dataset: str, layers: str, epochs: int, batch_size: int, lr: float, se
 @load_options
 def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
     """Load MODEL safely and show what it is: kind, input spec, recurrent layers, parameters."""
-    from edgernn.bench import fit_data, model_classes, per_step
+    from edgernn.bench import model_classes
+    from edgernn.bench_inputs import fit_data, per_step
     from edgernn.data.evalfile import check_targets, load_eval
     from edgernn.loading import load_model
 
