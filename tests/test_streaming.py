@@ -492,3 +492,25 @@ def test_stored_rows_are_not_reused_for_another_signature(tmp_path):
 
     sess = ort.InferenceSession(str(tmp_path / "c" / "gru_sig" / "gru_sig.onnx.fp32.onnx"))
     assert sess.get_inputs()[1].shape == [1, 1, 24]
+
+
+def test_streaming_chunks_of_several_steps(checkpoints, tmp_path):
+    out = tmp_path / "c"
+    code, stdout, err = cli(["export", checkpoints["mixed"], "--streaming", "--chunk", "3",
+                             "--format", "onnx", "--quantize", "none", "--out", out])
+    assert code == 0, err + stdout
+    step = json.loads((out / "step" / "manifest.json").read_text())
+    art = step["artifacts"][0]
+    assert art["status"] == "ok", art
+    call, sess = onnx_call(out / "step" / art["path"])
+    assert sess.get_inputs()[0].shape == ["batch", 3, 4]  # three time steps per call
+    from edgernn.loading import load_model
+
+    whole = load_model(checkpoints["mixed"]).module
+    seq = np.load(checkpoints["eval"])["x"][0].astype(np.float32)  # [14, 4]
+    chunks = seq[:12].reshape(4, 3, 4)
+    got = chain(call, chunks, [np.zeros(s, np.float32) for s in _state_shapes(whole)])
+    for c in range(4):
+        with torch.no_grad():
+            want = whole(torch.from_numpy(seq[None, : 3 * (c + 1)])).numpy()
+        assert np.max(np.abs(got[c][0] - want)) <= 1e-4, c
