@@ -29,7 +29,7 @@ from edgernn.formats import expand_formats, get_format
 from edgernn.hashing import array_sha256
 from edgernn.loading import LoadedModel, load_model, sha256_file
 from edgernn.probe.metrics import HIGHER_IS_BETTER, PRIMARY, degradation
-from edgernn.quantize import labels_for, quantizers_for
+from edgernn.quantize import NOT_RELEVANT, labels_for, quantizers_for
 from edgernn.quantize.base import CALIBRATED
 from edgernn.quantize.torch_dynamic import torch_int8_bytes, torch_int8_reason
 from edgernn.runners import get_runner, sub_variants
@@ -239,7 +239,8 @@ def bench_model(
                                 calib=calib, calib_source=calib_source,
                                 parity_inputs=x[:PARITY_SAMPLES],
                                 budget=accuracy_budget(model, x, data.y, task, settings))
-    arts = [Artifact.from_dict(a) for a in manifest["artifacts"]]
+    arts = [Artifact.from_dict(a) for a in manifest["artifacts"]
+            if a.get("status") != NOT_RELEVANT]  # a variant about an op the graph lacks
     subs = sub_variants(target)
 
     def vname(art: Artifact, sub: str | None) -> str:

@@ -22,7 +22,13 @@ from edgernn.hashing import array_sha256
 from edgernn.loading import LoadedModel, sha256_file
 from edgernn.probe import runtimes
 from edgernn.probe.stepping import Stepper, plan_of
-from edgernn.quantize import NotApplicable, quantizers_for, unsupported_reason
+from edgernn.quantize import (
+    NOT_RELEVANT,
+    NotApplicable,
+    NotRelevant,
+    quantizers_for,
+    unsupported_reason,
+)
 from edgernn.quantize.base import CALIBRATED
 
 MANIFEST = "manifest.json"
@@ -242,6 +248,9 @@ def export_model(
             try:
                 art = (q.quantize(model, fp32, qpath, calib, budget=budget) if aware  # type: ignore[call-arg]
                        else q.quantize(model, fp32, qpath, calib))
+            except NotRelevant as e:  # kept for the manifest's reuse check, shown nowhere
+                arts.append(failed(variant, q.label, str(e), status=NOT_RELEVANT))
+                continue
             except NotApplicable as e:
                 arts.append(failed(variant, q.label, str(e), status="skipped"))
                 continue

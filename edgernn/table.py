@@ -124,6 +124,8 @@ def manifest_table(manifest: dict[str, Any]) -> Table:
     for col in ("variant", "status", "file", "size", "parity", "other seq len", "notes"):
         t.add_column(col, overflow="fold")
     for a in manifest["artifacts"]:
+        if a["status"] == "not applicable":  # a variant about an op the graph lacks
+            continue
         status = a["status"] + (f": {a['error']}" if a.get("error") else "")
         parity = f"{a['parity_max_abs_diff']:.1e}" if a.get("parity_max_abs_diff") is not None else "-"
         t.add_row(a["variant"], status, a.get("path") or "-", _size(a.get("size_bytes")), parity,

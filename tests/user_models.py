@@ -105,7 +105,7 @@ class ConvFrontLSTM(nn.Module):
 
 
 class GRUClassifier(nn.Module):
-    """One GRU (hidden 64) and a linear head: only the head can become int8 in onnxruntime."""
+    """One GRU (hidden 64) and a linear head: onnxruntime alone makes only the head int8."""
 
     def __init__(self, features: int = 6, hidden: int = 64, classes: int = 4):
         super().__init__()
@@ -118,7 +118,8 @@ class GRUClassifier(nn.Module):
 
 
 class BareGRU(nn.Module):
-    """A GRU and nothing else: onnxruntime's dynamic quantization has nothing to quantize."""
+    """A GRU and nothing else: onnxruntime alone has nothing to quantize (edgernn stores the
+    GRU's weights int8)."""
 
     def __init__(self, features: int = 4, hidden: int = 32):
         super().__init__()
@@ -205,3 +206,15 @@ class ResidualLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.rnn(x + self.proj(x))[0][:, -1]  # RESIDUAL-LINE
+
+
+class BareRNN(nn.Module):
+    """A vanilla tanh RNN and nothing else: no int8 form anywhere (onnxruntime has no int8
+    RNN; edgernn rewrites only GRU and LSTM)."""
+
+    def __init__(self, features: int = 4, hidden: int = 32):
+        super().__init__()
+        self.rnn = nn.RNN(features, hidden, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0][:, -1]

@@ -6,7 +6,9 @@ from edgernn.quantize import tflite_keras as _tflite_keras  # noqa: F401
 from edgernn.quantize import tflite_litert as _tflite_litert  # noqa: F401
 from edgernn.quantize.base import (
     MODES,
+    NOT_RELEVANT,
     NotApplicable,
+    NotRelevant,
     Quantizer,
     labels_for,
     quantizers_for,
@@ -25,5 +27,5 @@ register_unsupported(
     "fp32 and clips out-of-range inputs; use dynamic",
 )
 
-__all__ = ["MODES", "NotApplicable", "Quantizer", "labels_for", "quantizers_for", "register_quantizer",
-           "register_unsupported", "unsupported_reason"]
+__all__ = ["MODES", "NOT_RELEVANT", "NotApplicable", "NotRelevant", "Quantizer", "labels_for",
+           "quantizers_for", "register_quantizer", "register_unsupported", "unsupported_reason"]

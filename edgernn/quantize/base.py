@@ -17,6 +17,14 @@ class NotApplicable(Exception):
     """The quantizer would leave this model unchanged or cannot handle it; the message says why."""
 
 
+class NotRelevant(NotApplicable):
+    """A variant about an op the graph does not have (no Conv to keep float, no RNN to turn
+    into a Scan): recorded in the manifest as ``not applicable``, shown in no table."""
+
+
+NOT_RELEVANT = "not applicable"  # the artifact status of a NotRelevant variant
+
+
 class Quantizer(Protocol):
     format: str
     mode: str

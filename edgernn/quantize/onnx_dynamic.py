@@ -28,7 +28,7 @@ from typing import Any
 from edgernn.artifact import Artifact
 from edgernn.formats.onnx import op_census
 from edgernn.loading import LoadedModel
-from edgernn.quantize.base import NotApplicable, register_quantizer
+from edgernn.quantize.base import NotApplicable, NotRelevant, register_quantizer
 
 
 def weight_fraction_int8(path: Path) -> float:
@@ -119,13 +119,13 @@ class OnnxDynamicInt8:
                              "initializers first (onnxruntime quant_pre_process)")
             rnns = rnn_ops(src)
             if self.rnn_form == "scan" and not rnns:
-                raise NotApplicable("the graph has no GRU or LSTM node to turn into a Scan")
+                raise NotRelevant("the graph has no GRU or LSTM node to turn into a Scan")
             before = {n.name for n in all_nodes(onnx.load(str(src)))}
             if self.rnn_form != "none" and (rnns.get("GRU") or (self.rnn_lstm and rnns)):
                 src, rewritten = self._rewrite_rnns(src, Path(tmp) / "rnn.onnx", notes)
             m = onnx.load(str(src))
         if self.keep_float and not any(n.op_type in self.keep_float for n in all_nodes(m)):
-            raise NotApplicable(f"the graph has no {'/'.join(self.keep_float)} to keep in fp32")
+            raise NotRelevant(f"the graph has no {'/'.join(self.keep_float)} to keep in fp32")
         nodes = mark_weighted_nodes(m)
         # the per-op summary is about the model's own ops, not the rewrite's scale Mul/Add nodes
         own = [n for n in nodes if n.name in before and n.name not in rewritten]
