@@ -21,6 +21,7 @@ from edgernn.loading import load_model
 from edgernn.models.layers import parse_layers
 from edgernn.models.sequence import SequenceModel
 from tests.conftest import cli
+from tests.onnx_count import independent_shares, op_types
 from tests.user_models import (
     BareGRU,
     BareRNN,
@@ -113,48 +114,6 @@ def test_manifest_paths_are_relative_and_load_back(lstm_export):
 
 
 # -- users' models: every variant checked against PyTorch and an independent weight count -------
-
-def _stored_tensors(graph):
-    """Initializers and Constant-node tensors of ``graph`` and its sub-graphs (test's own walk)."""
-    yield from graph.initializer
-    for node in graph.node:
-        for a in node.attribute:
-            if node.op_type == "Constant" and a.name == "value":
-                yield a.t
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _stored_tensors(a.g)
-            for g in a.graphs:
-                yield from _stored_tensors(g)
-
-
-def independent_shares(path) -> dict[str, float]:
-    """Share of weight elements (tensors of >= 16 elements: not scales, zero points or shapes)
-    stored as int8/uint8, float16 and wider floats, read with onnx + numpy."""
-    counts = {"int8": 0, "fp16": 0, "fp32": 0}
-    for t in _stored_tensors(onnx.load(str(path)).graph):
-        arr = numpy_helper.to_array(t)
-        if arr.size < 16:
-            continue
-        if arr.dtype in (np.int8, np.uint8):
-            counts["int8"] += arr.size
-        elif arr.dtype == np.float16:
-            counts["fp16"] += arr.size
-        elif arr.dtype.kind == "f":
-            counts["fp32"] += arr.size
-    total = sum(counts.values())
-    return {k: v / total for k, v in counts.items()}
-
-
-def op_types(path) -> list[str]:
-    """Every node's op type in the file, sub-graphs included."""
-    def walk(graph):
-        for node in graph.node:
-            yield node.op_type
-            for a in node.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    yield from walk(a.g)
-    return list(walk(onnx.load(str(path)).graph))
-
 
 def run_all(path, x: torch.Tensor) -> dict[str, np.ndarray]:
     sess = ort.InferenceSession(str(path))
@@ -322,6 +281,13 @@ def test_scripted_conv_lstm_fp16_covers_constant_weights(conv_lstm):
     np.testing.assert_allclose(run_all(path, x)["output"], ref, atol=5e-3 * max(1, np.abs(ref).max()))
 
 
+def gru_int8_split(rnn: torch.nn.GRU) -> tuple[int, int]:
+    """Elements a one-layer GRU keeps as int8 (W and R) and as fp32 (the biases and one scale
+    per output row of W and of R, 3 x hidden each) in edgernn's int8 GRU, counted by hand."""
+    mats = rnn.weight_ih_l0.numel() + rnn.weight_hh_l0.numel()
+    return mats, rnn.bias_ih_l0.numel() + rnn.bias_hh_l0.numel() + 2 * 3 * rnn.hidden_size
+
+
 def test_scripted_gru_weights_become_int8_and_the_share_says_so(tmp_path):
     model = GRUClassifier()
     p = _scripted(model, tmp_path / "gru.pt")
@@ -331,12 +297,9 @@ def test_scripted_gru_weights_become_int8_and_the_share_says_so(tmp_path):
     assert q["status"] == "ok", q
     qpath = tmp_path / "o" / q["path"]
     assert abs(q["quantized_fraction"] - independent_shares(qpath)["int8"]) <= 0.02
-    # int8: the head's and the GRU's weight matrices; fp32: the GRU's biases and one scale per
-    # output row of W and of R (3 x hidden each); the head's 4 biases are under the 16-element
-    # floor of a weight
+    # int8: the head's weights too; its 4 biases are under the 16-element floor of a weight
     head = model.head.weight.numel()
-    mats = model.rnn.weight_ih_l0.numel() + model.rnn.weight_hh_l0.numel()
-    floats = model.rnn.bias_ih_l0.numel() + model.rnn.bias_hh_l0.numel() + 2 * 3 * 64
+    mats, floats = gru_int8_split(model.rnn)
     assert abs(q["quantized_fraction"] - (head + mats) / (head + mats + floats)) <= 0.005
     ops = op_types(qpath)
     assert "GRU" in ops and "MatMulInteger" in ops
@@ -365,8 +328,7 @@ def test_bare_gru_weights_are_stored_int8(tmp_path):
     q = arts["onnx-int8-dynamic"]
     assert q["status"] == "ok", q
     share = independent_shares(tmp_path / "o" / q["path"])["int8"]
-    mats = model.rnn.weight_ih_l0.numel() + model.rnn.weight_hh_l0.numel()
-    floats = model.rnn.bias_ih_l0.numel() + model.rnn.bias_hh_l0.numel() + 2 * 3 * 32  # scales
+    mats, floats = gru_int8_split(model.rnn)
     assert abs(share - mats / (mats + floats)) <= 0.005
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tests.conftest import cli
-from tests.onnx_count import int8_share
+from tests.onnx_count import independent_shares, op_types
 
 FAST = ["--trials", "1", "--runs", "5", "--min-seconds", "0", "--warmup", "1"]
 
@@ -54,7 +54,8 @@ def test_scripted_two_layer_gru_gets_int8_weights(tmp_path):
     model = GRUHead().eval()
     files = _export(tmp_path, model, "gru2", "batch=1,seq=50,40")
     fp32, q = files["onnx-fp32"], files["onnx-int8-dynamic"]
-    share, ops = int8_share(q)
+    share = independent_shares(q)["int8"]
+    ops = set(op_types(q))
     assert share >= 0.9, share  # the GRU weights too: the head alone is 0.4%
     assert "GRU" in ops  # onnxruntime's fused kernel, fed int8-stored weights
     assert q.stat().st_size <= 0.35 * fp32.stat().st_size
@@ -75,7 +76,8 @@ def test_scan_form_computes_the_same_recurrence(tmp_path, cell, bidirectional, l
     model = GRUHead(cell, features=12, hidden=32, layers=layers, bidirectional=bidirectional)
     files = _export(tmp_path, model, "scan", "batch=1,seq=20,12")
     q = files["onnx-int8-scan"]
-    share, ops = int8_share(q)
+    share = independent_shares(q)["int8"]
+    ops = set(op_types(q))
     assert "Scan" in ops and "GRU" not in ops and "LSTM" not in ops
     assert share >= 0.9
     ts = torch.jit.load(str(tmp_path / "scan.pt"))
@@ -135,8 +137,9 @@ def test_conv_kept_float_variant_and_the_per_op_decision(step_kws, tmp_path):
     assert code == 0, err
     m = json.loads((tmp_path / "e" / "manifest.json").read_text())
     files = {a["variant"]: tmp_path / "e" / a["path"] for a in m["artifacts"]}
-    _, full = int8_share(files["onnx-int8-dynamic"])
-    share, kept = int8_share(files["onnx-int8-dynamic-fp32conv"])
+    full = set(op_types(files["onnx-int8-dynamic"]))
+    share = independent_shares(files["onnx-int8-dynamic-fp32conv"])["int8"]
+    kept = set(op_types(files["onnx-int8-dynamic-fp32conv"]))
     assert "ConvInteger" in full and "Conv" not in full
     assert "Conv" in kept and "ConvInteger" not in kept and "DynamicQuantizeLSTM" in kept
     assert share > 0.8  # the LSTM (most weights) stays int8
@@ -199,7 +202,7 @@ def test_max_drop_keeps_the_sensitive_op_float(tmp_path):
     mixed = _run(mixed_file, x).argmax(1)
     assert 1 - np.mean(plain == y) > 0.02  # plain int8 is over the budget ...
     assert 1 - np.mean(mixed == y) <= 0.02  # ... the mixed file is within it
-    share, ops = int8_share(mixed_file)
+    ops = set(op_types(mixed_file))
     assert "Conv" in ops and "ConvInteger" not in ops and "DynamicQuantizeLSTM" in ops
     rows = {r["variant"].split("/")[1]: r
             for r in json.loads((tmp_path / "b" / "results.json").read_text())}
