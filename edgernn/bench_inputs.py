@@ -48,7 +48,7 @@ def reference_scores(model: LoadedModel, x: np.ndarray, samples: int = 8,
     """PyTorch's prediction output on the first samples (chained through the steps for a step
     model), flattened per call; ``steps``: a whole-sequence output per step, one row each."""
     if model.sig.is_streaming:
-        stepper = Stepper(lambda xs: [o.numpy() for o in model(*xs)], plan_of(model.sig.to_dict()))
+        stepper = Stepper(model.outputs, plan_of(model.sig.to_dict()))
         return np.concatenate([np.stack([o.reshape(-1) for o in stepper.run(x[i])])
                                for i in range(min(samples, len(x)))])
     xs = to_model_layout(x[:samples], model.spec.batch_axis)

@@ -54,11 +54,6 @@ def parity_cases(model: LoadedModel, art: Artifact) -> list[dict[str, int]]:
     return cases
 
 
-def _as_list(out: Any) -> list[np.ndarray]:
-    outs = out if isinstance(out, (tuple, list)) else [out]
-    return [o.detach().numpy() for o in outs]
-
-
 def compare_outputs(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, float]:
     """Max |diff| over every output and the tolerance; a missing output or a shape mismatch is
     an error naming both shapes (never reshaped away)."""
@@ -98,7 +93,7 @@ def check_chained(model: LoadedModel, call: Any, seqs: np.ndarray, source: str) 
     a growing difference); a step model made by ``--streaming`` is also held against its
     whole-sequence model run on the steps so far."""
     plan = plan_of(model.sig.to_dict())
-    ref = Stepper(lambda xs: [o.numpy() for o in model(*xs)], plan)
+    ref = Stepper(model.outputs, plan)
     got = Stepper(call, plan)
     worst, tol, steps = 0.0, 0.0, 0
     whole_diff = 0.0
@@ -151,14 +146,14 @@ def check_parity(model: LoadedModel, art: Artifact, inputs: np.ndarray | None = 
             xi = to_model_layout(inputs[i:i + 1], spec.batch_axis)
             if fixed_seq and xi.shape[seq_axis] != spec.shape[seq_axis]:
                 break
-            d, t = compare_outputs(_as_list(model.module(torch.from_numpy(xi))), sess.outputs(xi))
+            d, t = compare_outputs(model.outputs([xi]), sess.outputs(xi))
             worst, tol, n = max(worst, d), max(tol, t), n + 1
         if n:
             results.append({"data": "evaluation samples", "samples": n, "max_abs_diff": worst,
                             "tolerance": tol})
     for case in parity_cases(model, art):
         xs = model.example_inputs(**case)
-        diff, tol = compare_outputs([o.numpy() for o in model(*xs)],
+        diff, tol = compare_outputs(model.outputs(xs),
                                     sess.outputs([x.numpy() for x in xs]))
         results.append({**case, "max_abs_diff": diff, "tolerance": tol})
     art.parity = results

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -93,6 +94,11 @@ class LoadedModel:
         with torch.no_grad():
             out = self.module(*[torch.as_tensor(a) for a in inputs])
         return flat_tensors(out)
+
+    def outputs(self, inputs: list[Any]) -> list[np.ndarray]:
+        """Every output as numpy for inputs in forward's order (a ``Session.outputs`` twin, so
+        PyTorch can stand where a runtime does, e.g. in a step loop)."""
+        return [o.numpy() for o in self(*inputs)]
 
     @torch.no_grad()
     def classes(self, sample: Any) -> int:

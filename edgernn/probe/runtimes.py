@@ -128,16 +128,14 @@ def _torch(path: str, threads: int, **options: Any) -> Session:
 
     @torch.inference_mode()
     def call(xs: list[np.ndarray]) -> list[np.ndarray]:
-        return [o.numpy() for o in lm(*[torch.from_numpy(np.asarray(a)).to(d)
-                                        for a, d in zip(xs, dtypes, strict=True)])]
+        return lm.outputs([torch.from_numpy(np.asarray(a)).to(d)
+                           for a, d in zip(xs, dtypes, strict=True)])
 
-    @torch.inference_mode()
     def run_all(x: np.ndarray) -> list[np.ndarray]:
-        out = module(torch.from_numpy(x).to(dtype))
-        return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else [out])]
+        return call([x])
 
     @torch.inference_mode()
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray) -> np.ndarray:  # the timed call: the module directly
         out = module(torch.from_numpy(x).to(dtype))
         if isinstance(out, (tuple, list)):
             out = out[0]

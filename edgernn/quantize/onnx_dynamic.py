@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,15 @@ RNN_NOTES = {
 }
 
 
-def rnn_ops(path: Path) -> Counter:
-    import onnx
+@dataclass
+class Prepared:
+    """An fp32 graph ready for ``quantize_dynamic``: pre-processed once (and its RNNs rewritten)
+    so that several quantizations of it (the ``--max-drop`` search) do not redo that work."""
 
-    from edgernn.formats.onnx_weights import all_nodes
-
-    return Counter(n.op_type for n in all_nodes(onnx.load(str(path), load_external_data=False))
-                   if n.op_type in ("GRU", "LSTM"))
+    model: Any  # onnx.ModelProto; every quantization marks a copy
+    notes: list[str]
+    before: set[str]  # names of the model's own nodes (not the RNN rewrite's)
+    rewritten: set[str]  # RNN nodes the rewrite replaced or re-fed
 
 
 class OnnxDynamicInt8:
@@ -87,26 +90,13 @@ class OnnxDynamicInt8:
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
         return self._quantize(fp32, path)
 
-    def _quantize(self, fp32: Artifact, path: Path, exclude: tuple[str, ...] = ()) -> Artifact:
-        """Write ``path``; ``exclude``: names of nodes left float (accuracy-aware variants).
-        ``self.last_nodes`` keeps every weighted node with its fate."""
+    def prepare(self, fp32: Artifact) -> Prepared:
+        """Pre-process the fp32 file, rewrite its RNNs (per ``rnn_form``), note what happened;
+        raise NotRelevant when this variant is about an op the graph lacks."""
         import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        from edgernn.formats.onnx_weights import (
-            all_nodes,
-            constant_node_weights,
-            share,
-            weight_census,
-        )
-        from edgernn.quantize.onnx_ops import (
-            ORT_DYNAMIC,
-            mark_weighted_nodes,
-            read_fates,
-            summarize,
-        )
+        from edgernn.formats.onnx_weights import all_nodes, constant_node_weights
 
-        logging.getLogger().setLevel(logging.ERROR)
         notes: list[str] = []
         held = constant_node_weights(fp32.path)
         rewritten: set[str] = set()
@@ -117,15 +107,41 @@ class OnnxDynamicInt8:
             elif held:
                 notes.append(f"{held} weight tensor(s) held in Constant nodes folded into "
                              "initializers first (onnxruntime quant_pre_process)")
-            rnns = rnn_ops(src)
+            m = onnx.load(str(src))
+            before = {n.name for n in all_nodes(m)}
+            rnns = Counter(n.op_type for n in all_nodes(m) if n.op_type in ("GRU", "LSTM"))
             if self.rnn_form == "scan" and not rnns:
                 raise NotRelevant("the graph has no GRU or LSTM node to turn into a Scan")
-            before = {n.name for n in all_nodes(onnx.load(str(src)))}
             if self.rnn_form != "none" and (rnns.get("GRU") or (self.rnn_lstm and rnns)):
-                src, rewritten = self._rewrite_rnns(src, Path(tmp) / "rnn.onnx", notes)
-            m = onnx.load(str(src))
+                dst = Path(tmp) / "rnn.onnx"
+                rewritten = self._rewrite_rnns(src, dst, notes, pre_processed=not failed)
+                if rewritten:
+                    m = onnx.load(str(dst))
         if self.keep_float and not any(n.op_type in self.keep_float for n in all_nodes(m)):
             raise NotRelevant(f"the graph has no {'/'.join(self.keep_float)} to keep in fp32")
+        return Prepared(m, notes, before, rewritten)
+
+    def _quantize(self, fp32: Artifact, path: Path, exclude: tuple[str, ...] = (),
+                  prepared: Prepared | None = None) -> Artifact:
+        """Write ``path`` from ``prepared`` (made here when not given); ``exclude``: names of
+        nodes left float (accuracy-aware variants). ``self.last_nodes`` keeps every weighted
+        node with its fate."""
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        from edgernn.formats.onnx_weights import share, weight_census
+        from edgernn.quantize.onnx_ops import (
+            ORT_DYNAMIC,
+            mark_weighted_nodes,
+            read_fates,
+            summarize,
+        )
+
+        logging.getLogger().setLevel(logging.ERROR)
+        prep = prepared or self.prepare(fp32)
+        notes, before, rewritten = list(prep.notes), prep.before, prep.rewritten
+        m = onnx.ModelProto()
+        m.CopyFrom(prep.model)  # marking renames nodes in place
         nodes = mark_weighted_nodes(m)
         # the per-op summary is about the model's own ops, not the rewrite's scale Mul/Add nodes
         own = [n for n in nodes if n.name in before and n.name not in rewritten]
@@ -164,22 +180,24 @@ class OnnxDynamicInt8:
               "sub-graphs included)",
         )
 
-    def _rewrite_rnns(self, src: Path, dst: Path, notes: list[str]) -> tuple[Path, set[str]]:
-        """GRU (and for the Scan form LSTM) nodes with int8 weights; the note says how."""
+    def _rewrite_rnns(self, src: Path, dst: Path, notes: list[str],
+                      pre_processed: bool) -> set[str]:
+        """Write ``dst``: GRU (and for the Scan form LSTM) nodes with int8 weights; the note says
+        how. Returns the names of the nodes rewritten (none: ``dst`` is not to be used)."""
         from edgernn.quantize.onnx_rnn_int8 import decompose_rnn_int8
 
         res = decompose_rnn_int8(src, dst, lstm=self.rnn_lstm, form=self.rnn_form,
-                                 recurrent="dynamic")
+                                 recurrent="dynamic", pre_processed=pre_processed)
         done = Counter(op for _, op, _ in res["nodes"])
         if not done:
-            return src, set()
+            return set()
         what = ", ".join(f"{k} {op}" for op, k in done.items())
         if self.rnn_form == "node":
             what = str(sum(done.values()))
         notes.append(RNN_NOTES[self.rnn_form].format(n=what))
         for name, op, why in res["skipped"]:
             notes.append(f"{op} {name} kept fp32: {why}")
-        return dst, {name for name, _, _ in res["nodes"]}
+        return {name for name, _, _ in res["nodes"]}
 
 
 class OnnxScanInt8(OnnxDynamicInt8):
@@ -210,7 +228,8 @@ class OnnxMixedInt8(OnnxDynamicInt8):
         with tempfile.TemporaryDirectory(prefix="edgernn-mixed-") as tmp:
             work = Path(tmp)
             reference = budget.outputs(Path(fp32.path))
-            full = self._quantize(fp32, work / "full.onnx")
+            prep = self.prepare(fp32)  # pre-processed once for every quantization below
+            full = self._quantize(fp32, work / "full.onnx", prepared=prep)
             d_full = budget.drop(reference, budget.outputs(Path(full.path)))
             what = budget.describe()
             if d_full <= budget.max_drop:
@@ -218,12 +237,12 @@ class OnnxMixedInt8(OnnxDynamicInt8):
                                     f"({what}: {d_full:.4g})")
             cands = [(n.name, n.op_type) for n in self.last_nodes if n.fate.startswith("->")]
             kept, reached, sens = greedy_float_ops(
-                lambda names, p: self._quantize(fp32, p, tuple(names)), cands, budget,
+                lambda names, p: self._quantize(fp32, p, tuple(names), prep), cands, budget,
                 reference, work)
             if reached > budget.max_drop:
                 raise NotApplicable(f"no mix fits --max-drop {budget.max_drop:g}: with all {len(kept)} "
                                     f"quantizable op(s) float the {what} is {reached:.4g}")
-            art = self._quantize(fp32, path, tuple(n for n, _ in kept))
+            art = self._quantize(fp32, path, tuple(n for n, _ in kept), prep)
         art.notes.insert(0, (
             f"mixed precision for --max-drop {budget.max_drop:g}: kept float "
             + ", ".join(f"{n} ({op}, alone-float drop {sens[n]:.4g})" for n, op in kept)

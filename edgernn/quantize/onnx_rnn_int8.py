@@ -60,7 +60,7 @@ KERNELS = ("standard", "contrib")
 
 def decompose_rnn_int8(src: Path, dst: Path, *, lstm: bool = False, form: str = "auto",
                        recurrent: str = "dynamic", kernels: str = "standard",
-                       reduce_range: bool = False) -> dict[str, Any]:
+                       reduce_range: bool = False, pre_processed: bool = False) -> dict[str, Any]:
     """Write ``dst``: the fp32 ONNX file ``src`` (after onnxruntime's ``quant_pre_process``, which
     moves Constant-node weights into initializers) with every GRU node, and with ``lstm=True``
     every LSTM node, given int8 weights (see the module docstring). Other nodes are untouched.
@@ -77,6 +77,7 @@ def decompose_rnn_int8(src: Path, dst: Path, *, lstm: bool = False, form: str = 
     "int8_fraction": f, "bytes": size of dst, "form", "recurrent", "kernels"}`` (weight elements:
     initializers and Constant tensors of >= 16 elements, all graphs, as ``weight_census`` counts).
     Raises EdgeRNNError when quant_pre_process fails or an option is unknown.
+    ``pre_processed``: ``src`` is quant_pre_process's output already (it is not run again).
     """
     if form not in FORMS:
         raise EdgeRNNError(f"form must be one of {FORMS}, not {form!r}")
@@ -87,14 +88,18 @@ def decompose_rnn_int8(src: Path, dst: Path, *, lstm: bool = False, form: str = 
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     src, dst = Path(src), Path(dst)
-    with tempfile.TemporaryDirectory(prefix="edgernn-rnnq-") as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        try:
-            quant_pre_process(src, pre, skip_symbolic_shape=True)
-        except Exception as e:
-            line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise EdgeRNNError(f"onnxruntime quant_pre_process failed on {src.name}: {line}") from e
-        model = onnx.load(str(pre))
+    if pre_processed:  # the caller ran quant_pre_process already
+        model = onnx.load(str(src))
+    else:
+        with tempfile.TemporaryDirectory(prefix="edgernn-rnnq-") as tmp:
+            pre = Path(tmp) / "pre.onnx"
+            try:
+                quant_pre_process(src, pre, skip_symbolic_shape=True)
+            except Exception as e:
+                line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise EdgeRNNError(f"onnxruntime quant_pre_process failed on {src.name}: "
+                                   f"{line}") from e
+            model = onnx.load(str(pre))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     rw = _Rewriter(model, recurrent, kernels, 63 if reduce_range else 127, form, opset)
     ops = {"GRU", "LSTM"} if lstm else {"GRU"}
