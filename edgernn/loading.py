@@ -117,9 +117,11 @@ def load_model(
     path: str | Path, *, trust_pickle: bool = False, imports: tuple[str, ...] = (),
     input_shape: str | None = None, input_dtype: str | None = None, task: str | None = None,
     inputs: tuple[str, ...] | list[str] = (), states: tuple[str, ...] | list[str] = (),
+    name_axes: bool = True,
 ) -> LoadedModel:
     """Load any supported model file and resolve its signature: ``inputs`` are
-    ``NAME:SHAPE[:DTYPE][:state]`` texts (``--input``), ``states`` ``INPUT=OUTPUT`` pairs."""
+    ``NAME:SHAPE[:DTYPE][:state]`` texts (``--input``), ``states`` ``INPUT=OUTPUT`` pairs;
+    ``name_axes`` False: output axes stay unnamed (one trial run instead of one per named axis)."""
     p = Path(path)
     if not p.exists():
         raise EdgeRNNError(f"model file {p} does not exist")
@@ -160,7 +162,7 @@ def load_model(
     lm = LoadedModel(module, spec, kind, p, sha256_file(p), config, meta)
     pairs = [parse_state(t) for t in states]
     try:
-        lm.signature = resolve_signature(lm, given, pairs, stored_sig)
+        lm.signature = resolve_signature(lm, given, pairs, stored_sig, name_axes)
     except EdgeRNNError:
         raise
     except Exception as e:

@@ -44,14 +44,15 @@ def forward_args(module: torch.nn.Module) -> tuple[list[str], int] | None:
     return [p.name for p in params], sum(1 for p in params if p.default is p.empty)
 
 
-def _output_specs(model: LoadedModel, inputs: list[TensorSpec]) -> list[TensorSpec]:
+def _output_specs(model: LoadedModel, inputs: list[TensorSpec],
+                  name_axes: bool = True) -> list[TensorSpec]:
     """Outputs from trial runs: sizes at the example shape; axes that follow a named input
     axis (found by running at that axis's size + 1) get its name."""
     base = model(*model.example_inputs())
     specs = [TensorSpec(_default_name(k), [Axis(int(d)) for d in t.shape],
                         str(t.dtype).removeprefix("torch."), "prediction")
              for k, t in enumerate(base)]
-    names = {a.name: a.size for t in inputs for a in t.axes if a.name}
+    names = {a.name: a.size for t in inputs for a in t.axes if a.name} if name_axes else {}
     for name, size in names.items():
         try:
             other = model(*model.example_inputs(**{name: size + 1}))
@@ -83,8 +84,11 @@ def _default_name(k: int) -> str:
 
 
 def resolve_signature(model: LoadedModel, given: list[TensorSpec],
-                      pairs: list[tuple[str, str]], stored: dict[str, Any] | None) -> Signature:
-    """The model's signature; every inconsistency is a one-line EdgeRNNError."""
+                      pairs: list[tuple[str, str]], stored: dict[str, Any] | None,
+                      name_axes: bool = True) -> Signature:
+    """The model's signature; every inconsistency is a one-line EdgeRNNError. ``name_axes``
+    False skips the extra runs that find which output axes follow a named input axis (for
+    a caller that only runs the model, such as the torch runtime, whose load time is timed)."""
     if given:
         inputs = given
     elif stored:
@@ -114,7 +118,7 @@ def resolve_signature(model: LoadedModel, given: list[TensorSpec],
                                f"({', '.join(args)}) but {len(inputs)} were given")
     sig = Signature(list(inputs))
     model.signature = sig
-    sig.outputs = _output_specs(model, inputs)  # the caller names a failure of the model
+    sig.outputs = _output_specs(model, inputs, name_axes)  # the caller names a failure
     _pair_states(sig, pairs)
     return sig
 

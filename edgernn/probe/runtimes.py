@@ -117,7 +117,7 @@ def _torch(path: str, threads: int, **options: Any) -> Session:
     from edgernn.loading import load_model
 
     int8 = options.pop("int8_dynamic", False)
-    lm = load_model(path, **options)
+    lm = load_model(path, name_axes=False, **options)  # one trial run: load time is timed
     if int8:  # the peer row torch-int8-dynamic: PyTorch's own dynamic quantization
         from edgernn.quantize.torch_dynamic import torch_int8_module
 
