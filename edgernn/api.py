@@ -32,7 +32,7 @@ def export(
     formats: list[str] | None = None, modes: list[str] | None = None,
     load: dict[str, Any] | None = None, on_step: Callable[[str], None] | None = None,
     calib: Path | None = None, data: Path | None = None, streaming: bool = False,
-    chunk: int = 1, max_drop: float | None = None,
+    chunk: int = 1, max_drop: float | None = None, opt_in: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Export ``model`` for ``target``; returns the manifest (also written to OUT/manifest.json).
     ``data`` (evaluation inputs) adds a parity check on its first samples and is the
@@ -62,7 +62,7 @@ def export(
     manifest = export_model(lm, out_dir, names, modes, t.name, on_step=on_step, calib=cx,
                             calib_source=source,
                             parity_inputs=None if x is None else x[:PARITY_SAMPLES],
-                            budget=budget)
+                            budget=budget, opt_in=opt_in)
     if streaming:
         from edgernn.streaming import make_step_model, step_data
 

@@ -24,12 +24,12 @@ from edgernn.bench_inputs import (
 from edgernn.calibration import SAMPLES, calibration_inputs
 from edgernn.data.evalfile import check_targets, load_eval
 from edgernn.errors import EdgeRNNError, RunnerError
-from edgernn.exporting import export_model, load_manifest
+from edgernn.exporting import export_model, load_manifest, opt_in_groups
 from edgernn.formats import expand_formats, get_format
 from edgernn.hashing import array_sha256
 from edgernn.loading import LoadedModel, load_model, sha256_file
 from edgernn.probe.metrics import HIGHER_IS_BETTER, PRIMARY, degradation
-from edgernn.quantize import NOT_RELEVANT, labels_for, quantizers_for
+from edgernn.quantize import NOT_RELEVANT, OPT_IN, labels_for, opt_in_labels, quantizers_for
 from edgernn.quantize.base import CALIBRATED
 from edgernn.quantize.torch_dynamic import torch_int8_bytes, torch_int8_reason
 from edgernn.runners import get_runner, sub_variants
@@ -57,6 +57,7 @@ class BenchSettings:
     calib_samples: int = SAMPLES
     step_ms: float | None = None  # stream time one step covers: rows get rtf = p50 / step_ms
     max_drop: float | None = None  # accuracy-aware int8: the largest accepted metric drop
+    opt_in: frozenset[str] = frozenset()  # other opt-in variant groups: "per-op", "tune"
     store: Any = None  # edgernn.store.Store: rows are saved there and reused unless force
     force: bool = False
     trials: int = TRIALS  # timing trials per variant, separate processes, round-robin
@@ -233,14 +234,18 @@ def bench_model(
         on_row(row)
 
     manifest = None if settings.force else reuse_manifest(work, model, formats, modes, calib_sha,
-                                                          settings.max_drop)
+                                                          settings.max_drop, settings.opt_in)
     if manifest is None:
         manifest = export_model(model, work, formats, modes, target.name, on_step=step,
                                 calib=calib, calib_source=calib_source,
                                 parity_inputs=x[:PARITY_SAMPLES],
-                                budget=accuracy_budget(model, x, data.y, task, settings))
+                                budget=accuracy_budget(model, x, data.y, task, settings),
+                                opt_in=settings.opt_in)
+    not_asked = opt_in_labels(frozenset(OPT_IN) - opt_in_groups(settings.opt_in,
+                                                                 settings.max_drop is not None))
     arts = [Artifact.from_dict(a) for a in manifest["artifacts"]
-            if a.get("status") != NOT_RELEVANT]  # a variant about an op the graph lacks
+            if a.get("status") != NOT_RELEVANT  # a variant about an op the graph lacks
+            and a.get("quantization") not in not_asked]  # a reused manifest's other opt-ins
     subs = sub_variants(target)
 
     def vname(art: Artifact, sub: str | None) -> str:
@@ -501,7 +506,8 @@ def accuracy_budget(model: LoadedModel, x: np.ndarray, y: np.ndarray, task: str,
 
 def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
                    modes: list[str], calib_sha: str | None = None,
-                   max_drop: float | None = None) -> dict[str, Any] | None:
+                   max_drop: float | None = None,
+                   opt_in: frozenset[str] = frozenset()) -> dict[str, Any] | None:
     """The existing manifest in ``work`` when it is for this exact model file, was calibrated
     on the same inputs and covers every requested variant with intact files; else None."""
     try:
@@ -520,8 +526,8 @@ def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
     for plugin in formats:
         if (plugin, "fp32") not in have:
             return None
-        wanted = [q.label for q in quantizers_for(plugin, modes)
-                  if max_drop is not None or not getattr(q, "accuracy_aware", False)]
+        groups = opt_in_groups(opt_in, max_drop is not None)
+        wanted = [q.label for q in quantizers_for(plugin, modes, groups)]
         if any((plugin, label) not in have for label in wanted) or \
                 any((plugin, m) not in have for m in modes if labels_for(plugin, m) == [m]):
             return None

@@ -34,6 +34,21 @@ def max_drop_option(f: Callable) -> Callable:
              "most sensitive ops float until it fits.")(f)
 
 
+def variant_options(f: Callable) -> Callable:
+    """Opt-in groups of extra quantized variants, each measured beside int8-dynamic."""
+    f = click.option("--tune", is_flag=True,
+                     help="Also try other quantization settings (ONNX: per-channel, asymmetric "
+                          "uint8, 7-bit weights; TFLite: weight-only, per-tensor) and say which "
+                          "is best on the target.")(f)
+    return click.option("--per-op", is_flag=True,
+                        help="Measure every quantizable op class (recurrent, MatMul/Gemm, "
+                             "Embedding; Conv always) kept fp32 vs int8 and say which to keep.")(f)
+
+
+def _opt_in(per_op: bool, tune: bool) -> frozenset[str]:
+    return frozenset(g for g, on in (("per-op", per_op), ("tune", tune)) if on)
+
+
 def load_options(f: Callable) -> Callable:
     """Options that say how to read a model file."""
     f = click.option("--task", type=click.Choice(["classify", "forecast"]),
@@ -229,12 +244,14 @@ def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
 @click.option("--chunk", default=1, show_default=True, type=click.IntRange(1),
               help="Time steps per call of the --streaming step model.")
 @max_drop_option
+@variant_options
 @calib_option
 @strict_option
 @load_options
 def export(model: Path, target: str, fmt: str | None, quantize: str | None,
            out_dir: Path | None, data_path: Path | None, streaming: bool, chunk: int,
-           max_drop: float | None, calib: Path | None, strict: bool, **kw: Any) -> None:
+           max_drop: float | None, per_op: bool, tune: bool, calib: Path | None, strict: bool,
+           **kw: Any) -> None:
     """Export MODEL to the target's formats and quantizations; write manifest.json."""
     from edgernn.api import export as api_export
     from edgernn.quantize import MODES
@@ -247,7 +264,8 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
     with err.status("exporting") as st:
         manifest = api_export(model, target, out_dir, formats, modes, load,
                               on_step=lambda m: st.update(m), calib=calib, data=data_path,
-                              streaming=streaming, chunk=chunk, max_drop=max_drop)
+                              streaming=streaming, chunk=chunk, max_drop=max_drop,
+                              opt_in=_opt_in(per_op, tune))
     out.print(manifest_table(manifest))
     out.print(f"manifest: {out_dir / 'manifest.json'}")
     statuses = [a["status"] for a in manifest["artifacts"]]
@@ -289,6 +307,7 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
                    "16 kHz): rows get rtf = p50 / MS and rtf_p99.")
 @click.option("--wide", is_flag=True, help="Show every column (default fits 120 columns).")
 @max_drop_option
+@variant_options
 @db_option
 @calib_option
 @strict_option
@@ -297,8 +316,8 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
           quantize: str | None, threads: int | None, min_runs: int, min_seconds: float,
           warmup: int, eval_batch: int, collapse: float, out_dir: Path, json_path: Path | None,
           csv_path: Path | None, calib: Path | None, force: bool, trials: int,
-          step_ms: float | None, wide: bool, max_drop: float | None, db: Path | None,
-          strict: bool, **kw: Any) -> None:
+          step_ms: float | None, wide: bool, max_drop: float | None, per_op: bool, tune: bool,
+          db: Path | None, strict: bool, **kw: Any) -> None:
     """Export, run and evaluate every variant of MODELS on a target; print one table."""
     from edgernn.api import bench as api_bench
     from edgernn.bench import BenchSettings
@@ -313,6 +332,7 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
         store=store, force=force, threads=threads, warmup=warmup, min_runs=min_runs,
         min_seconds=min_seconds, eval_batch=eval_batch, trials=trials,
         collapse=collapse, load_options=_load_kwargs(kw), step_ms=step_ms, max_drop=max_drop,
+        opt_in=_opt_in(per_op, tune),
         formats=_formats(fmt), calib_path=calib,
         modes=_split(quantize, list(MODES), "quantization") if quantize else None,
     )
@@ -325,8 +345,8 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
         if writer.rows:
             out.print(bench_table(writer.rows, title=_bench_title(writer.rows), wide=wide),
                       width=_table_width(wide))
-            for line in op_decisions(writer.rows):
-                out.print(f"per-op: {line}", highlight=False)
+            for line in op_decisions(writer.rows, max_drop=settings.max_drop):
+                out.print(line, highlight=False)
             reused = sum(1 for r in writer.rows if r.get("reused"))
             out.print(f"rows: {writer.json_path} {writer.csv_path}; store: {store.path}"
                       + (f" ({reused} row(s) reused from the store, measured earlier with the same "
@@ -649,8 +669,8 @@ def demo(ctx: click.Context, out_dir: Path, epochs: int, dataset: str) -> None:
                data_path=out_dir / f"{dataset}.eval.npz", fmt=None, quantize=None, threads=None,
                min_runs=200, min_seconds=1.0, warmup=20, eval_batch=1, collapse=0.10,
                out_dir=out_dir / "bench", json_path=None, csv_path=None, calib=None,
-               force=False, trials=3, step_ms=None, wide=False, max_drop=None, db=None,
-               strict=False,
+               force=False, trials=3, step_ms=None, wide=False, max_drop=None, per_op=False,
+               tune=False, db=None, strict=False,
                trust_pickle=False, imports=(), input_shape=None, input_dtype=None, task=None,
                inputs=(), states=())
 

@@ -178,19 +178,27 @@ def _finish(art: Artifact, model: LoadedModel, inputs: np.ndarray | None = None)
     return art
 
 
+def opt_in_groups(opt_in: frozenset[str], max_drop: bool) -> frozenset[str]:
+    """The opt-in variant groups of a run: those asked for, and "max-drop" with --max-drop."""
+    return frozenset(opt_in) | ({"max-drop"} if max_drop else set())
+
+
 def export_model(
     model: LoadedModel, out_dir: Path, formats: list[str], modes: list[str],
     target: str = "x86", on_step: Callable[[str], None] | None = None,
     calib: np.ndarray | None = None, calib_source: str | None = None,
     parity_inputs: np.ndarray | None = None, budget: Any = None,
+    opt_in: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Export fp32 and quantized artifacts of ``model`` into ``out_dir``; return the manifest.
 
     ``formats`` are plug-in or family names; ``calib`` (model inputs) feeds full-int8
     quantizers, and ``calib_source`` says where it came from; ``parity_inputs`` (real
     samples, sample axis first) are checked besides random inputs; ``budget`` (an
-    ``AccuracyBudget``, from ``--max-drop``) turns on the accuracy-aware quantizers.
+    ``AccuracyBudget``, from ``--max-drop``) turns on the accuracy-aware quantizers;
+    ``opt_in`` names the other opt-in groups asked for ("per-op", "tune").
     """
+    groups = opt_in_groups(opt_in, budget is not None)
     out_dir.mkdir(parents=True, exist_ok=True)
     arts: list[Artifact] = []
     step = on_step or (lambda _msg: None)
@@ -228,10 +236,8 @@ def export_model(
             why = unsupported_reason(pname, mode)
             if why:
                 arts.append(failed(f"{pname}-{mode}", mode, why, status="skipped"))
-        for q in quantizers_for(pname, modes):
+        for q in quantizers_for(pname, modes, groups):
             aware = getattr(q, "accuracy_aware", False)
-            if aware and budget is None:
-                continue  # opt-in: made only with --max-drop
             step(f"{model.name}: {pname} {q.label}")
             qpath = out_dir / f"{model.name}.{pname}.{q.label}{fmt.suffix}"
             variant = f"{pname}-{q.label}"
@@ -272,6 +278,7 @@ def export_model(
         },
         "calibration_sha256": array_sha256(calib),
         "max_drop": budget.max_drop if budget is not None else None,
+        "opt_in": sorted(groups),
         "artifacts": [_relative(a.to_dict(), out_dir) for a in arts],
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))

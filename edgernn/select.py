@@ -212,44 +212,107 @@ def explain(metric: str, cands: list[Candidate], front: list[Candidate],
             lines.append(f"Over budget: {c.name}: {'; '.join(c.failed)}.")
     for v, why_not in excluded:
         lines.append(f"Not a candidate: {v}: {why_not}.")
-    lines += [f"Per-op: {d}." for d in op_decisions([c.row for c in cands])]
+    lines += [f"{d}." for d in op_decisions([c.row for c in cands], max_drop=budget.max_drop)]
     return lines
 
 
-# per-op variants: label -> (its all-int8 twin's label, the op class it keeps in fp32)
-PER_OP_VARIANTS = {"int8-dynamic-fp32conv": ("int8-dynamic", "Conv")}
+def _family(row: dict[str, Any], label: str) -> tuple[str, ...]:
+    """What a row is a variant of: model, target and its variant name without the label
+    (plugin, delegate), so an alternative meets the twin of its own format."""
+    variant = row.get("variant")
+    if not variant:
+        return row["model"], row["target"], row.get("format", ""), ""
+    base, _, sub = variant.partition("@")
+    return row["model"], row["target"], base[: len(base) - len(label)], sub
 
 
-def op_decisions(rows: list[dict[str, Any]], tie: float = 0.05) -> list[str]:
-    """For each per-op variant measured beside its all-int8 twin (same model, format and
-    target): whether that op class is worth int8 there, by latency at no accuracy cost."""
-    lines = []
+def _faster(a: dict[str, Any], b: dict[str, Any], tie: float) -> float:
+    """How many times faster ``a`` is than ``b``; 1.0 when inside the noise (the larger of
+    ``tie`` and either row's spread between timing trials)."""
+    pa, pb = a["latency_ms"]["p50"], b["latency_ms"]["p50"]
+    noise = max(tie, _spread_of(a), _spread_of(b))
+    return pb / pa if pa < pb / (1 + noise) else (pb / pa if pb < pa / (1 + noise) else 1.0)
+
+
+def op_decisions(rows: list[dict[str, Any]], tie: float = 0.05,
+                 max_drop: float | None = None) -> list[str]:
+    """For each alternative variant measured beside its twin on the same target (registered by
+    the quantizers: an op class kept fp32, or another quantization setting), which to keep:
+    by latency at no accuracy cost (or within ``max_drop``), then by size."""
+    from edgernn.quantize import alternatives
+
+    alts = alternatives()
     ok = [r for r in rows if r.get("status") == "ok" and r.get("latency_ms")]
+    lines: list[str] = []
+    settings: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for r in ok:
-        spec = PER_OP_VARIANTS.get(r.get("quantization", ""))
+        spec = alts.get(r.get("quantization", ""))
         if spec is None:
             continue
-        twin_label, op = spec
-        twin = next((t for t in ok if t["model"] == r["model"] and t["target"] == r["target"]
-                     and t["format"] == r["format"] and t["quantization"] == twin_label), None)
+        twin_label, change, kind = spec
+        fam = _family(r, r["quantization"])
+        twin = next((t for t in ok if t.get("quantization") == twin_label
+                     and _family(t, twin_label) == fam), None)
         if twin is None:
             continue
-        a, b = twin["latency_ms"]["p50"], r["latency_ms"]["p50"]
-        noise = max(tie, _spread_of(twin), _spread_of(r))
-        da, db = twin.get("accuracy_drop") or 0.0, r.get("accuracy_drop") or 0.0
-        if b < a / (1 + noise) and db <= da + 1e-9:
-            verdict = f"keep {op} fp32 (int8 {op} is {a / b:.2f}x slower, no more accurate)"
-        elif a < b / (1 + noise) and da <= db + 1e-9:
-            verdict = f"keep {op} int8 ({b / a:.2f}x faster than fp32 {op}, as accurate)"
-        elif abs(a - b) <= noise * max(a, b) and da <= db + 1e-9:
-            verdict = (f"keep {op} int8 (latency equal within {noise:.0%}, "
-                       f"{(r.get('size_bytes') or 0) / 1e3:.1f} -> "
-                       f"{(twin.get('size_bytes') or 0) / 1e3:.1f} kB)")
+        if kind == "setting":
+            settings.setdefault(fam, [twin]).append(r)
         else:
-            verdict = f"keep {op} fp32 (int8 {op} costs accuracy: drop {da:+.4f} vs {db:+.4f})"
-        lines.append(f"{r['model']} on {r['target']}: {op} int8 p50 {a:.3g} ms vs {op} fp32 "
-                     f"{b:.3g} ms, drop {da:+.4f} vs {db:+.4f}: {verdict}")
+            lines.append("Per-op: " + _op_verdict(twin, r, change.split(" kept")[0], tie))
+    for group in settings.values():
+        lines.append("Settings: " + _setting_verdict(group, alts, tie, max_drop))
     return lines
+
+
+def _op_verdict(twin: dict[str, Any], r: dict[str, Any], op: str, tie: float) -> str:
+    a, b = twin["latency_ms"]["p50"], r["latency_ms"]["p50"]
+    speed = _faster(r, twin, tie)  # > 1: the fp32-op variant is faster
+    da, db = twin.get("accuracy_drop") or 0.0, r.get("accuracy_drop") or 0.0
+    if speed > 1 and db <= da + 1e-9:
+        verdict = f"keep {op} fp32 (int8 {op} is {a / b:.2f}x slower, no more accurate)"
+    elif speed < 1 and da <= db + 1e-9:
+        verdict = f"keep {op} int8 ({b / a:.2f}x faster than fp32 {op}, as accurate)"
+    elif speed == 1 and da <= db + 1e-9:
+        noise = max(tie, _spread_of(twin), _spread_of(r))
+        sa, sb = (twin.get("size_bytes") or 0) / 1e3, (r.get("size_bytes") or 0) / 1e3
+        verdict = (f"keep {op} int8 (latency equal within {noise:.0%}, {sb:.1f} -> {sa:.1f} kB)"
+                   if sa < sb else
+                   f"keep {op} fp32 (latency equal within {noise:.0%}, and int8 {op} saves no "
+                   f"space: {sb:.1f} -> {sa:.1f} kB)")
+    else:
+        verdict = f"keep {op} fp32 (int8 {op} costs accuracy: drop {da:+.4f} vs {db:+.4f})"
+    return (f"{r['model']} on {r['target']}: {op} int8 p50 {a:.3g} ms vs {op} fp32 "
+            f"{b:.3g} ms, drop {da:+.4f} vs {db:+.4f}: {verdict}")
+
+
+def _setting_verdict(group: list[dict[str, Any]], alts: dict[str, tuple[str, str, str]],
+                     tie: float, max_drop: float | None) -> str:
+    """The default setting and its alternatives: keep the fastest whose drop is within
+    ``max_drop`` (without one: no worse than the default's), ties to the smaller file."""
+    default = group[0]
+    limit = max_drop if max_drop is not None else (default.get("accuracy_drop") or 0.0) + 1e-9
+
+    def name(r: dict[str, Any]) -> str:
+        return "default" if r is default else alts[r["quantization"]][1]
+
+    fits = [r for r in group if (r.get("accuracy_drop") or 0.0) <= limit]
+    best = None
+    for r in fits:
+        if best is None:
+            best = r
+            continue
+        speed = _faster(r, best, tie)
+        if speed > 1 or (speed == 1 and (r.get("size_bytes") or 0) < (best.get("size_bytes") or 0)):
+            best = r
+    tried = "; ".join(f"{name(r)} {r['latency_ms']['p50']:.3g} ms, "
+                      f"{(r.get('size_bytes') or 0) / 1e3:.1f} kB, drop {r.get('accuracy_drop') or 0:+.4f}"
+                      for r in group)
+    bound = f"drop <= {max_drop:g}" if max_drop is not None else "no more drop than the default"
+    kept = (f"keep {name(best)}" + (f" ({best['quantization']})" if best is not default else "")
+            if best is not None else "none fits")
+    return (f"{default['model']} on {default['target']}: {default['quantization']} settings tried: "
+            f"{tried}; {kept} (fastest with {bound}; within {tie:.0%} or the trial spread, smaller "
+            "wins)")
 
 
 def _spread_of(row: dict[str, Any]) -> float:

@@ -6,4 +6,4 @@ EXTRAS=${EXTRAS-tflite,tflite-keras} ./scripts/setup.sh
 ./scripts/system_deps.sh
 . .venv/bin/activate
 ruff check edgernn tests benchmarks scripts
-python -m pytest -q "$@"
+python -m pytest -q --durations=25 "$@"

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -150,7 +151,8 @@ def test_conv_kept_float_variant_and_the_per_op_decision(step_kws, tmp_path):
                 "status": "ok", "latency_ms": {"p50": p50, "spread": 0.02},
                 "accuracy_drop": drop, "size_bytes": 1000}
     slow_conv = op_decisions([row("int8-dynamic", 0.2, 0.0), row("int8-dynamic-fp32conv", 0.1, 0.0)])
-    assert slow_conv and "keep Conv fp32" in slow_conv[0] and "2.00x slower" in slow_conv[0]
+    assert slow_conv and slow_conv[0].startswith("Per-op: ")
+    assert "keep Conv fp32" in slow_conv[0] and "2.00x slower" in slow_conv[0]
     fast_conv = op_decisions([row("int8-dynamic", 0.1, 0.0), row("int8-dynamic-fp32conv", 0.2, 0.0)])
     assert "keep Conv int8" in fast_conv[0]
     lossy = op_decisions([row("int8-dynamic", 0.1, 0.05), row("int8-dynamic-fp32conv", 0.2, 0.0)])
@@ -213,3 +215,131 @@ def test_max_drop_keeps_the_sensitive_op_float(tmp_path):
     code, _, err = cli(["export", p, "--input-shape", "batch=1,seq=30,2", "--format", "onnx",
                         "--max-drop", "0.02", "--out", tmp_path / "e"])
     assert code == 1 and "--max-drop needs samples" in err and len(err.strip().splitlines()) == 1
+
+
+class TokenGRU(nn.Module):
+    """A user's keyword/text classifier: Embedding -> GRU -> Linear (scripted)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(60, 16)
+        self.rnn = nn.GRU(16, 32, batch_first=True)
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(self.emb(tokens))[0][:, -1])
+
+
+def _stored(path: Path) -> dict[str, np.ndarray]:
+    """Every stored tensor of the file by name (the test's own walk)."""
+    from onnx import numpy_helper
+
+    from tests.onnx_count import stored_tensors
+    return {t.name: numpy_helper.to_array(t) for t in stored_tensors(onnx.load(str(path)).graph)}
+
+
+def _weights_of(path: Path, shape: tuple[int, ...]) -> list[np.ndarray]:
+    return [a for a in _stored(path).values() if a.shape == shape]
+
+
+@pytest.fixture(scope="module")
+def token_variants(tmp_path_factory):
+    d = tmp_path_factory.mktemp("token-gru")
+    torch.manual_seed(0)
+    model = TokenGRU().eval()
+    p = d / "tok.pt"
+    torch.jit.save(torch.jit.script(model), str(p))
+    base = ["export", p, "--input-shape", "batch=1,seq=12", "--input-dtype", "int64",
+            "--format", "onnx", "--quantize", "dynamic"]
+    code, out, err = cli([*base, "--out", d / "plain"])
+    assert code == 0, err + out
+    plain = json.loads((d / "plain" / "manifest.json").read_text())
+    code, out, err = cli([*base, "--per-op", "--tune", "--out", d / "all"])
+    assert code == 0, err + out
+    m = json.loads((d / "all" / "manifest.json").read_text())
+    arts = {a["quantization"]: a for a in m["artifacts"]}
+    return model, plain, arts, {q: d / "all" / a["path"] for q, a in arts.items() if a["path"]}
+
+
+def test_per_op_and_setting_variants_only_when_asked(token_variants):
+    _, plain, arts, _ = token_variants
+    asked = {"int8-dynamic-fp32rnn", "int8-dynamic-fp32matmul", "int8-dynamic-fp32gather",
+             "int8-dynamic-perchannel", "int8-dynamic-u8", "int8-dynamic-reducerange"}
+    assert {a["quantization"] for a in plain["artifacts"]}.isdisjoint(asked)
+    assert all(arts[q]["status"] == "ok" for q in asked), {q: arts[q] for q in asked}
+    # the model has no Conv: that variant is about an op the graph lacks
+    assert arts["int8-dynamic-fp32conv"]["status"] == "not applicable"
+
+
+def test_each_op_class_kept_fp32_is_float_in_its_file(token_variants):
+    model, _, _, files = token_variants
+    table, gru_w, head = (tuple(model.emb.weight.shape), (1, 96, 16), (32, 4))
+
+    def dtypes(q: str, shape: tuple[int, ...]) -> set[str]:
+        return {a.dtype.name for a in _weights_of(files[q], shape)}
+    # every weight int8 in int8-dynamic (the head is stored transposed for MatMulInteger)
+    assert dtypes("int8-dynamic", table) == {"int8"} and dtypes("int8-dynamic", gru_w) == {"int8"}
+    assert dtypes("int8-dynamic", head) == {"int8"}
+    assert dtypes("int8-dynamic-fp32gather", table) == {"float32"}
+    assert dtypes("int8-dynamic-fp32gather", head) == {"int8"}
+    assert dtypes("int8-dynamic-fp32matmul", head) == {"float32"}
+    assert dtypes("int8-dynamic-fp32matmul", table) == {"int8"}
+    assert dtypes("int8-dynamic-fp32rnn", gru_w) == {"float32"}
+    assert dtypes("int8-dynamic-fp32rnn", table) == {"int8"}
+    x = torch.randint(0, 60, (3, 12))
+    with torch.no_grad():
+        ref = model(x).numpy()
+    for q, f in files.items():  # every variant still computes the model
+        got = _run(f, x.numpy())
+        np.testing.assert_allclose(got, ref, atol=0.05 * max(1.0, np.abs(ref).max()), err_msg=q)
+
+
+def test_settings_really_change_the_stored_weights(token_variants):
+    model, _, arts, files = token_variants
+    head = (32, 4)
+    w = model.head.weight.detach().numpy().T
+
+    def scales(q: str) -> list[int]:
+        """Sizes of the float tensors stored beside the head's int8 weight: its scales."""
+        stored = _stored(files[q])
+        name = next(k for k, a in stored.items() if a.shape == head)
+        return [stored[k].size for k in stored if k.startswith(name.rsplit("_quantized")[0])
+                and stored[k].dtype == np.float32]
+    default = _weights_of(files["int8-dynamic"], head)[0]
+    assert default.dtype == np.int8 and scales("int8-dynamic") == [1]
+    assert scales("int8-dynamic-perchannel") == [4]  # one scale per output column
+    u8 = _weights_of(files["int8-dynamic-u8"], head)[0]
+    assert u8.dtype == np.uint8
+    zero = [int(a) for a in _stored(files["int8-dynamic-u8"]).values()
+            if a.dtype == np.uint8 and a.size == 1]
+    lo, hi = min(w.min(), 0.0), max(w.max(), 0.0)  # asymmetric uint8: the zero point maps 0.0
+    assert any(abs(z - round(-lo / ((hi - lo) / 255))) <= 1 for z in zero), zero
+    rr = _weights_of(files["int8-dynamic-reducerange"], head)[0]
+    assert rr.dtype == np.int8 and np.abs(rr).max() == 64  # 7-bit: symmetric [-64, 64]
+    assert np.abs(default).max() == 127  # 8-bit in the default
+    note = "; ".join(arts["int8-dynamic-perchannel"]["notes"])
+    assert "per_channel=True" in note and "GRU weights are int8 per output channel" in note
+
+
+def test_setting_decision_keeps_the_fastest_within_the_drop():
+    from edgernn.select import op_decisions
+
+    def row(q: str, p50: float, drop: float, size: int = 1000) -> dict:
+        return {"model": "m", "target": "pi", "format": "onnx", "variant": f"m/onnx-{q}",
+                "quantization": q, "status": "ok", "accuracy_drop": drop, "size_bytes": size,
+                "latency_ms": {"p50": p50, "spread": 0.01}}
+    rows = [row("int8-dynamic", 0.20, 0.00), row("int8-dynamic-perchannel", 0.10, 0.03),
+            row("int8-dynamic-u8", 0.15, 0.00), row("int8-dynamic-reducerange", 0.19, 0.00)]
+    (line,) = op_decisions(rows)
+    assert line.startswith("Settings: ") and "keep asymmetric uint8 weights" in line
+    # a budget that admits the per-channel drop: it is the fastest then
+    (line,) = op_decisions(rows, max_drop=0.05)
+    assert "keep per-channel weights" in line
+    # equal latency: the smaller file wins
+    (line,) = op_decisions([row("int8-dynamic", 0.10, 0.0, 900),
+                            row("int8-dynamic-u8", 0.101, 0.0, 800)])
+    assert "keep asymmetric uint8 weights" in line
+    # an op kept fp32 that is as fast and smaller than its int8 form: keep it fp32
+    (line,) = op_decisions([row("int8-dynamic", 0.10, 0.0, 900),
+                            row("int8-dynamic-fp32matmul", 0.10, 0.0, 800)])
+    assert "keep MatMul/Gemm fp32" in line and "saves no space" in line

@@ -7,10 +7,13 @@ from edgernn.quantize import tflite_litert as _tflite_litert  # noqa: F401
 from edgernn.quantize.base import (
     MODES,
     NOT_RELEVANT,
+    OPT_IN,
     NotApplicable,
     NotRelevant,
     Quantizer,
+    alternatives,
     labels_for,
+    opt_in_labels,
     quantizers_for,
     register_quantizer,
     register_unsupported,
@@ -27,5 +30,6 @@ register_unsupported(
     "fp32 and clips out-of-range inputs; use dynamic",
 )
 
-__all__ = ["MODES", "NOT_RELEVANT", "NotApplicable", "NotRelevant", "Quantizer", "labels_for",
-           "quantizers_for", "register_quantizer", "register_unsupported", "unsupported_reason"]
+__all__ = ["MODES", "NOT_RELEVANT", "OPT_IN", "NotApplicable", "NotRelevant", "Quantizer",
+           "alternatives", "labels_for", "opt_in_labels", "quantizers_for", "register_quantizer",
+           "register_unsupported", "unsupported_reason"]

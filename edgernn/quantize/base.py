@@ -25,7 +25,19 @@ class NotRelevant(NotApplicable):
 NOT_RELEVANT = "not applicable"  # the artifact status of a NotRelevant variant
 
 
+# groups of variants made only when asked for: ``--max-drop`` (accuracy-aware), ``--per-op``
+# (every quantizable op class measured fp32 vs int8), ``--tune`` (quantization settings)
+OPT_IN = ("max-drop", "per-op", "tune")
+
+
 class Quantizer(Protocol):
+    """A quantizer may also carry (read with ``getattr``, defaults in brackets):
+    ``opt_in`` [None]: the ``OPT_IN`` group that turns it on (None: always made for its mode);
+    ``twin`` [None]: the label of the default variant this one is an alternative to, with
+    ``change``: how it differs ("Conv kept fp32", "per-channel weights") and ``kind``: "op"
+    (an op class kept float) or "setting" (another quantization setting); select reports a
+    decision for each alternative measured beside its twin."""
+
     format: str
     mode: str
     label: str  # the artifact's quantization label, e.g. "int8-dynamic"
@@ -60,8 +72,24 @@ def register_unsupported(fmt: str, mode: str, reason: str) -> None:
     _UNSUPPORTED[(fmt, mode)] = reason
 
 
-def quantizers_for(fmt: str, modes: list[str]) -> list[Quantizer]:
-    return [q for m in modes for q in _QUANTIZERS.get((fmt, m), [])]
+def quantizers_for(fmt: str, modes: list[str], opt_in: frozenset[str] | set[str] = frozenset()
+                   ) -> list[Quantizer]:
+    """The quantizers of ``fmt`` for ``modes``: those always made, and those of the ``opt_in``
+    groups asked for."""
+    return [q for m in modes for q in _QUANTIZERS.get((fmt, m), [])
+            if getattr(q, "opt_in", None) in (None, *opt_in)]
+
+
+def opt_in_labels(groups: frozenset[str] | set[str]) -> set[str]:
+    """Labels of the quantizers that only the ``groups`` given turn on."""
+    return {q.label for group in _QUANTIZERS.values() for q in group
+            if getattr(q, "opt_in", None) in groups}
+
+
+def alternatives() -> dict[str, tuple[str, str, str]]:
+    """label -> (twin label, change, kind) for every registered alternative variant."""
+    return {q.label: (q.twin, getattr(q, "change", q.label), getattr(q, "kind", "op"))
+            for group in _QUANTIZERS.values() for q in group if getattr(q, "twin", None)}
 
 
 def unsupported_reason(fmt: str, mode: str) -> str | None:

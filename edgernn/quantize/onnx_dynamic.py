@@ -52,6 +52,18 @@ def pre_process(src: Path, dst: Path) -> tuple[Path, str | None]:
     return dst, None
 
 
+def _has_weighted(model: Any, op_types: tuple[str, ...]) -> bool:
+    """Whether ``model`` has a node of ``op_types`` with a constant weight (a Gather that
+    indexes activations is no embedding table)."""
+    import onnx
+
+    from edgernn.quantize.onnx_ops import mark_weighted_nodes
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)  # marking renames nodes
+    return any(n.op_type in op_types and n.const_weight for n in mark_weighted_nodes(copy))
+
+
 RNN_NOTES = {
     "node": "{n} GRU: weights stored int8 (symmetric, per output row) and expanded to fp32 when "
             "onnxruntime loads the file: the fused GRU kernel computes in fp32 (onnxruntime has no "
@@ -79,6 +91,10 @@ class OnnxDynamicInt8:
     rnn_form = "node"  # edgernn's GRU rewrite before quantize_dynamic; LSTM left to onnxruntime
     rnn_lstm = False
     keep_float: tuple[str, ...] = ()  # op types left fp32 (a per-op variant)
+    # onnxruntime quantize_dynamic settings (a "setting" variant changes one of them)
+    per_channel = False
+    weight_type = "QInt8"  # symmetric int8; "QUInt8": asymmetric uint8 with a zero point
+    reduce_range = False  # 7-bit weights
 
     def available(self) -> str | None:
         try:
@@ -117,8 +133,9 @@ class OnnxDynamicInt8:
                 rewritten = self._rewrite_rnns(src, dst, notes, pre_processed=not failed)
                 if rewritten:
                     m = onnx.load(str(dst))
-        if self.keep_float and not any(n.op_type in self.keep_float for n in all_nodes(m)):
-            raise NotRelevant(f"the graph has no {'/'.join(self.keep_float)} to keep in fp32")
+        if self.keep_float and not _has_weighted(m, self.keep_float):
+            raise NotRelevant(f"the graph has no {'/'.join(self.keep_float)} with weights to "
+                              "keep in fp32")
         return Prepared(m, notes, before, rewritten)
 
     def _quantize(self, fp32: Artifact, path: Path, exclude: tuple[str, ...] = (),
@@ -146,7 +163,8 @@ class OnnxDynamicInt8:
         # the per-op summary is about the model's own ops, not the rewrite's scale Mul/Add nodes
         own = [n for n in nodes if n.name in before and n.name not in rewritten]
         marked = [f"{n.name}#edgernn{k}#" for k, n in enumerate(nodes) if n.name in exclude]
-        quantize_dynamic(m, str(path), weight_type=QuantType.QInt8,
+        quantize_dynamic(m, str(path), weight_type=getattr(QuantType, self.weight_type),
+                         per_channel=self.per_channel, reduce_range=self.reduce_range,
                          op_types_to_quantize=sorted(ORT_DYNAMIC - set(self.keep_float))
                          if self.keep_float else None, nodes_to_exclude=marked or None,
                          extra_options={"EnableSubgraph": True})
@@ -168,6 +186,8 @@ class OnnxDynamicInt8:
         frac = census.int8_fraction
         if summary:
             notes.insert(0, summary)
+        if getattr(self, "kind", None) == "setting":
+            notes.insert(0, self.setting_note(Counter(n.op_type for n in nodes if n.name in before)))
         notes.append(f"int8 weights: {share(frac)} of {census.total} weight elements "
                      "(initializers and Constant tensors)")
         return Artifact(
@@ -179,6 +199,16 @@ class OnnxDynamicInt8:
             + "onnxruntime.quantization quant_pre_process + quantize_dynamic (QInt8 weights, "
               "sub-graphs included)",
         )
+
+    def setting_note(self, ops: Counter[str]) -> str:
+        """What this setting changes in this graph (and what it cannot change)."""
+        touched = sorted(o for o in ops if o in ("MatMul", "Gemm", "Conv", "Gather"))
+        fixed = [f"{o} weights are int8 per output channel, symmetric, in every setting "
+                 f"({'onnxruntime' if o == 'LSTM' else 'edgernn'}'s {o} quantizer)"
+                 for o in ("LSTM", "GRU") if ops.get(o)]
+        return (f"setting: {self.change} (quantize_dynamic per_channel={self.per_channel}, "
+                f"weight_type={self.weight_type}, reduce_range={self.reduce_range}); applies to "
+                f"{', '.join(touched) or 'no op of this graph'}" + "".join(f"; {f}" for f in fixed))
 
     def _rewrite_rnns(self, src: Path, dst: Path, notes: list[str],
                       pre_processed: bool) -> set[str]:
@@ -215,6 +245,7 @@ class OnnxMixedInt8(OnnxDynamicInt8):
     label = "int8-mixed"
     rnn_form = "none"  # onnxruntime's quantizer only: every op can be left float by name
     accuracy_aware = True
+    opt_in = "max-drop"
 
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None,
                  budget: Any = None) -> Artifact:
@@ -252,15 +283,47 @@ class OnnxMixedInt8(OnnxDynamicInt8):
         return art
 
 
-class OnnxInt8FloatConv(OnnxDynamicInt8):
-    """int8-dynamic with every Conv left fp32: a conv front end quantized per call
-    (ConvInteger) can cost more time than it saves; the bench measures both on the target."""
+class OnnxInt8FloatOps(OnnxDynamicInt8):
+    """int8-dynamic with one op class left fp32: int8 with per-call activation quantization
+    (ConvInteger, MatMulInteger) can cost more time than it saves; the bench measures both on
+    the target and select says which to keep (``kind`` "op", ``twin`` int8-dynamic)."""
 
-    label = "int8-dynamic-fp32conv"
-    keep_float = ("Conv",)
+    twin = "int8-dynamic"
+    kind = "op"
+
+    def __init__(self, label: str, keep_float: tuple[str, ...], opt_in: str | None,
+                 rnn_form: str = "node") -> None:
+        self.label, self.keep_float, self.opt_in, self.rnn_form = label, keep_float, opt_in, rnn_form
+        self.change = f"{'/'.join(keep_float)} kept fp32"
+
+
+class OnnxInt8Setting(OnnxDynamicInt8):
+    """int8-dynamic with one quantize_dynamic setting changed (``--tune``): the bench measures
+    it beside int8-dynamic on the target; select keeps the better within the drop budget."""
+
+    twin = "int8-dynamic"
+    kind = "setting"
+    opt_in = "tune"
+
+    def __init__(self, label: str, change: str, **settings: Any) -> None:
+        self.label, self.change = label, change
+        for k, v in settings.items():
+            setattr(self, k, v)
 
 
 register_quantizer(OnnxDynamicInt8())
-register_quantizer(OnnxInt8FloatConv())
+# per-op alternatives: Conv always (a conv front end is where int8 most often costs time),
+# the other op classes with --per-op
+register_quantizer(OnnxInt8FloatOps("int8-dynamic-fp32conv", ("Conv",), None))
+register_quantizer(OnnxInt8FloatOps("int8-dynamic-fp32rnn", ("GRU", "LSTM"), "per-op", "none"))
+register_quantizer(OnnxInt8FloatOps("int8-dynamic-fp32matmul", ("MatMul", "Gemm"), "per-op"))
+register_quantizer(OnnxInt8FloatOps("int8-dynamic-fp32gather", ("Gather",), "per-op"))
+# settings alternatives (--tune); LSTM/GRU weights are per-channel symmetric in all of them
+register_quantizer(OnnxInt8Setting("int8-dynamic-perchannel", "per-channel weights",
+                                   per_channel=True))
+register_quantizer(OnnxInt8Setting("int8-dynamic-u8", "asymmetric uint8 weights",
+                                   weight_type="QUInt8"))
+register_quantizer(OnnxInt8Setting("int8-dynamic-reducerange", "7-bit weights (reduce_range)",
+                                   reduce_range=True))
 register_quantizer(OnnxScanInt8())
 register_quantizer(OnnxMixedInt8())
