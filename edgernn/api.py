@@ -8,7 +8,7 @@ from typing import Any
 
 from edgernn.bench import PARITY_SAMPLES, BenchSettings, bench_model, check_formats
 from edgernn.calibration import calibration_inputs
-from edgernn.data.datasets import load_dataset
+from edgernn.data.datasets import Dataset, load_dataset
 from edgernn.data.evalfile import check_fits, load_eval
 from edgernn.errors import EdgeRNNError
 from edgernn.exporting import export_model
@@ -18,12 +18,18 @@ from edgernn.target import load_target
 from edgernn.training import TrainResult, train, write_outputs
 
 
-def train_model(dataset: str, layers: str, out: Path, eval_out: Path, **kw: Any) -> TrainResult:
-    """Train on a bundled dataset; write the checkpoint and held-out evaluation file."""
+def train_model(dataset: str | Dataset, layers: str, out: Path, eval_out: Path,
+                **kw: Any) -> TrainResult:
+    """Train on a bundled dataset (or a ``Dataset``, e.g. a user's CSV read by
+    ``edgernn.data.text.from_csv``); write the checkpoint, the held-out evaluation file and,
+    for token data, the tokenizer beside the checkpoint (``OUT.tokenizer.json``)."""
     specs = parse_layers(layers)
-    ds = load_dataset(dataset)
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     result = train(ds, specs, **kw)
     write_outputs(ds, result, out, eval_out)
+    if getattr(ds, "tokenizer_json", None):
+        result.tokenizer_path = out.with_suffix(".tokenizer.json")
+        result.tokenizer_path.write_text(ds.tokenizer_json)
     return result
 
 

@@ -133,7 +133,9 @@ def cli() -> None:
               help="Where --stream writes its .npz (x [N, steps, features], y [N, steps]).")
 def datasets(stream: str | None, steps: int, out_path: Path | None) -> None:
     """List the bundled datasets (or write one as per-step labelled streams)."""
-    from edgernn.data.datasets import STREAMS, load_dataset, names
+    from edgernn.data.datasets import STREAMS, info, load_dataset, names
+
+    escape = rich_escape
 
     if stream:
         from edgernn.data.evalfile import save_eval
@@ -148,14 +150,35 @@ def datasets(stream: str | None, steps: int, out_path: Path | None) -> None:
                   highlight=False)
         return
     for n in names():
-        ds = load_dataset(n)
+        meta = info(n)
+        try:
+            ds = load_dataset(n)
+        except EdgeRNNError as e:  # files not fetched: list it with the fix
+            out.print(f"[bold]{n}[/] ({meta.domain}; not available: {escape(str(e))})")
+            continue
         kind = "real" if ds.real else "synthetic"
-        out.print(f"[bold]{n}[/] ({kind}, {ds.task}, {len(ds.x_train)}+{len(ds.x_test)} windows, "
-                  f"seq {ds.seq_len}): {ds.description}")
+        shape = f"seq {ds.seq_len}" + (", variable length, front-padded"
+                                       if getattr(ds, "lengths_train", None) is not None else "")
+        domain = f"{meta.domain}, " if meta.domain and meta.domain != kind else ""
+        out.print(f"[bold]{n}[/] ({domain}{kind}, {ds.task}, {len(ds.x_train)}+"
+                  f"{len(ds.x_test)} windows, {shape}): {escape(ds.description)}")
+        if ds.source or ds.license:
+            out.print(f"    source: {escape(ds.source or '?')}; license: {escape(ds.license or '?')}",
+                      highlight=False)
 
 
 @cli.command()
 @click.option("--dataset", default="weather", show_default=True, help="Bundled dataset.")
+@click.option("--data", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Train on your own CSV of sentences and labels instead (a BPE tokenizer is "
+                   "trained on its training rows and written beside OUT as .tokenizer.json).")
+@click.option("--text-column", default="text", show_default=True, help="With --data: text column.")
+@click.option("--label-column", default="label", show_default=True,
+              help="With --data: label column.")
+@click.option("--vocab-size", default=2000, show_default=True, type=click.IntRange(8),
+              help="With --data: tokenizer vocabulary size.")
+@click.option("--seq-len", type=click.IntRange(1),
+              help="With --data: tokens per sentence (default: the 95th percentile, up to 256).")
 @click.option("--layers", default="lstm:64", show_default=True,
               help="Recurrent stack, e.g. gru:128,lstm:128 or bilstm:64x2.")
 @click.option("--epochs", default=15, show_default=True, type=click.IntRange(1))
@@ -167,20 +190,29 @@ def datasets(stream: str | None, steps: int, out_path: Path | None) -> None:
               help="Checkpoint to write (.pt).")
 @click.option("--eval-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Held-out evaluation file (default: OUT with .eval.npz).")
-def train(dataset: str, layers: str, epochs: int, batch_size: int, lr: float, seed: int,
-          max_train: int | None, out_path: Path, eval_out: Path | None) -> None:
-    """Train a reference classifier or forecaster on a bundled dataset."""
+def train(dataset: str, csv_path: Path | None, text_column: str, label_column: str,
+          vocab_size: int, seq_len: int | None, layers: str, epochs: int, batch_size: int,
+          lr: float, seed: int, max_train: int | None, out_path: Path,
+          eval_out: Path | None) -> None:
+    """Train a reference classifier or forecaster on a bundled dataset or your CSV of text."""
     from edgernn.api import train_model
 
+    source: Any = dataset
+    if csv_path is not None:
+        from edgernn.data.text import from_csv
+
+        source = from_csv(csv_path, text_column, label_column, vocab_size=vocab_size,
+                          seq_len=seq_len, seed=seed)
     eval_out = eval_out or out_path.with_suffix(".eval.npz")
     with _progress() as progress:
-        res = train_model(dataset, layers, out_path, eval_out, epochs=epochs,
+        res = train_model(source, layers, out_path, eval_out, epochs=epochs,
                           batch_size=batch_size, lr=lr, seed=seed, max_train=max_train,
                           progress=progress)
     final = ", ".join(f"{k} {v:.4f}" for k, v in res.final.items())
     per = sum(res.epoch_seconds) / len(res.epoch_seconds)
     out.print(f"wrote {out_path} ({sum(p.numel() for p in res.model.parameters())} parameters, "
-              f"{per:.2f} s/epoch; held-out {final}) and {eval_out}")
+              f"{per:.2f} s/epoch; held-out {final}) and {eval_out}"
+              + (f"; tokenizer {res.tokenizer_path}" if res.tokenizer_path else ""))
 
 
 @cli.command()

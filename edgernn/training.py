@@ -27,6 +27,7 @@ class TrainResult:
     spec: InputSpec
     epoch_seconds: list[float] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
+    tokenizer_path: Path | None = None  # token data: the tokenizer written beside the checkpoint
 
     @property
     def final(self) -> dict[str, float]:

@@ -14,4 +14,6 @@ pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
 extras="dev${EXTRAS:+,$EXTRAS}"
 pip install -q -e ".[${extras}]" 2>&1 | grep -v "^WARNING: Location" || true
+# the real datasets' files (sktime/pmdarima wheels, vaderSentiment sdist), once, from PyPI
+./scripts/fetch_data.sh
 python -c "import torch, onnxruntime, edgernn; print('edgernn', edgernn.__version__, '| torch', torch.__version__, '| onnxruntime', onnxruntime.__version__)"
