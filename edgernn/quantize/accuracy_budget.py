@@ -1,7 +1,8 @@
 """Accuracy-aware int8 (``--max-drop D``): keep the most sensitive ops in float until the drop
 fits, as the best compression toolkits do (NNCF, Intel Neural Compressor), by measurement.
 
-The drop is measured with onnxruntime on this host, on the evaluation samples (labels: the
+The drop is measured on this host (ONNX files with onnxruntime, .tflite files with LiteRT's
+interpreter), one sample per call as deployed, on the evaluation samples (labels: the
 task metric's drop against the fp32 file) or, without labels, on the calibration inputs against
 the fp32 file's own predictions (classification: the share of changed predictions;
 forecasting: the mean absolute change).
@@ -15,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from edgernn.errors import EdgeRNNError
 from edgernn.probe.metrics import PRIMARY, compute_metrics, degradation
+
+
+def is_tflite(path: Path) -> bool:
+    """A .tflite flatbuffer (file identifier ``TFL3`` at bytes 4-8), whatever its name."""
+    with open(path, "rb") as f:
+        return f.read(8)[4:8] == b"TFL3"
 
 
 @dataclass
@@ -30,7 +38,10 @@ class AccuracyBudget:
     source: str = "calibration inputs"
 
     def outputs(self, path: Path) -> np.ndarray:
-        """The first output of an ONNX file on every sample, one call each (as deployed)."""
+        """The first output of an ONNX or .tflite file on every sample, one call each (as
+        deployed); the kind is read from the file's bytes, not its name."""
+        if is_tflite(path):
+            return self._tflite_outputs(path)
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -43,6 +54,26 @@ class AccuracyBudget:
             if self.batch_axis:
                 xi = np.moveaxis(xi, 0, self.batch_axis)
             outs.append(np.asarray(sess.run(None, {name: xi})[0]).reshape(1, -1))
+        return np.concatenate(outs)
+
+    def _tflite_outputs(self, path: Path) -> np.ndarray:
+        """LiteRT's interpreter (1 thread) at the file's fixed input shape, cast to the file's
+        input dtype (integer inputs quantized, integer outputs dequantized by the runtime
+        adapter edgernn's bench uses)."""
+        from edgernn.probe import runtimes
+
+        sess = runtimes.load("litert", str(path), threads=1)
+        want = list((sess.details or {}).get("input_shape") or [])
+        outs = []
+        for i in range(len(self.x)):
+            xi = self.x[i:i + 1]
+            if self.batch_axis:
+                xi = np.moveaxis(xi, 0, self.batch_axis)
+            if want and list(xi.shape) != want:
+                raise EdgeRNNError(
+                    f"{self.source} have shape {list(self.x.shape)} (samples first), but the "
+                    f".tflite file's input is fixed at {want}: pass samples of that shape")
+            outs.append(np.asarray(sess.run(xi)).reshape(1, -1))
         return np.concatenate(outs)
 
     def drop(self, reference: np.ndarray, got: np.ndarray) -> float:
@@ -66,15 +97,17 @@ class AccuracyBudget:
 
 def greedy_float_ops(quantize: Any, candidates: list[tuple[str, str]], budget: AccuracyBudget,
                      reference: np.ndarray, work: Path,
-                     on_step: Any = None) -> tuple[list[tuple[str, str]], float, dict[str, float]]:
+                     on_step: Any = None, suffix: str = ".onnx"
+                     ) -> tuple[list[tuple[str, str]], float, dict[str, float]]:
     """Measure each weighted op's sensitivity (the drop with only it left in float), then keep
     the most sensitive in float, one more at a time, until the drop fits ``budget``.
 
-    ``quantize(excluded_names, path)`` writes the int8 file with those nodes left float.
+    ``quantize(excluded_names, path)`` writes the int8 file with those nodes left float (files
+    named ``*<suffix>``).
     Returns the float ops (name, op type), the drop reached and every op's sensitivity."""
     sens: dict[str, float] = {}
     for name, _op in candidates:
-        p = work / "one.onnx"
+        p = work / f"one{suffix}"
         quantize([name], p)
         sens[name] = budget.drop(reference, budget.outputs(p))
     order = sorted(candidates, key=lambda c: sens[c[0]])  # lowest drop without it first
@@ -82,7 +115,7 @@ def greedy_float_ops(quantize: Any, candidates: list[tuple[str, str]], budget: A
     reached = float("inf")
     for cand in order:
         kept.append(cand)
-        p = work / "mixed.onnx"
+        p = work / f"mixed{suffix}"
         quantize([n for n, _ in kept], p)
         reached = budget.drop(reference, budget.outputs(p))
         if on_step:

@@ -9,6 +9,17 @@
   stay int32).
 - ``int16x8``: ``recipe.static_wi8_ai16`` - int16 activations, int8 weights, calibrated.
 
+Alternatives to ``int8-dynamic`` made on request (the bench measures each beside it):
+
+- ``--tune`` settings: ``int8-weight-only`` (``recipe.weight_only_wi8_afp32``: int8-stored
+  weights expanded by DEQUANTIZE ops, float32 compute) and ``int8-dynamic-pertensor`` (dynamic
+  int8 with one scale per weight tensor instead of one per output channel);
+- ``--max-drop D``: ``int8-mixed``, the weights whose int8 costs the most accuracy kept float
+  (with every op that uses them) until the drop measured with LiteRT fits D.
+
+Those live in ``edgernn.quantize.tflite_mixed``, which reads every variant's notes back from
+the written file.
+
 Each runs in a child process (see ``edgernn.formats.tflite_litert.run_child``), so a crash in
 the calibrator or quantizer becomes a one-line error instead of killing the run.
 """
@@ -100,23 +111,33 @@ def _io_note(which: str, dtype: str | None, q: list | None) -> str:
 # --------------------------------------------------------------------------- child side
 
 
-def _recipe(mode: str) -> Any:
+def _recipe(key: str, exclude: list[str] | tuple[str, ...] = ()) -> Any:
+    """The ai-edge-quantizer recipe of ``key``; ``exclude``: regexes of op scopes left float
+    (NO_QUANTIZE, which takes precedence as it is added last)."""
     from ai_edge_quantizer import qtyping, recipe, recipe_manager
 
-    if mode == "dynamic":
-        return recipe.dynamic_wi8_afp32()
-    if mode == "fp16":
-        rm = recipe_manager.RecipeManager()
-        rm.add_weight_only_config(
-            regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
-            algorithm_key=recipe.AlgorithmName.FLOAT_CASTING,
-        )
-        return rm.get_quantization_recipe()
-    if mode == "int8":
-        return recipe.static_wi8_ai8()
-    if mode == "int16x8":
-        return recipe.static_wi8_ai16()
-    raise ValueError(f"unknown mode {mode}")
+    rm = recipe_manager.RecipeManager()
+    ops = qtyping.TFLOperationName.ALL_SUPPORTED
+    if key == "dynamic":
+        rm.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    elif key == "dynamic-pertensor":
+        rm.load_quantization_recipe(
+            recipe.dynamic_wi8c_afp32(granularity=qtyping.QuantGranularity.TENSORWISE))
+    elif key == "weight-only":
+        rm.load_quantization_recipe(recipe.weight_only_wi8_afp32())
+    elif key == "fp16":
+        rm.add_weight_only_config(regex=".*", operation_name=ops, num_bits=16,
+                                  algorithm_key=recipe.AlgorithmName.FLOAT_CASTING)
+    elif key == "int8":
+        rm.load_quantization_recipe(recipe.static_wi8_ai8())
+    elif key == "int16x8":
+        rm.load_quantization_recipe(recipe.static_wi8_ai16())
+    else:
+        raise ValueError(f"unknown recipe {key}")
+    for regex in exclude:
+        rm.add_quantization_config(regex=regex, operation_name=ops,
+                                   algorithm_key=recipe.AlgorithmName.NO_QUANTIZE)
+    return rm.get_quantization_recipe()
 
 
 def _child_main(job: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +148,8 @@ def _child_main(job: dict[str, Any]) -> dict[str, Any]:
     os.environ.setdefault("TQDM_DISABLE", "1")
     from ai_edge_quantizer import quantizer
 
-    qt = quantizer.Quantizer(job["src"], _recipe(job["mode"]))
+    qt = quantizer.Quantizer(job["src"], _recipe(job.get("recipe") or job["mode"],
+                                                 job.get("exclude") or ()))
     calib_result = None
     n = 0
     if qt.need_calibration:
@@ -155,7 +177,11 @@ def _child_main(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     res = qt.quantize(calib_result, enable_progress_report=False)
     res.export_model(job["out"], overwrite=True)
-    return {"calib_samples": n, "quantize_seconds": time.perf_counter() - t0,
+    seconds = time.perf_counter() - t0
+    for more in job.get("extra") or ():  # more files from the same source (no calibration)
+        other = quantizer.Quantizer(job["src"], _recipe(more["recipe"], more.get("exclude") or ()))
+        other.quantize(None, enable_progress_report=False).export_model(more["out"], overwrite=True)
+    return {"calib_samples": n, "quantize_seconds": seconds,
             "ai_edge_quantizer": _version("ai-edge-quantizer"), **io_details(job["out"])}
 
 
@@ -176,6 +202,7 @@ class _LitertQuantizer:
     mode = ""
     label = ""
     recipe_name = ""
+    recipe_key = ""  # the child's recipe (default: the mode)
 
     def available(self) -> str | None:
         missing = _missing("ai_edge_quantizer", "ai_edge_litert")
@@ -185,9 +212,14 @@ class _LitertQuantizer:
         return None
 
     def _run(self, fp32: Artifact, path: Path, calib_file: Path | None = None,
-             batch_axis: int = 0) -> dict[str, Any]:
+             batch_axis: int = 0, exclude: list[str] | tuple[str, ...] = (),
+             extra: list[dict[str, Any]] | tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+        """Quantize in a child; ``exclude``: op-scope regexes left float; ``extra``: more files
+        ({"out", "recipe", "exclude"}) written by the same child."""
         path.unlink(missing_ok=True)
         job = {"src": fp32.path, "out": str(path), "mode": self.mode,
+               "recipe": self.recipe_key or self.mode, "exclude": list(exclude),
+               "extra": list(extra),
                "calib": str(calib_file) if calib_file else None, "batch_axis": batch_axis}
         res = run_child(__name__, job, f"ai-edge-quantizer {self.label}")
         if not path.exists():
@@ -213,22 +245,27 @@ class LitertDynamicInt8(_LitertQuantizer):
     mode = "dynamic"
     label = "int8-dynamic"
     recipe_name = "dynamic_wi8_afp32()"
+    granularity = "channelwise"
 
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
         res = self._run(fp32, path)
+        frac, notes = self._dynamic_notes(path, fp32)
+        return self._artifact(fp32, path, notes, frac, res)
+
+    def _dynamic_notes(self, path: Path, fp32: Artifact) -> tuple[float, list[str]]:
+        """The int8 share and what the dynamic-int8 file holds (NotApplicable: no int8 weight)."""
         census = weight_census(path)
         frac, wnote = _weights_note(census, "int8")
         if frac == 0.0:
             path.unlink(missing_ok=True)
-            raise NotApplicable("ai-edge-quantizer dynamic int8 left every weight in fp32")
+            raise NotApplicable(f"ai-edge-quantizer {self.recipe_name} left every weight in fp32")
         prec = op_precision(path)
-        notes = [
-            f"{wnote} (channelwise, symmetric)",
+        return frac, [
+            f"{wnote} ({self.granularity}, symmetric)",
             f"int8-weight ops (activations quantized per call): {_summarise(prec, 'hybrid')}",
             f"stay float32: {_summarise(prec, 'float')}",
             *self._fixed_shape_note(fp32),
         ]
-        return self._artifact(fp32, path, notes, frac, res)
 
 
 class LitertFloat16(_LitertQuantizer):
