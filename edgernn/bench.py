@@ -129,6 +129,8 @@ def fill_row(row: dict[str, Any], res: dict[str, Any]) -> None:
         value=res["metrics"][row["metric"]], threads=res["threads"], device=res["device"],
         eval_samples=res.get("eval_samples"),
     )
+    if res.get("per_sample"):
+        row["per_sample"] = res["per_sample"]
     row["thermal"] = {"before": res.get("thermal_before"), "after": res.get("thermal_after")}
     row["throttled"] = res.get("throttled")
     if res.get("throttled"):

@@ -510,6 +510,9 @@ def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--max-train", type=click.IntRange(1), help="Use only the first N training windows.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1),
+              help="Train each contender N times (seeds --seed, --seed+1, ...): a claim's "
+                   "verdict needs the difference to exceed the spread across seeds.")
 @click.option("--train-threads", default=1, show_default=True, type=click.IntRange(1),
               help="Torch threads while training (1 keeps epoch times comparable).")
 @click.option("--target", "targets_", multiple=True, default=["x86"], show_default=True,
@@ -532,18 +535,21 @@ def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @db_option
 def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | None, seed: int,
-            train_threads: int, targets_: tuple[str, ...], no_bench: bool, streaming: bool,
+            seeds: int, train_threads: int, targets_: tuple[str, ...], no_bench: bool, streaming: bool,
             step_ms: float | None, fmt: str | None, quantize: str | None,
             max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
             min_runs: int, min_seconds: float, trials: int, out_dir: Path,
             json_path: Path | None, db: Path | None) -> None:
     """LSTM vs GRU vs GRU+LSTM on DATA (bundled dataset names or .npz files): same training
-    budget, then each one's best deployable variant per target."""
+    budget, then each one's best deployable variant per target, and the folk claims about
+    them (fewer parameters, faster training and inference, nearly equal accuracy) with
+    verdicts."""
     import json
 
     from edgernn.api import bench as api_bench
     from edgernn.bench import BenchSettings
-    from edgernn.compare import run_compare, target_level
+    from edgernn.claims import claims_table
+    from edgernn.compare import compare_payload, run_compare, target_level
     from edgernn.quantize import MODES
     from edgernn.select import Budget
     from edgernn.store import Store
@@ -571,12 +577,12 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
         results = run_compare(list(data), out_dir, hidden=hidden, epochs=epochs, seed=seed,
                               max_train=max_train, threads=train_threads,
                               bench_fn=None if no_bench else bench_fn,
-                              budget=budget, progress=progress, streaming=streaming)
-    payload = []
-    for ds, group in results.items():
-        level = target_level(group)
-        out.print(compare_table(ds, group, level))
-        payload += [c.to_dict(level) for c in group]
+                              budget=budget, progress=progress, streaming=streaming,
+                              seeds=seeds)
+    for ds, comp in results.items():
+        out.print(compare_table(ds, comp.first, target_level(comp.first)))
+        out.print(claims_table(comp, comp.claims()))
+    payload = compare_payload(results)
     dest = json_path or out_dir / "compare.json"
     dest.write_text(json.dumps(payload, indent=2, default=str))
     out.print(f"wrote {dest}")

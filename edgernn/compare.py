@@ -66,6 +66,9 @@ class Contender:
     metric: str
     checkpoint: Path
     best: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> pick summary
+    seed: int = 0
+    per_sample: dict[str, Any] | None = None  # held-out correctness / errors (significance)
+    bench_model: str = ""  # the model name its bench rows carry
 
     @property
     def final(self) -> float:
@@ -94,7 +97,75 @@ class Contender:
                 "epoch_seconds": self.epoch_seconds, "metric": self.metric,
                 "final": self.final, "target_level": level,
                 "epochs_to_target": self.epochs_to(level), "history": self.history,
-                "checkpoint": str(self.checkpoint), "best_variant": self.best}
+                "checkpoint": str(self.checkpoint), "best_variant": self.best,
+                "seed": self.seed, "per_sample": self.per_sample}
+
+
+@dataclass
+class Comparison:
+    """One dataset's contenders, every seed, with their bench rows."""
+
+    dataset: str
+    task: str
+    metric: str
+    seq_len: int
+    samples: tuple[int, int]  # training (as used), held-out
+    long_reason: str | None  # why the data counts as long / multi-seasonal, or None
+    seeds: list[int]
+    contenders: list[Contender]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    _claims: list[Any] | None = field(default=None, repr=False)
+
+    def group(self, seed: int) -> list[Contender]:
+        return [c for c in self.contenders if c.seed == seed]
+
+    @property
+    def first(self) -> list[Contender]:
+        """The first seed's contenders (the per-contender table shows these)."""
+        return self.group(self.seeds[0])
+
+    def claims(self) -> list[Any]:
+        """The folk claims judged on this dataset (computed once)."""
+        from edgernn.claims import build_claims
+
+        if self._claims is None:
+            self._claims = build_claims(self)
+        return self._claims
+
+
+def long_reason(ds: Dataset) -> str | None:
+    """Why ``ds`` counts as long or multi-seasonal data (where the LSTM is said to win):
+    sequences of hundreds of steps or more, or a bundled dataset registered as multi-seasonal."""
+    from edgernn.claims import LONG_STEPS
+    from edgernn.data.datasets import INFO
+
+    why = []
+    if ds.seq_len >= LONG_STEPS:
+        why.append(f"sequences of {ds.seq_len} steps")
+    domain = INFO[ds.name].domain if ds.name in INFO else ""
+    if "seasonal" in domain:
+        why.append(f"{domain} data")
+    return " and ".join(why) or None
+
+
+def checkpoint_name(name: str, seed: int, first: bool) -> str:
+    """``lstm.pt`` for the first seed, ``lstm-seed1.pt`` for the others: distinct file
+    names, as bench rows are named by them."""
+    stem = name.replace("+", "_")
+    return f"{stem}.pt" if first else f"{stem}-seed{seed}.pt"
+
+
+def held_out_record(model: Any, ds: Dataset) -> dict[str, Any]:
+    """The trained model's per-sample correctness (or error) on the held-out data."""
+    import torch
+
+    from edgernn.significance import per_sample_record
+
+    model.eval()
+    with torch.no_grad():
+        outs = np.concatenate([model(torch.from_numpy(ds.x_test[i:i + 256])).numpy()
+                               for i in range(0, len(ds.x_test), 256)])
+    return per_sample_record(outs, ds.y_test, ds.task)
 
 
 def step_models(group: list[Contender], eval_path: Path) -> tuple[list[Path], Path]:
@@ -127,51 +198,82 @@ def run_compare(
     batch_size: int = 64, lr: float = 3e-3, max_train: int | None = None, threads: int = 1,
     bench_fn: Callable[[list[Path], Path, Path], list[dict[str, Any]]] | None = None,
     budget: Budget | None = None, progress: Any = None, streaming: bool = False,
-) -> dict[str, list[Contender]]:
-    """Train every contender on every dataset with the same budget; optionally bench each and
-    record its best deployable variant per target (``bench_fn(models, data, out) -> rows``).
-    ``streaming`` benches each contender's step model (one time step per call, state fed
-    back) on the same held-out sequences, judged at their last step."""
-    results: dict[str, list[Contender]] = {}
+    seeds: int = 1,
+) -> dict[str, Comparison]:
+    """Train every contender on every dataset with the same budget, ``seeds`` times (seeds
+    ``seed``, ``seed + 1``, ...); optionally bench each and record its best deployable variant
+    per target (``bench_fn(models, data, out) -> rows``). ``streaming`` benches each
+    contender's step model (one time step per call, state fed back) on the same held-out
+    sequences, judged at their last step."""
+    if seeds < 1:
+        raise EdgeRNNError(f"--seeds must be at least 1, got {seeds}")
+    results: dict[str, Comparison] = {}
+    seed_list = [seed + k for k in range(seeds)]
     for src in sources:
         ds = dataset_from(src)
         group = []
         eval_path = out_dir / ds.name / f"{ds.name}.eval.npz"
         specs = {name: parse_layers(spec) for name, spec in contenders(hidden).items()}
-        runs = {name: train_epochs(ds, sp, epochs=epochs, batch_size=batch_size, lr=lr,
-                                   seed=seed, max_train=max_train, progress=progress,
-                                   threads=threads,
-                                   label=f"{ds.name} {name}")
-                for name, sp in specs.items()}
-        last: dict[str, Any] = {}
+        runs = {(s, name): train_epochs(ds, sp, epochs=epochs, batch_size=batch_size, lr=lr,
+                                        seed=s, max_train=max_train, progress=progress,
+                                        threads=threads,
+                                        label=f"{ds.name} {name}"
+                                              + (f" seed {s}" if seeds > 1 else ""))
+                for s in seed_list for name, sp in specs.items()}
+        last: dict[tuple[int, str], Any] = {}
         # lockstep, rotating who goes first: timing noise falls on every contender alike
         for epoch in range(epochs):
-            names_ = list(runs)
-            k = epoch % len(names_)
-            for name in names_[k:] + names_[:k]:
-                last[name] = next(runs[name])
-        for name, res in last.items():
-            ckpt = out_dir / ds.name / f"{name.replace('+', '_')}.pt"
+            keys = list(runs)
+            k = epoch % len(keys)
+            for key in keys[k:] + keys[:k]:
+                last[key] = next(runs[key])
+        for (s, name), res in last.items():
+            ckpt = out_dir / ds.name / checkpoint_name(name, s, s == seed_list[0])
             write_outputs(ds, res, ckpt, eval_path)
             group.append(Contender(ds.name, name, format_layers(specs[name]),
                                    count_parameters(res.model), res.epoch_seconds, res.history,
-                                   PRIMARY[ds.task], ckpt))
+                                   PRIMARY[ds.task], ckpt, seed=s,
+                                   per_sample=held_out_record(res.model, ds),
+                                   bench_model=ckpt.stem))
+        n_train = min(len(ds.x_train), max_train or len(ds.x_train))
+        comp = Comparison(ds.name, ds.task, PRIMARY[ds.task], ds.seq_len,
+                          (n_train, len(ds.x_test)), long_reason(ds), seed_list, group)
         if bench_fn is not None:
             models, data = [c.checkpoint for c in group], eval_path
             if streaming:
                 models, data = step_models(group, eval_path)
             rows = bench_fn(models, data, out_dir / ds.name / "bench")
+            comp.rows = rows
+            stat = (budget or Budget()).latency_stat
             for c, model in zip(group, models, strict=True):
+                c.bench_model = model.stem
                 mine = [r for r in rows if r["model"] == model.stem]
                 for t in sorted({r["target"] for r in mine if r["target"] != "host"}):
                     sel = select(mine, budget or Budget(), target=t)
                     if sel.pick:
                         p = sel.pick
+                        lat = p.row.get("latency_ms") or {}
                         c.best[t] = {"variant": p.name, "latency_ms": p.latency,
                                      "size_bytes": p.row["size_bytes"], "value": p.value,
                                      "drop": p.drop, "emulated": bool(p.row.get("emulated")),
-                                     "rtf": p.row.get("rtf"), "per_step": streaming}
+                                     "rtf": p.row.get("rtf"), "per_step": streaming,
+                                     "trial_p50": lat.get("trial_p50") if stat == "p50"
+                                     else None}
                     else:
                         c.best[t] = {"variant": None, "why": sel.explanation[0]}
-        results[ds.name] = group
+        results[ds.name] = comp
     return results
+
+
+def compare_payload(results: dict[str, Comparison]) -> dict[str, Any]:
+    """``compare.json``: every contender of every seed (with the level of its seed's group)
+    and every claim with its verdict."""
+    contenders_, claims = [], []
+    for comp in results.values():
+        for s in comp.seeds:
+            group = comp.group(s)
+            level = target_level(group)
+            contenders_ += [c.to_dict(level) for c in group]
+        claims += [c.to_dict() for c in comp.claims()]
+    seeds = next(iter(results.values())).seeds if results else []
+    return {"seeds": seeds, "contenders": contenders_, "claims": claims}

@@ -168,11 +168,28 @@ def select(rows: list[dict[str, Any]], budget: Budget, metric: str | None = None
     metric, cands, excluded = candidates_from_rows(rows, metric, budget, target)
     for c in cands:
         c.failed = check_budget(c, budget, metric)
+    rule: list[str] = []
+    without_rule = None
+    if budget.max_drop is None:  # no accuracy budget: never trade a significant loss for speed
+        from edgernn.significance import significant_losses
+
+        within = [c for c in cands if not c.failed]
+        losses, rule = significant_losses([c.row for c in within], metric)
+        without_rule = _pick(sorted(within, key=_key(prefer)), prefer, tie)
+        for c in within:
+            if c.name in losses:
+                c.failed.append(losses[c.name])
     front = pareto_front(cands)
     feasible = sorted([c for c in cands if not c.failed], key=_key(prefer))
     pick = _pick(feasible, prefer, tie)
-    return Selection(metric, cands, front, feasible, pick, excluded,
-                     explain(metric, cands, front, feasible, pick, excluded, budget, prefer))
+    lines = explain(metric, cands, front, feasible, pick, excluded, budget, prefer)
+    if rule and pick is not None:
+        rule.append(f"Decided by: the accuracy rule ({without_rule.name} would win on {prefer} "
+                    "but is significantly less accurate)" if without_rule is not pick else
+                    f"Decided by: {prefer}, among the variants whose accuracy ties")
+    at = 2 if pick is not None else len(lines)  # after the pick and why
+    lines[at:at] = [f"{line}." for line in rule]
+    return Selection(metric, cands, front, feasible, pick, excluded, lines)
 
 
 def explain(metric: str, cands: list[Candidate], front: list[Candidate],

@@ -19,7 +19,8 @@ def compared(tmp_path_factory):
                              "--max-train", "300", "--format", "onnx", "--quantize", "dynamic",
                              "--out", out, "--runs", "20", "--min-seconds", "0"])
     assert code == 0, err
-    return {"rows": json.loads((out / "compare.json").read_text()), "stdout": stdout}
+    return {"rows": json.loads((out / "compare.json").read_text())["contenders"],
+            "stdout": stdout}
 
 
 def lstm_params(i: int, h: int) -> int:
@@ -125,7 +126,7 @@ def test_user_npz_forecasting_data(tmp_path):
     code, _, err = cli(["compare", p, "--hidden", "8", "--epochs", "2", "--no-bench",
                         "--out", tmp_path / "o"])
     assert code == 0, err
-    rows = json.loads((tmp_path / "o" / "compare.json").read_text())
+    rows = json.loads((tmp_path / "o" / "compare.json").read_text())["contenders"]
     assert {r["metric"] for r in rows} == {"mae"}
     assert all(r["dataset"] == "seasonal" for r in rows)
 

@@ -398,7 +398,7 @@ def test_compare_benches_step_models(tmp_path):
                           "--quantize", "none", "--trials", "1", "--runs", "5", "--min-seconds",
                           "0", "--out", tmp_path / "c"])
     assert code == 0, err
-    res = json.loads((tmp_path / "c" / "compare.json").read_text())
+    res = json.loads((tmp_path / "c" / "compare.json").read_text())["contenders"]
     for c in res:
         best = c["best_variant"]["x86"]
         assert best["per_step"] is True and best["rtf"] == pytest.approx(best["latency_ms"] / 60)

@@ -183,8 +183,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     result["eval_samples"] = int(len(x))
     judged = judged_outputs(out, y, task, stepper is not None)
     threshold = float(job.get("threshold", 0.0))
-    result["metrics"] = metrics.compute_metrics(judged, y.reshape(-1) if y.ndim == 2 and
-                                                task == "classify" else y, task, threshold)
+    labels = y.reshape(-1) if y.ndim == 2 and task == "classify" else y
+    result["metrics"] = metrics.compute_metrics(judged, labels, task, threshold)
+    # per-sample correctness / errors: paired significance tests between rows (select)
+    result["per_sample"] = metrics.per_sample_record(judged, labels, task, threshold)
     if ref is not None:
         result["parity_max_abs_diff"] = float(np.max(np.abs(out - ref.reshape(out.shape))))
         result["agreement"] = metrics.agreement(

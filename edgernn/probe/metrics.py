@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from typing import Any
+
 import numpy as np
 
 # metric -> True when higher is better
@@ -87,3 +90,25 @@ def agreement(outputs: np.ndarray, reference: np.ndarray, task: str, y: np.ndarr
     tol = 0.01 * float(np.std(y)) or 1e-6
     diff = np.abs(outputs.reshape(len(outputs), -1) - reference.reshape(len(reference), -1))
     return float(np.mean(np.all(diff <= tol, axis=1)))
+
+
+def per_sample(outputs: np.ndarray, y: np.ndarray, task: str,
+               threshold: float = 0.0) -> np.ndarray:
+    """Per-sample correctness (classification) or mean absolute error over the horizon
+    (forecasting): their mean is the accuracy / the MAE that ``compute_metrics`` reports."""
+    if task == "classify":
+        return predictions(outputs, threshold) == y.reshape(-1).astype(np.int64)
+    out = outputs.reshape(len(y), -1).astype(np.float64)
+    return np.abs(out - y.reshape(len(y), -1).astype(np.float64)).mean(axis=1)
+
+
+def per_sample_record(outputs: np.ndarray, y: np.ndarray, task: str,
+                      threshold: float = 0.0) -> dict[str, Any]:
+    """A JSON-ready per-sample record (numpy + stdlib only, so the probe can make it on a
+    device): packed correctness bits, or float32 absolute errors, base64."""
+    v = per_sample(outputs, y, task, threshold)
+    if task == "classify":
+        return {"kind": "correct", "n": int(len(v)),
+                "bits": base64.b64encode(np.packbits(v.astype(np.uint8)).tobytes()).decode()}
+    return {"kind": "abs_error", "n": int(len(v)),
+            "float32": base64.b64encode(v.astype("<f4").tobytes()).decode()}
