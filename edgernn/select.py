@@ -243,6 +243,14 @@ def _family(row: dict[str, Any], label: str) -> tuple[str, ...]:
     return row["model"], row["target"], base[: len(base) - len(label)], sub
 
 
+def _where(row: dict[str, Any]) -> str:
+    """"model on target (format plugin)" for a decision line."""
+    label = row.get("quantization", "")
+    variant = (row.get("variant") or "").partition("@")[0].split("/")[-1]
+    plugin = variant[: len(variant) - len(label)].rstrip("-") if variant.endswith(label) else ""
+    return f"{row['model']} on {row['target']}" + (f" ({plugin})" if plugin else "")
+
+
 def _faster(a: dict[str, Any], b: dict[str, Any], tie: float) -> float:
     """How many times faster ``a`` is than ``b``; 1.0 when inside the noise (the larger of
     ``tie`` and either row's spread between timing trials)."""
@@ -298,7 +306,7 @@ def _op_verdict(twin: dict[str, Any], r: dict[str, Any], op: str, tie: float) ->
                    f"space: {sb:.1f} -> {sa:.1f} kB)")
     else:
         verdict = f"keep {op} fp32 (int8 {op} costs accuracy: drop {da:+.4f} vs {db:+.4f})"
-    return (f"{r['model']} on {r['target']}: {op} int8 p50 {a:.3g} ms vs {op} fp32 "
+    return (f"{_where(r)}: {op} int8 p50 {a:.3g} ms vs {op} fp32 "
             f"{b:.3g} ms, drop {da:+.4f} vs {db:+.4f}: {verdict}")
 
 
@@ -327,7 +335,7 @@ def _setting_verdict(group: list[dict[str, Any]], alts: dict[str, tuple[str, str
     bound = f"drop <= {max_drop:g}" if max_drop is not None else "no more drop than the default"
     kept = (f"keep {name(best)}" + (f" ({best['quantization']})" if best is not default else "")
             if best is not None else "none fits")
-    return (f"{default['model']} on {default['target']}: {default['quantization']} settings tried: "
+    return (f"{_where(default)}: {default['quantization']} settings tried: "
             f"{tried}; {kept} (fastest with {bound}; within {tie:.0%} or the trial spread, smaller "
             "wins)")
 
