@@ -61,7 +61,8 @@ def save(
 ) -> Path:
     """Save a model for edgernn.
 
-    An edgernn ``SequenceModel`` becomes a checkpoint (config + state_dict + input spec).
+    An edgernn ``SequenceModel``, ``EncDecModel`` or ``EnsembleModel`` becomes a checkpoint
+    (config + state_dict + input spec).
     Any other module becomes a TorchScript archive (scripted, else traced) with its signature
     stored inside it, so the file can be loaded without running pickled code.
 
@@ -71,6 +72,8 @@ def save(
     (default 1 for a 3-d ``[layers, batch, hidden]`` state, else 0), and a step input has no
     sequence axis unless ``seq_axis`` says so.
     """
+    from edgernn.models.encdec import EncDecModel
+    from edgernn.models.ensemble import EnsembleModel
     from edgernn.models.sequence import SequenceModel
 
     model = model.eval()
@@ -83,7 +86,7 @@ def save(
         first, batch_axis, seq_axis, task=task, num_classes=num_classes,
         horizon=horizon, vocab_size=vocab_size,
     )
-    if isinstance(model, SequenceModel):
+    if isinstance(model, (SequenceModel, EncDecModel, EnsembleModel)):
         cfg = model.config
         spec.task = spec.task or cfg["task"]
         spec.num_classes = spec.num_classes or cfg.get("num_classes")

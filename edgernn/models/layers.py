@@ -1,4 +1,11 @@
-"""Layer specs such as ``gru:128,lstm:128`` or ``bilstm:64x2`` (mixed stacks allowed)."""
+"""Model specs: a layer stack such as ``gru:128,lstm:128`` or ``bilstm:64x2`` (mixed stacks
+allowed), an encoder/decoder forecaster ``gru:64/lstm:64`` (encoder stack ``/`` one decoder
+block; ``gru:64>lstm:64`` is the same, quote it in a shell), and an ensemble ``lstm:64+gru:64``
+(members trained separately, predictions averaged; each member a stack or an encoder/decoder).
+
+``parse_layers`` returns a ``list[LayerSpec]`` for a stack (as before), an ``EncDecSpec`` or an
+``EnsembleSpec``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ from dataclasses import asdict, dataclass
 from edgernn.errors import EdgeRNNError
 
 _LAYER_RE = re.compile(r"^(bi)?(lstm|gru):(\d+)(?:x(\d+))?$")
+_ENCDEC_SEP = re.compile(r"[/>]")
+ENCDEC_SEP = "/"  # the printed separator: shell-safe, so a spec copied from output runs as is
 
 
 @dataclass(frozen=True)
@@ -27,10 +36,34 @@ class LayerSpec:
         return s + (f"x{self.num_layers}" if self.num_layers > 1 else "")
 
 
-def parse_layers(text: str) -> list[LayerSpec]:
-    """Parse a comma-separated layer spec; raise a one-line error naming the bad entry."""
+@dataclass(frozen=True)
+class EncDecSpec:
+    """An encoder stack read over the input window, then one decoder block run for
+    ``horizon`` steps from the encoder's final state (forecasting only)."""
+
+    encoder: tuple[LayerSpec, ...]
+    decoder: LayerSpec
+
+    def __str__(self) -> str:
+        return format_layers(list(self.encoder)) + ENCDEC_SEP + str(self.decoder)
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    """Members trained separately (each its own seed), their predictions averaged."""
+
+    members: tuple[list[LayerSpec] | EncDecSpec, ...]
+
+    def __str__(self) -> str:
+        return "+".join(format_layers(m) for m in self.members)
+
+
+ModelSpec = list[LayerSpec] | EncDecSpec | EnsembleSpec
+
+
+def _parse_stack(text: str) -> list[LayerSpec]:
     layers = []
-    for part in text.lower().replace(" ", "").split(","):
+    for part in text.split(","):
         m = _LAYER_RE.match(part)
         if not m:
             raise EdgeRNNError(
@@ -44,5 +77,28 @@ def parse_layers(text: str) -> list[LayerSpec]:
     return layers
 
 
-def format_layers(layers: list[LayerSpec]) -> str:
+def _parse_member(text: str) -> list[LayerSpec] | EncDecSpec:
+    parts = _ENCDEC_SEP.split(text)
+    if len(parts) == 1:
+        return _parse_stack(text)
+    if len(parts) > 2:
+        raise EdgeRNNError(f"--layers: {text!r} has more than one encoder/decoder separator; "
+                           "write ENCODER/DECODER (example: gru:64/lstm:64)")
+    encoder, decoder = _parse_stack(parts[0]), _parse_stack(parts[1])
+    if len(decoder) != 1 or decoder[0].bidirectional:
+        raise EdgeRNNError(f"--layers: the decoder {parts[1]!r} must be one forward block "
+                           "cell:hidden[xN] with cell lstm or gru (example: gru:64/lstm:64)")
+    return EncDecSpec(tuple(encoder), decoder[0])
+
+
+def parse_layers(text: str) -> ModelSpec:
+    """Parse a model spec; raise a one-line error naming the bad entry."""
+    text = text.lower().replace(" ", "")
+    members = [_parse_member(m) for m in text.split("+")]
+    return members[0] if len(members) == 1 else EnsembleSpec(tuple(members))
+
+
+def format_layers(layers: ModelSpec) -> str:
+    if isinstance(layers, (EncDecSpec, EnsembleSpec)):
+        return str(layers)
     return ",".join(str(x) for x in layers)
