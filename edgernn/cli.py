@@ -180,7 +180,9 @@ def datasets(stream: str | None, steps: int, out_path: Path | None) -> None:
 @click.option("--seq-len", type=click.IntRange(1),
               help="With --data: tokens per sentence (default: the 95th percentile, up to 256).")
 @click.option("--layers", default="lstm:64", show_default=True,
-              help="Recurrent stack, e.g. gru:128,lstm:128 or bilstm:64x2.")
+              help="Recurrent stack, e.g. gru:128,lstm:128 or bilstm:64x2; an encoder/decoder "
+             "forecaster gru:64/lstm:64; an ensemble lstm:64+gru:64 (members trained "
+             "separately, predictions averaged).")
 @click.option("--epochs", default=15, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=3e-3, show_default=True, type=float)
@@ -518,6 +520,11 @@ def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
 @click.option("--target", "targets_", multiple=True, default=["x86"], show_default=True,
               help="Targets to bench the contenders on (repeatable); --no-bench to skip.")
 @click.option("--no-bench", is_flag=True, help="Only train and compare training.")
+@click.option("--contenders", "names", default="lstm,gru,gru+lstm,ensemble,encdec",
+              show_default=True,
+              help="Which to train: lstm, gru, gru+lstm (GRU then LSTM layer), ensemble (LSTM+GRU, "
+                   "averaged, deployed as one file), encdec (GRU encoder, LSTM decoder; "
+                   "forecasting only).")
 @click.option("--streaming", is_flag=True,
               help="Bench each contender's step model (one step per call, state fed back).")
 @click.option("--step-ms", type=click.FloatRange(0, min_open=True),
@@ -535,7 +542,8 @@ def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @db_option
 def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | None, seed: int,
-            seeds: int, train_threads: int, targets_: tuple[str, ...], no_bench: bool, streaming: bool,
+            seeds: int, train_threads: int, targets_: tuple[str, ...], no_bench: bool, names: str,
+            streaming: bool,
             step_ms: float | None, fmt: str | None, quantize: str | None,
             max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
             min_runs: int, min_seconds: float, trials: int, out_dir: Path,
@@ -549,7 +557,7 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
     from edgernn.api import bench as api_bench
     from edgernn.bench import BenchSettings
     from edgernn.claims import claims_table
-    from edgernn.compare import compare_payload, run_compare, target_level
+    from edgernn.compare import CONTENDERS, compare_payload, run_compare, target_level
     from edgernn.quantize import MODES
     from edgernn.select import Budget
     from edgernn.store import Store
@@ -578,13 +586,43 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
                               max_train=max_train, threads=train_threads,
                               bench_fn=None if no_bench else bench_fn,
                               budget=budget, progress=progress, streaming=streaming,
-                              seeds=seeds)
+                              seeds=seeds, names=_split(names, list(CONTENDERS), "contender"))
+    from edgernn.decision import decision_markdown
+
     for ds, comp in results.items():
-        out.print(compare_table(ds, comp.first, target_level(comp.first)))
-        out.print(claims_table(comp, comp.claims()))
-    payload = compare_payload(results)
+        out.print(compare_table(ds, comp.first, target_level(comp.first)),
+                  width=_table_width(False))
+        out.print(claims_table(comp, comp.claims()), width=_table_width(False))
+    payload = compare_payload(results, {
+        "hidden": hidden, "epochs": epochs, "max_train": max_train,
+        "targets": [] if no_bench else list(targets_),
+        "budget": {"max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb,
+                   "max_drop": max_drop}})
     dest = json_path or out_dir / "compare.json"
     dest.write_text(json.dumps(payload, indent=2, default=str))
+    record = dest.with_name("decision.md")
+    record.write_text(decision_markdown(json.loads(dest.read_text())))
+    out.print(f"wrote {dest} and {record}")
+
+
+@cli.command()
+@click.argument("compare_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write (default: decision.md beside COMPARE_JSON).")
+def decision(compare_json: Path, out_path: Path | None) -> None:
+    """Rebuild the decision record (decision.md) from a compare.json."""
+    import json
+
+    from edgernn.decision import decision_markdown
+
+    try:
+        payload = json.loads(compare_json.read_text())
+        text = decision_markdown(payload)
+    except (ValueError, KeyError, TypeError) as e:
+        raise EdgeRNNError(f"{compare_json} is not a compare.json written by edgernn compare "
+                           f"({type(e).__name__}: {e})") from None
+    dest = out_path or compare_json.with_name("decision.md")
+    dest.write_text(text)
     out.print(f"wrote {dest}")
 
 

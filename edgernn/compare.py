@@ -20,11 +20,21 @@ from edgernn.probe.metrics import HIGHER_IS_BETTER, PRIMARY
 from edgernn.select import Budget, select
 from edgernn.training import train_epochs, write_outputs
 
+CONTENDERS = ("lstm", "gru", "gru+lstm", "ensemble", "encdec")
 
-def contenders(hidden: int) -> dict[str, str]:
-    """LSTM and GRU of one size class, and GRU layers followed by an LSTM layer."""
-    return {"lstm": f"lstm:{hidden}", "gru": f"gru:{hidden}",
-            "gru+lstm": f"gru:{hidden},lstm:{hidden}"}
+
+def contenders(hidden: int, task: str = "classify",
+               names: list[str] | tuple[str, ...] = CONTENDERS) -> dict[str, str]:
+    """Contenders of one size class: LSTM, GRU, GRU layers then an LSTM layer, an LSTM+GRU
+    ensemble (two models, predictions averaged, deployed as one file running both) and, for
+    forecasting only, a GRU encoder with an LSTM decoder."""
+    known = {"lstm": f"lstm:{hidden}", "gru": f"gru:{hidden}",
+             "gru+lstm": f"gru:{hidden},lstm:{hidden}",
+             "ensemble": f"lstm:{hidden}+gru:{hidden}", "encdec": f"gru:{hidden}/lstm:{hidden}"}
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise EdgeRNNError(f"unknown contender {bad[0]!r}; contenders: {', '.join(CONTENDERS)}")
+    return {n: known[n] for n in names if n != "encdec" or task == "forecast"}
 
 
 def dataset_from(source: str, split: float = 0.8) -> Dataset:
@@ -176,7 +186,7 @@ def step_models(group: list[Contender], eval_path: Path) -> tuple[list[Path], Pa
     from edgernn.streaming import make_step_model, step_data
 
     paths = [make_step_model(load_model(c.checkpoint), c.checkpoint.parent / "step").path
-             for c in group]
+             for c in group]  # plain stacks only (see streamable)
     data = load_eval(eval_path)
     steps = eval_path.with_name(eval_path.stem.removesuffix(".eval") + ".steps.npz")
     save_eval(steps, step_data(data.x, 1), data.y, data.task)
@@ -184,8 +194,11 @@ def step_models(group: list[Contender], eval_path: Path) -> tuple[list[Path], Pa
 
 
 def target_level(group: list[Contender]) -> float:
-    """The metric level every contender reaches at some epoch (the weakest best-ever), so
-    'epochs to target' compares how fast each gets there."""
+    """The metric level the LSTM and the GRU (every contender when either is missing) reach at
+    some epoch (the weakest best-ever), so 'epochs to target' compares how fast each gets
+    there; hybrids and ensembles do not move the level the folk claims are judged at."""
+    pair = [c for c in group if c.name in ("lstm", "gru")]
+    group = pair if len(pair) == 2 else group
     metric = group[0].metric
     better = HIGHER_IS_BETTER[metric]
     bests = [max(h[metric] for h in c.history) if better else min(h[metric] for h in c.history)
@@ -198,13 +211,14 @@ def run_compare(
     batch_size: int = 64, lr: float = 3e-3, max_train: int | None = None, threads: int = 1,
     bench_fn: Callable[[list[Path], Path, Path], list[dict[str, Any]]] | None = None,
     budget: Budget | None = None, progress: Any = None, streaming: bool = False,
-    seeds: int = 1,
+    seeds: int = 1, names: list[str] | tuple[str, ...] = CONTENDERS,
 ) -> dict[str, Comparison]:
     """Train every contender on every dataset with the same budget, ``seeds`` times (seeds
     ``seed``, ``seed + 1``, ...); optionally bench each and record its best deployable variant
     per target (``bench_fn(models, data, out) -> rows``). ``streaming`` benches each
     contender's step model (one time step per call, state fed back) on the same held-out
-    sequences, judged at their last step."""
+    sequences, judged at their last step (hybrids and ensembles have no step form: not
+    benched then). ``names``: the contenders (``CONTENDERS``; encdec on forecasting only)."""
     if seeds < 1:
         raise EdgeRNNError(f"--seeds must be at least 1, got {seeds}")
     results: dict[str, Comparison] = {}
@@ -213,7 +227,8 @@ def run_compare(
         ds = dataset_from(src)
         group = []
         eval_path = out_dir / ds.name / f"{ds.name}.eval.npz"
-        specs = {name: parse_layers(spec) for name, spec in contenders(hidden).items()}
+        specs = {name: parse_layers(spec)
+                 for name, spec in contenders(hidden, ds.task, names).items()}
         runs = {(s, name): train_epochs(ds, sp, epochs=epochs, batch_size=batch_size, lr=lr,
                                         seed=s, max_train=max_train, progress=progress,
                                         threads=threads,
@@ -239,13 +254,15 @@ def run_compare(
         comp = Comparison(ds.name, ds.task, PRIMARY[ds.task], ds.seq_len,
                           (n_train, len(ds.x_test)), long_reason(ds), seed_list, group)
         if bench_fn is not None:
-            models, data = [c.checkpoint for c in group], eval_path
+            benched = [c for c in group if not streaming or "," in c.layers or c.name in
+                       ("lstm", "gru")]  # stacks; an ensemble or encoder/decoder has no step form
+            models, data = [c.checkpoint for c in benched], eval_path
             if streaming:
-                models, data = step_models(group, eval_path)
+                models, data = step_models(benched, eval_path)
             rows = bench_fn(models, data, out_dir / ds.name / "bench")
             comp.rows = rows
             stat = (budget or Budget()).latency_stat
-            for c, model in zip(group, models, strict=True):
+            for c, model in zip(benched, models, strict=True):
                 c.bench_model = model.stem
                 mine = [r for r in rows if r["model"] == model.stem]
                 for t in sorted({r["target"] for r in mine if r["target"] != "host"}):
@@ -265,9 +282,11 @@ def run_compare(
     return results
 
 
-def compare_payload(results: dict[str, Comparison]) -> dict[str, Any]:
-    """``compare.json``: every contender of every seed (with the level of its seed's group)
-    and every claim with its verdict."""
+def compare_payload(results: dict[str, Comparison],
+                    settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``compare.json``: the run's settings, each dataset's facts, every contender of every
+    seed (with the level of its seed's group) and every claim with its verdict: all that the
+    decision record (``edgernn.decision``) is made from."""
     contenders_, claims = [], []
     for comp in results.values():
         for s in comp.seeds:
@@ -276,4 +295,8 @@ def compare_payload(results: dict[str, Comparison]) -> dict[str, Any]:
             contenders_ += [c.to_dict(level) for c in group]
         claims += [c.to_dict() for c in comp.claims()]
     seeds = next(iter(results.values())).seeds if results else []
-    return {"seeds": seeds, "contenders": contenders_, "claims": claims}
+    datasets = {name: {"task": c.task, "metric": c.metric, "seq_len": c.seq_len,
+                       "samples": list(c.samples), "long_reason": c.long_reason}
+                for name, c in results.items()}
+    return {"seeds": seeds, "settings": settings or {}, "datasets": datasets,
+            "contenders": contenders_, "claims": claims}

@@ -61,7 +61,8 @@ def run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("claims")
     results = run_compare(["weather"], out, hidden=HIDDEN, epochs=2, max_train=200,
-                          seeds=len(SEEDS), seed=SEEDS[0], bench_fn=fake_bench)
+                          seeds=len(SEEDS), seed=SEEDS[0], bench_fn=fake_bench,
+                          names=("lstm", "gru", "gru+lstm"))
     payload = json.loads(json.dumps(compare_payload(results), default=str))
     return {"comp": results["weather"], "payload": payload, "out": out,
             "claims": {(c["key"], c["target"]): c for c in payload["claims"]}}
@@ -469,6 +470,7 @@ def test_select_without_budget_keeps_a_significantly_better_variant():
 def test_cli_compare_seeds_writes_claims(tmp_path):
     code, stdout, err = cli(["compare", "weather", "--hidden", "4", "--epochs", "1",
                              "--max-train", "100", "--seeds", "2", "--no-bench",
+                             "--contenders", "lstm,gru,gru+lstm",
                              "--out", tmp_path])
     assert code == 0, err
     payload = json.loads((tmp_path / "compare.json").read_text())

@@ -20,7 +20,7 @@ def compared(tmp_path_factory):
                              "--out", out, "--runs", "20", "--min-seconds", "0"])
     assert code == 0, err
     return {"rows": json.loads((out / "compare.json").read_text())["contenders"],
-            "stdout": stdout}
+            "stdout": stdout, "out": out}
 
 
 def lstm_params(i: int, h: int) -> int:
@@ -55,9 +55,10 @@ def hand_forward(ckpt: dict, layers: str, x: np.ndarray) -> np.ndarray:
     return (h[:, -1] @ sd["head.weight"].T + sd["head.bias"]).detach().numpy()
 
 
-def test_three_contenders_with_measured_training(compared):
+def test_contenders_with_measured_training(compared):
     rows = {r["contender"]: r for r in compared["rows"]}
-    assert set(rows) == {"lstm", "gru", "gru+lstm"}
+    assert set(rows) == {"lstm", "gru", "gru+lstm", "ensemble"}  # encdec: forecasting only
+    assert rows["ensemble"]["layers"] == "lstm:16+gru:16"
     assert rows["gru+lstm"]["layers"] == "gru:16,lstm:16"
     ev = np.load(Path(rows["lstm"]["checkpoint"]).parent / "weather.eval.npz")
     x, y = ev["x"].astype(np.float32), ev["y"].astype(np.int64)
@@ -66,19 +67,24 @@ def test_three_contenders_with_measured_training(compared):
     assert rows["lstm"]["parameters"] == lstm_params(feats, h) + head
     assert rows["gru"]["parameters"] == gru_params(feats, h) + head
     assert rows["gru+lstm"]["parameters"] == gru_params(feats, h) + lstm_params(h, h) + head
+    # the ensemble is both models, each with its own head
+    assert rows["ensemble"]["parameters"] == lstm_params(feats, h) + gru_params(feats, h) + 2 * head
     for r in rows.values():
         assert len(r["epoch_seconds"]) == 2 and all(s > 0 for s in r["epoch_seconds"])
+        if r["contender"] == "ensemble":  # its forward is checked by hand in test_hybrids
+            continue
         # the final accuracy is that of the saved model on the held-out data, recomputed here
         ckpt = torch.load(r["checkpoint"], weights_only=True)
         with torch.no_grad():
             acc = float(np.mean(hand_forward(ckpt, r["layers"], x).argmax(1) == y))
         assert r["final"] == pytest.approx(acc, abs=1e-9)
-    # the level and epochs-to-level, from each contender's stored history by hand
-    level = min(max(e["accuracy"] for e in r["history"]) for r in rows.values())
+    # the level (the one LSTM and GRU both reach: hybrids do not move it) and epochs-to-level,
+    # from each contender's stored history by hand
+    level = min(max(e["accuracy"] for e in rows[n]["history"]) for n in ("lstm", "gru"))
     for r in rows.values():
         assert r["target_level"] == level
         hits = [n for n, e in enumerate(r["history"], 1) if e["accuracy"] >= level]
-        assert r["epochs_to_target"] == hits[0]
+        assert r["epochs_to_target"] == (hits[0] if hits else None)
 
 
 def contender(name: str, metric: str, values: list[float]):
@@ -114,6 +120,12 @@ def test_best_deployable_variant_per_target(compared):
         assert best["variant"].startswith(r["checkpoint"].split("/")[-1].removesuffix(".pt"))
         assert best["latency_ms"] > 0 and best["size_bytes"] > 0
     assert "best on x86" in compared["stdout"]
+    # the ensemble's deployed file runs both models: one LSTM and one GRU node in one graph
+    from tests.onnx_count import op_types
+
+    (f,) = compared["out"].rglob("ensemble.onnx.fp32.onnx")
+    ops = op_types(f)
+    assert ops.count("LSTM") == 1 and ops.count("GRU") == 1
 
 
 def test_user_npz_forecasting_data(tmp_path):
@@ -128,6 +140,12 @@ def test_user_npz_forecasting_data(tmp_path):
     assert code == 0, err
     rows = json.loads((tmp_path / "o" / "compare.json").read_text())["contenders"]
     assert {r["metric"] for r in rows} == {"mae"}
+    # forecasting adds the GRU-encoder / LSTM-decoder; every contender writes a checkpoint
+    assert {r["contender"]: r["layers"] for r in rows}["encdec"] == "gru:8/lstm:8"
+    assert {r["contender"] for r in rows} == {"lstm", "gru", "gru+lstm", "ensemble", "encdec"}
+    assert all(Path(r["checkpoint"]).is_file() for r in rows)
+    record = (tmp_path / "o" / "decision.md").read_text()
+    assert "## seasonal" in record and "Recommendation:" in record
     assert all(r["dataset"] == "seasonal" for r in rows)
 
 

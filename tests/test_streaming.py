@@ -399,7 +399,11 @@ def test_compare_benches_step_models(tmp_path):
                           "0", "--out", tmp_path / "c"])
     assert code == 0, err
     res = json.loads((tmp_path / "c" / "compare.json").read_text())["contenders"]
+    assert {c["contender"] for c in res} == {"lstm", "gru", "gru+lstm", "ensemble"}
     for c in res:
+        if c["contender"] == "ensemble":  # no step form: trained, not benched
+            assert c["best_variant"] == {}
+            continue
         best = c["best_variant"]["x86"]
         assert best["per_step"] is True and best["rtf"] == pytest.approx(best["latency_ms"] / 60)
     from edgernn.store import Store
