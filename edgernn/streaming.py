@@ -62,6 +62,12 @@ class StepModel(nn.Module):
 
 def refuse_reason(model: LoadedModel) -> str | None:
     """Why ``model`` cannot become a step model; None when it can."""
+    arch = (getattr(model.module, "config", None) or {}).get("arch")
+    if arch == "encdec":
+        return "an encoder/decoder runs its decoder after the whole window: it has no step form"
+    if arch == "ensemble":
+        return ("step models of ensembles are not written yet; save its members "
+                "(edgernn.models.ensemble.write_members) and export each with --streaming")
     if not isinstance(model.module, SequenceModel):
         return ("--streaming turns edgernn checkpoints into step models; a model edgernn did not "
                 "write is exported as a step model directly: describe its inputs with --input "

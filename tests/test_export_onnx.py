@@ -371,3 +371,45 @@ def test_batch_axis_is_dynamic_only_when_named(tmp_path, shape, dynamic):
     else:
         with pytest.raises(Exception, match="(?i)dimension|shape"):
             sess.run(None, {"input": two})
+
+
+class SeqToSeqHead(torch.nn.Module):
+    """A user's sequence-to-sequence tagger: GRU -> LSTM -> a Linear on every step (3-D)."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.GRU(3, 8, batch_first=True)
+        self.dec = torch.nn.LSTM(8, 8, batch_first=True)
+        self.head = torch.nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.head(self.dec(self.enc(x)[0])[0])
+
+
+def test_onnxruntime_crash_on_the_fp16_file_is_a_failed_row_not_a_dead_export(tmp_path):
+    """onnxruntime 1.32 dies with SIGSEGV building a session for this graph's fp16 file; the
+    export must survive it, fail that row naming the signal and keep the others."""
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    p = _scripted(SeqToSeqHead().eval(), tmp_path / "tagger.pt")
+    code, out, err = cli(["export", p, "--format", "onnx", "--quantize", "dynamic,fp16",
+                          "--input-shape", "batch=1,seq=48,3", "--out", tmp_path / "o"])
+    assert code == 0, err
+    arts = _by_variant(json.loads((tmp_path / "o" / "manifest.json").read_text()))
+    assert arts["onnx-fp32"]["status"] == "ok" and arts["onnx-int8-dynamic"]["status"] == "ok"
+    fp16 = arts["onnx-fp16"]
+    # what onnxruntime itself does with the same conversion, in a child of the test's own
+    import onnx
+    from onnxconverter_common import float16
+
+    m16 = float16.convert_float_to_float16(onnx.load(str(tmp_path / "o" / "tagger.onnx.fp32.onnx")),
+                                           keep_io_types=True)
+    onnx.save(m16, str(tmp_path / "direct16.onnx"))
+    r = subprocess.run([sys.executable, "-c", "import sys, onnxruntime as o; o.InferenceSession("
+                        "sys.argv[1], providers=['CPUExecutionProvider'])",
+                        str(tmp_path / "direct16.onnx")], capture_output=True)
+    assert r.returncode == -11, "onnxruntime no longer crashes on this graph: retire this test"
+    assert fp16["status"] == "export failed" and "crashed (SIGSEGV)" in fp16["error"]
+    assert not (tmp_path / "o" / "tagger.onnx.fp16.onnx").exists()

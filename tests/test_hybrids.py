@@ -404,3 +404,18 @@ def test_edgernn_save_writes_hybrids_as_checkpoints(tmp_path):
         assert lm.kind == "checkpoint"
         with torch.no_grad():
             np.testing.assert_array_equal(lm.module(x).numpy(), model(x).numpy())
+
+
+@pytest.mark.parametrize("layers, why", [("gru:4/lstm:4", "no step form"),
+                                         ("lstm:4+gru:4", "ensembles are not written yet")])
+def test_streaming_export_of_hybrids_is_refused_in_one_line(tmp_path, capsys, layers, why):
+    from tests.conftest import run_cli
+
+    ds = forecast_data()
+    res = train(ds, parse_layers(layers), epochs=1, seed=0)
+    write_outputs(ds, res, tmp_path / "h.pt", tmp_path / "h.eval.npz")
+    code, _, err = run_cli(["export", tmp_path / "h.pt", "--streaming", "--format", "onnx",
+                            "--out", tmp_path / "o"], capsys)
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert code == 1 and len(lines) == 1 and why in lines[0], err
+    assert not (tmp_path / "o").exists()  # refused before any work

@@ -8,11 +8,14 @@ pre-processing is needed here; the share is counted over both.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 from edgernn.artifact import Artifact
+from edgernn.errors import EdgeRNNError
 from edgernn.formats.onnx import op_census
 from edgernn.loading import LoadedModel
 from edgernn.quantize.base import NotApplicable, register_quantizer
@@ -44,6 +47,7 @@ class OnnxFloat16:
         if census.float16 == 0:
             raise NotApplicable("nothing to quantize: the graph holds no float32 weights")
         onnx.save(m16, str(path))
+        opens_in_a_child(path)
         return Artifact(
             variant="onnx-fp16", format="onnx", quantization=self.label, runtime=fp32.runtime,
             path=str(path), ops=op_census(path),
@@ -55,6 +59,30 @@ class OnnxFloat16:
             dynamic_batch=fp32.dynamic_batch,
             backend="onnxconverter_common.float16 (keep_io_types)",
         )
+
+
+def opens_in_a_child(path: Path) -> None:
+    """Create an onnxruntime session for ``path`` in a child process first: onnxruntime 1.32
+    dies with SIGSEGV building the session of some fp16 graphs (an LSTM's all-step output into
+    a Linear on a 3-D tensor, at the default optimisation level), which would take the whole
+    export down with it. Raises a one-line EdgeRNNError naming the signal instead."""
+    from edgernn.isolation import signal_name
+
+    code = ("import sys, onnxruntime as o; "
+            "o.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])")
+    try:
+        r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                           text=True, timeout=300, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise EdgeRNNError("onnxruntime did not open the fp16 file within 300 s") from None
+    if r.returncode < 0:
+        path.unlink(missing_ok=True)
+        raise EdgeRNNError(f"onnxruntime crashed ({signal_name(r.returncode)}) creating a session "
+                           "for the fp16 file (an onnxruntime fault on this graph); fp16 left out")
+    if r.returncode:
+        lines = (r.stderr or "").strip().splitlines() or ["no message"]
+        path.unlink(missing_ok=True)
+        raise EdgeRNNError(f"onnxruntime cannot open the fp16 file: {lines[-1][:200]}")
 
 
 register_quantizer(OnnxFloat16())
