@@ -640,10 +640,12 @@ def decision(compare_json: Path, out_path: Path | None) -> None:
 @click.option("--prefer", type=click.Choice(["latency", "size", "accuracy"]), default="latency")
 @click.option("--out", "out_dir", default="edgernn-report", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
+@click.option("--decision", "decision_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Show a decision record first: compare's decision.md or compare.json.")
 def report(db: Path | None, targets_: tuple[str, ...], models: tuple[str, ...],
            max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
            max_rtf: float | None, metric: str | None, latency_stat: str, prefer: str,
-           out_dir: Path) -> None:
+           out_dir: Path, decision_path: Path | None) -> None:
     """Write an HTML page and a Markdown file: tables, Pareto plots, latency distributions
     and the selection with its reasons."""
     from edgernn.report import write_report
@@ -656,8 +658,23 @@ def report(db: Path | None, targets_: tuple[str, ...], models: tuple[str, ...],
         rows = [r for r in rows if r["target"] in (*targets_, "host")]
     if not rows:
         raise EdgeRNNError(f"no stored rows in {store.path}; run edgernn bench first")
+    record = None
+    if decision_path is not None:
+        import json
+
+        from edgernn.decision import decision_markdown
+
+        if not decision_path.is_file():
+            raise EdgeRNNError(f"no such decision record: {decision_path}")
+        try:
+            record = (decision_markdown(json.loads(decision_path.read_text()))
+                      if decision_path.suffix == ".json" else decision_path.read_text())
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise EdgeRNNError(f"{decision_path} is not a decision.md or compare.json "
+                               f"({type(e).__name__})") from None
     page, md = write_report(rows, out_dir, Budget(max_latency_ms, max_size_mb, max_drop,
-                                                  latency_stat, max_rtf), prefer, metric)
+                                                  latency_stat, max_rtf), prefer, metric,
+                            decision=record)
     out.print(f"wrote {page} and {md}")
 
 

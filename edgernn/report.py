@@ -162,8 +162,9 @@ def build(rows: list[dict[str, Any]], budget: Budget, prefer: str = "latency",
 
 def write_report(rows: list[dict[str, Any]], out_dir: Path, budget: Budget,
                  prefer: str = "latency", metric: str | None = None,
-                 title: str = "edgernn report") -> tuple[Path, Path]:
-    """Write ``report.html`` (self-contained, images inline) and ``report.md`` (+ PNGs)."""
+                 title: str = "edgernn report", decision: str | None = None) -> tuple[Path, Path]:
+    """Write ``report.html`` (self-contained, images inline) and ``report.md`` (+ PNGs);
+    ``decision``: a decision record (Markdown, from ``edgernn compare``) to show first."""
     out_dir.mkdir(parents=True, exist_ok=True)
     sels, figs = build(rows, budget, prefer, metric)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -171,6 +172,11 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, budget: Budget,
         (out_dir / f"{f.name}.png").write_bytes(f.png)
     md = _markdown(rows, sels, figs, budget, title, stamp)
     page = _html(rows, sels, figs, budget, title, stamp)
+    if decision:
+        body = decision.replace("\n#", "\n##")  # its headings one level under the report's
+        md = md.replace("\n## ", f"\n{body.strip()}\n\n## ", 1)
+        page = page.replace("<h2>", "<h2>Decision record</h2><pre id='decision'>"
+                            + html.escape(decision.strip()) + "</pre><h2>", 1)
     (out_dir / "report.md").write_text(md)
     (out_dir / "report.html").write_text(page)
     return out_dir / "report.html", out_dir / "report.md"

@@ -67,11 +67,15 @@ def test_report_renders_in_headless_chromium(benched, capsys_module):
     from selenium.webdriver.chrome.service import Service
 
     d, db = benched["dir"], benched["db"]
-    code, out, err = capsys_module(["report", "--db", db, "--out", d / "rep"])
+    record = "# LSTM or GRU: decision record\n\n## weather\n\n**Recommendation: GRU.**\n"
+    (d / "decision.md").write_text(record)
+    code, out, err = capsys_module(["report", "--db", db, "--out", d / "rep",
+                                    "--decision", d / "decision.md"])
     assert code == 0, err
     page = d / "rep" / "report.html"
     md = (d / "rep" / "report.md").read_text()
     assert "![Pareto plot, x86](pareto-x86.png)" in md
+    assert "### weather" in md and md.index("Recommendation: GRU") < md.index("## Selection")
     assert (d / "rep" / "pareto-x86.png").stat().st_size > 10_000
     code, out, _ = capsys_module(["select", "--db", db, "--target", "x86", "--json", d / "s.json"])
     pick = json.loads((d / "s.json").read_text())["pick"]["variant"]
@@ -96,5 +100,7 @@ def test_report_renders_in_headless_chromium(benched, capsys_module):
         assert box.get_attribute("data-pick") == pick
         assert f"Pick: {pick}" in box.text and box.is_displayed()
         assert browser.execute_script("return document.querySelectorAll('tr').length") > 8
+        shown = browser.find_element("id", "decision")
+        assert shown.is_displayed() and "Recommendation: GRU." in shown.text
     finally:
         browser.quit()
