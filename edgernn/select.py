@@ -158,6 +158,10 @@ def _pick(feasible: list[Candidate], prefer: str, tie: float) -> Candidate | Non
     fastest = min(feasible, key=lambda c: c.latency)
     group = [c for c in feasible
              if c.latency <= fastest.latency * (1 + max(tie, _spread(fastest), _spread(c)))]
+    # a noisy row let in by its own spread must not shut out a faster one: everything at
+    # least as fast as the slowest tie is a tie too (else the pick could be dominated)
+    slowest = max(c.latency for c in group)
+    group = [c for c in feasible if c.latency <= slowest]
     return min(group, key=lambda c: (c.size_mb, c.drop, c.latency))
 
 

@@ -104,6 +104,11 @@ def test_select_treats_differences_inside_the_trial_spread_as_ties():
     steady = [base, row("big", 1.00, 500, 0.01), row("small", 1.15, 100, 0.01)]
     assert select(noisy, Budget()).pick.name == "m/small"  # a tie: the smaller one wins
     assert select(steady, Budget()).pick.name == "m/big"  # really faster
+    # a noisy row let into the tie by its own spread must not beat a faster, smaller row that
+    # the fastest's 5% leaves out: the pick is never dominated (by hand: q is faster and smaller
+    # than p, and as accurate)
+    mixed = [base, row("f", 1.00, 500, 0.0), row("q", 1.10, 50, 0.0), row("p", 1.20, 60, 0.30)]
+    assert select(mixed, Budget()).pick.name == "m/q"
 
 
 def test_table_fits_120_columns(trial_bench):
