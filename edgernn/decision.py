@@ -62,18 +62,12 @@ def recommend(info: dict[str, Any], contenders: list[dict[str, Any]],
     if gap:
         why.append(f"accuracy does not decide: {metric} LSTM {finals['lstm']:.4g} vs GRU "
                    f"{finals['gru']:.4g} ({gap['verdict']}: {gap['measured_text']})")
-    lat = [c for c in claims if c.get("key") == "best_latency" and c.get("holds") is not None]
-    if lat:
-        c = lat[0]
-        pick = "gru" if c["holds"] else "lstm"
-        why.append(f"deployed latency decides on {c['target']}: {c['detail']}")
-        return pick, why
-    size = [c for c in claims if c.get("key") == "best_size" and c.get("holds") is not None]
-    if size:
-        c = size[0]
-        pick = "gru" if c["holds"] else "lstm"
-        why.append(f"deployed size decides on {c['target']}: {c['detail']}")
-        return pick, why
+    for key, what in (("best_latency", "latency"), ("best_size", "size")):
+        judged = [c for c in claims if c.get("key") == key and c.get("holds") is not None]
+        if judged:  # the claim says the GRU's is better: holds -> GRU, does not hold -> LSTM
+            c = judged[0]
+            why.append(f"deployed {what} decides on {c['target']}: {c['detail']}")
+            return ("gru" if c["holds"] else "lstm"), why
     params = _claim(claims, "parameters")
     why.append("latency and size do not decide (not benched, or inside the noise); the "
                "smaller model is kept" + (f": {params['detail']}" if params else ""))

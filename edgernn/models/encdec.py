@@ -27,6 +27,7 @@ from torch import nn
 
 from edgernn.errors import EdgeRNNError
 from edgernn.models.layers import LayerSpec
+from edgernn.models.sequence import last_step
 
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -81,11 +82,7 @@ class EncDecModel(nn.Module):
         h = self.embed(x) if self.tokens else (x - self.x_mean) / self.x_std
         for rnn in self.encoder:
             h, _ = rnn(h)
-        if self.last_bidirectional:
-            k = self.last_hidden
-            ctx = torch.cat([h[:, -1, :k], h[:, 0, k:]], dim=1)
-        else:
-            ctx = h[:, -1, :]
+        ctx = last_step(h, self.last_bidirectional, self.last_hidden)
         s = torch.tanh(self.bridge(ctx))
         s = s.reshape(-1, self.n_state, self.dec_layers, self.dec_hidden).permute(1, 2, 0, 3)
         steps = ctx.unsqueeze(1).expand(-1, self.horizon, -1)

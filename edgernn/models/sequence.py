@@ -13,6 +13,15 @@ from edgernn.models.layers import EncDecSpec, EnsembleSpec, LayerSpec, ModelSpec
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
+def last_step(h: torch.Tensor, bidirectional: bool, hidden: int) -> torch.Tensor:
+    """A recurrent block's summary of the whole sequence [batch, width]: the last step's output,
+    or for a bidirectional block the forward half at the last step and the backward half at
+    the first (where the backward direction has seen everything)."""
+    if bidirectional:
+        return torch.cat([h[:, -1, :hidden], h[:, 0, hidden:]], dim=1)
+    return h[:, -1, :]
+
+
 class SequenceModel(nn.Module):
     """Many-to-one recurrent model for classification (logits) or forecasting (values).
 
@@ -52,12 +61,7 @@ class SequenceModel(nn.Module):
         h = self.embed(x) if self.tokens else (x - self.x_mean) / self.x_std
         for rnn in self.rnns:
             h, _ = rnn(h)
-        if self.last_bidirectional:
-            k = self.last_hidden
-            last = torch.cat([h[:, -1, :k], h[:, 0, k:]], dim=1)
-        else:
-            last = h[:, -1, :]
-        out = self.head(last)
+        out = self.head(last_step(h, self.last_bidirectional, self.last_hidden))
         if self.config["task"] == "forecast":
             out = out * self.y_std + self.y_mean
         return out

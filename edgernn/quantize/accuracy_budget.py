@@ -95,6 +95,17 @@ class AccuracyBudget:
         return what
 
 
+def needs_budget(model: Any, budget: AccuracyBudget | None) -> None:
+    """Raise NotApplicable when an accuracy-aware quantizer has nothing to work with."""
+    from edgernn.quantize.base import NotApplicable
+
+    if budget is None:
+        raise NotApplicable("accuracy-aware int8 needs --max-drop")
+    if len(model.sig.inputs) > 1:
+        raise NotApplicable("accuracy-aware int8 of a model with several inputs is not "
+                            "supported yet")
+
+
 def greedy_float_ops(quantize: Any, candidates: list[tuple[str, str]], budget: AccuracyBudget,
                      reference: np.ndarray, work: Path,
                      on_step: Any = None, suffix: str = ".onnx"

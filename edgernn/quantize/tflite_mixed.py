@@ -258,13 +258,9 @@ class LitertMixedInt8(LitertDynamicInt8):
 
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None,
                  budget: Any = None) -> Artifact:
-        from edgernn.quantize.accuracy_budget import greedy_float_ops
+        from edgernn.quantize.accuracy_budget import greedy_float_ops, needs_budget
 
-        if budget is None:
-            raise NotApplicable("accuracy-aware int8 needs --max-drop")
-        if len(model.sig.inputs) > 1:
-            raise NotApplicable("accuracy-aware int8 of a model with several inputs is not "
-                                "supported yet")
+        needs_budget(model, budget)
         what, limit = budget.describe(), budget.max_drop
         with tempfile.TemporaryDirectory(prefix="edgernn-mixed-") as tmp:
             work = Path(tmp)
