@@ -17,7 +17,7 @@ def compared(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     code, stdout, err = cli(["compare", "weather", "--hidden", "16", "--epochs", "2",
                              "--max-train", "300", "--format", "onnx", "--quantize", "dynamic",
-                             "--out", out, "--runs", "20", "--min-seconds", "0"])
+                             "--out", out, "--runs", "20", "--min-seconds", "0", "--trials", "1"])
     assert code == 0, err
     return {"rows": json.loads((out / "compare.json").read_text())["contenders"],
             "stdout": stdout, "out": out}
