@@ -27,7 +27,7 @@ from torch import nn
 
 from edgernn.errors import EdgeRNNError
 from edgernn.models.layers import LayerSpec
-from edgernn.models.sequence import last_step
+from edgernn.models.sequence import add_input_stage, input_stage, last_step
 
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -45,15 +45,7 @@ class EncDecModel(nn.Module):
             raise EdgeRNNError(f"an encoder/decoder model needs a horizon >= 1, got {horizon}")
         self.config = config
         self.horizon = horizon
-        inp = config["input"]
-        self.tokens = inp["kind"] == "tokens"
-        if self.tokens:
-            self.embed = nn.Embedding(inp["vocab_size"], inp["embed_dim"])
-            width = inp["embed_dim"]
-        else:
-            width = inp["features"]
-            self.register_buffer("x_mean", torch.zeros(width))
-            self.register_buffer("x_std", torch.ones(width))
+        width = add_input_stage(self, config["input"])
         encoder = [LayerSpec(**d) for d in config["encoder"]]
         if not encoder:
             raise EdgeRNNError("an encoder/decoder model needs at least one encoder block")
@@ -79,7 +71,7 @@ class EncDecModel(nn.Module):
         self.register_buffer("y_std", torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.embed(x) if self.tokens else (x - self.x_mean) / self.x_std
+        h = input_stage(self, x)
         for rnn in self.encoder:
             h, _ = rnn(h)
         ctx = last_step(h, self.last_bidirectional, self.last_hidden)

@@ -22,6 +22,24 @@ def last_step(h: torch.Tensor, bidirectional: bool, hidden: int) -> torch.Tensor
     return h[:, -1, :]
 
 
+def add_input_stage(module: nn.Module, inp: dict[str, Any]) -> int:
+    """Give ``module`` its input stage (an Embedding for token ids, else standardisation
+    buffers ``x_mean``/``x_std`` filled by training); return the width it feeds the RNNs."""
+    module.tokens = inp["kind"] == "tokens"
+    if module.tokens:
+        module.embed = nn.Embedding(inp["vocab_size"], inp["embed_dim"])
+        return int(inp["embed_dim"])
+    width = int(inp["features"])
+    module.register_buffer("x_mean", torch.zeros(width))
+    module.register_buffer("x_std", torch.ones(width))
+    return width
+
+
+def input_stage(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` through ``module``'s input stage (see ``add_input_stage``)."""
+    return module.embed(x) if module.tokens else (x - module.x_mean) / module.x_std
+
+
 class SequenceModel(nn.Module):
     """Many-to-one recurrent model for classification (logits) or forecasting (values).
 
@@ -32,15 +50,7 @@ class SequenceModel(nn.Module):
     def __init__(self, config: dict[str, Any]):
         super().__init__()
         self.config = config
-        inp = config["input"]
-        self.tokens = inp["kind"] == "tokens"
-        if self.tokens:
-            self.embed = nn.Embedding(inp["vocab_size"], inp["embed_dim"])
-            width = inp["embed_dim"]
-        else:
-            width = inp["features"]
-            self.register_buffer("x_mean", torch.zeros(width))
-            self.register_buffer("x_std", torch.ones(width))
+        width = add_input_stage(self, config["input"])
         self.rnns = nn.ModuleList()
         for spec in (LayerSpec(**d) for d in config["layers"]):
             self.rnns.append(
@@ -58,7 +68,7 @@ class SequenceModel(nn.Module):
         self.register_buffer("y_std", torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.embed(x) if self.tokens else (x - self.x_mean) / self.x_std
+        h = input_stage(self, x)
         for rnn in self.rnns:
             h, _ = rnn(h)
         out = self.head(last_step(h, self.last_bidirectional, self.last_hidden))
