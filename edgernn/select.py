@@ -255,12 +255,17 @@ def _where(row: dict[str, Any]) -> str:
     return f"{row['model']} on {row['target']}" + (f" ({plugin})" if plugin else "")
 
 
+def _noise(a: dict[str, Any], b: dict[str, Any], tie: float) -> float:
+    """The relative latency difference two rows cannot resolve: ``tie`` or either row's
+    spread between timing trials, the larger."""
+    return max(tie, _spread_of(a), _spread_of(b))
+
+
 def _faster(a: dict[str, Any], b: dict[str, Any], tie: float) -> float:
-    """How many times faster ``a`` is than ``b``; 1.0 when inside the noise (the larger of
-    ``tie`` and either row's spread between timing trials)."""
+    """How many times faster ``a`` is than ``b``; 1.0 when inside the noise."""
     pa, pb = a["latency_ms"]["p50"], b["latency_ms"]["p50"]
-    noise = max(tie, _spread_of(a), _spread_of(b))
-    return pb / pa if pa < pb / (1 + noise) else (pb / pa if pb < pa / (1 + noise) else 1.0)
+    noise = _noise(a, b, tie)
+    return pb / pa if pa < pb / (1 + noise) or pb < pa / (1 + noise) else 1.0
 
 
 def op_decisions(rows: list[dict[str, Any]], tie: float = 0.05,
@@ -302,7 +307,7 @@ def _op_verdict(twin: dict[str, Any], r: dict[str, Any], op: str, tie: float) ->
     elif speed < 1 and da <= db + 1e-9:
         verdict = f"keep {op} int8 ({b / a:.2f}x faster than fp32 {op}, as accurate)"
     elif speed == 1 and da <= db + 1e-9:
-        noise = max(tie, _spread_of(twin), _spread_of(r))
+        noise = _noise(twin, r, tie)
         sa, sb = (twin.get("size_bytes") or 0) / 1e3, (r.get("size_bytes") or 0) / 1e3
         verdict = (f"keep {op} int8 (latency equal within {noise:.0%}, {sb:.1f} -> {sa:.1f} kB)"
                    if sa < sb else
