@@ -178,6 +178,15 @@ def held_out_record(model: Any, ds: Dataset) -> dict[str, Any]:
     return per_sample_record(outs, ds.y_test, ds.task)
 
 
+def has_step_form(c: Contender) -> bool:
+    """Whether ``export --streaming`` can make a step model of the contender (plain
+    unidirectional stacks; an ensemble or encoder/decoder has none)."""
+    from edgernn.loading import load_model
+    from edgernn.streaming import refuse_reason
+
+    return refuse_reason(load_model(c.checkpoint)) is None
+
+
 def step_models(group: list[Contender], eval_path: Path) -> tuple[list[Path], Path]:
     """Each contender's one-step model (``export --streaming``) and the held-out data as step
     sequences [N, T, *step] with the same labels."""
@@ -254,8 +263,7 @@ def run_compare(
         comp = Comparison(ds.name, ds.task, PRIMARY[ds.task], ds.seq_len,
                           (n_train, len(ds.x_test)), long_reason(ds), seed_list, group)
         if bench_fn is not None:
-            benched = [c for c in group if not streaming or "," in c.layers or c.name in
-                       ("lstm", "gru")]  # stacks; an ensemble or encoder/decoder has no step form
+            benched = [c for c in group if not streaming or has_step_form(c)]
             models, data = [c.checkpoint for c in benched], eval_path
             if streaming:
                 models, data = step_models(benched, eval_path)
