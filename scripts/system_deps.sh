@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the test suite uses, installed in one apt run when missing (root only):
 # the emulated Pi (qemu-user, mmdebstrap, OpenSSH), headless Chromium for the report test,
-# and the adb client. Without root or apt, the tests that need them skip and say why.
+# the adb client, and PostgreSQL (scripts/postgres.sh, the results-store tests).
+# Without root or apt, the tests that need them skip and say why.
 set -uo pipefail
 PKGS=(qemu-user-static binfmt-support mmdebstrap openssh-server openssh-client zstd
-      ca-certificates chromium chromium-driver adb)
+      ca-certificates chromium chromium-driver adb postgresql)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,1 @@
+"""Device-lab scale: sweeps of many models x variants x devices on Ray (optional extra ``lab``)."""

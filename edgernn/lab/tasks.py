@@ -1,0 +1,108 @@
+"""The two kinds of sweep task, as plain functions (Ray runs them; tests can call them).
+
+``prepare``: on any CPU of the cluster, export (or reuse) a model's variants for a target
+group into the content-addressed artifact directory and measure the PyTorch rows on that host.
+``measure``: while holding one device's lease, measure ONE variant on that device.
+Both write their rows to the results store as they go, so a task killed midway loses only
+the row it was measuring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgernn.bench import BenchSettings, bench_model, bench_plan, check_formats, vname
+from edgernn.exporting import load_manifest
+from edgernn.hashing import sha256_file
+from edgernn.lab.spec import ModelEntry
+from edgernn.target import Target
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task of one (model, target group) shares."""
+
+    model: ModelEntry
+    group: str  # target group name (rows are stored under it)
+    data: Path
+    work: Path  # content-addressed export directory of this model's variants
+    db: str
+    bench: dict[str, Any] = field(default_factory=dict)  # BenchSettings keyword arguments
+
+    def settings(self, **kw: Any) -> BenchSettings:
+        from edgernn.store import open_store
+
+        return BenchSettings(**self.bench, load_options=dict(self.model.load),
+                             store=open_store(self.db), **kw)
+
+
+def export_key(model: ModelEntry, data: Path, target: Target, bench: dict[str, Any]) -> str:
+    """Content hash naming a model's exports: the model file, how it is read, the data (the
+    calibration fallback), the formats, quantizations and opt-ins asked for. Target groups
+    asking for the same share one export."""
+    key = {"model": sha256_file(model.path), "load": {k: list(v) if isinstance(v, tuple) else v
+                                                      for k, v in model.load.items()},
+           "data": sha256_file(data),
+           "formats": sorted(check_formats(target, bench.get("formats") or target.formats)),
+           "modes": sorted(bench["modes"] if bench.get("modes") is not None else target.quantize),
+           "opt_in": sorted(bench.get("opt_in") or ()), "max_drop": bench.get("max_drop"),
+           "calib": sha256_file(bench["calib_path"]) if bench.get("calib_path") else None}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def prepare(job: Job, target: Target, after: Any = None) -> dict[str, Any]:
+    """Export or reuse the variants and measure the PyTorch rows; returns the variant names a
+    device of the group measures and the rows stored. ``after``: a task this one waits for
+    (the previous prepare of the same export, which writes the same directory)."""
+    settings = job.settings(only=frozenset())
+    rows: list[dict[str, Any]] = []
+    try:
+        bench_model(job.model.path, target, job.data, job.work, settings,
+                    on_row=lambda r: _keep(rows, r))
+        manifest, _arts = load_manifest(job.work / job.model.path.stem)
+        plan = bench_plan(manifest, target, BenchSettings(**job.bench))
+    finally:
+        settings.store.close()
+    return {"variants": [vname(a, d) for a, d in plan], "rows": [_brief(r) for r in rows]}
+
+
+def measure(job: Job, target: Target, variant: str) -> list[dict[str, Any]]:
+    """Measure one variant on the device ``target`` names (its lease is held by the caller)."""
+    with tempfile.TemporaryDirectory(prefix="edgernn-sweep-") as scratch:
+        settings = job.settings(only=frozenset({variant}), scratch=Path(scratch), peer=False)
+        rows: list[dict[str, Any]] = []
+        try:
+            bench_model(job.model.path, target, job.data, job.work, settings,
+                        on_row=lambda r: _keep(rows, r))
+        finally:
+            settings.store.close()
+    name = f"{job.model.path.stem}/{variant}"
+    return [_brief(r) for r in rows if r["variant"] == name]
+
+
+def failed_row(job: Job, variant: str, device: str, reason: str) -> dict[str, Any]:
+    """The row a sweep stores when a task died without writing its own (worker or device
+    gone): failed, never reused, so a re-run measures it again."""
+    return {
+        "model": job.model.path.stem, "model_sha256": sha256_file(job.model.path),
+        "variant": f"{job.model.path.stem}/{variant}", "target": job.group, "device_id": device,
+        "data_sha256": sha256_file(job.data), "requested_threads": job.bench.get("threads"),
+        "status": "run failed", "reason": reason, "notes": [], "settings_sha256": None,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _keep(rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
+    if not any(r is row for r in rows):
+        rows.append(row)
+
+
+def _brief(row: dict[str, Any]) -> dict[str, Any]:
+    """A row without its per-sample records (the store has them; the driver needs less)."""
+    return {k: v for k, v in row.items() if k != "per_sample"}
