@@ -4,6 +4,10 @@ A target is found by file name or by one of the ``aliases`` its file lists (case
 ``_``, spaces and ``-`` are the same). A file may leave keys its runner requires unset when it
 says in ``setup`` how to set them (a template such as ``rpi``): it exports, and the first
 runner to read such a key gets that one line as its error.
+
+A file may also describe a GROUP of identical boards (``devices:``, ``hosts:``, ``serials:`` or,
+for the local runner, ``count:``); ``edgernn.inventory.devices`` expands it into one Target per
+device. A plain file is a group of one device.
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ _SCHEMA: dict[str, type | tuple[type, ...]] = {
     "name": str, "description": str, "runner": str, "formats": list, "runtimes": dict,
     "quantize": list, "threads": int, "cpus": list, "emulated": bool, "options": dict,
     "timeout_s": (int, float), "aliases": list, "setup": str,
+    "count": int, "devices": list, "hosts": list, "serials": list,
 }
+
+# group keys: one device per list item; each is the runner key it sets on its device
+_SHORTHANDS = {"hosts": ("ssh", "host"), "serials": ("adb", "serial")}
+_GROUP_KEYS = ("devices", *_SHORTHANDS)
 
 
 _TYPE_NAMES = {str: "a string", list: "a list", dict: "a mapping", int: "an integer",
@@ -63,6 +72,9 @@ class Target:
     aliases: list[str] = field(default_factory=list)
     setup: str = ""  # one line: how to make the target measurable (when ``unset`` is not empty)
     unset: list[str] = field(default_factory=list)  # required runner keys the file leaves unset
+    count: int = 1  # local runner: measurement slots on this host
+    group: list[dict[str, Any]] = field(default_factory=list)  # per-device overrides (+ "id")
+    device_id: str = ""  # set on a device's Target (edgernn.inventory.devices) and plain targets
 
     def __post_init__(self) -> None:
         self.extra = RunnerKeys(self.extra)
@@ -81,7 +93,7 @@ class Target:
             raise RunnerError(self.extra.unset_message)
 
 
-_YAML_FIELDS = set(Target.__dataclass_fields__) - {"path", "extra", "unset"}
+_YAML_FIELDS = set(Target.__dataclass_fields__) - {"path", "extra", "unset", "group", "device_id"}
 
 
 def search_dirs() -> list[Path]:
@@ -215,12 +227,10 @@ def parse_target(data: Any, p: Path) -> Target:
     if data.get("threads", 1) < 1:
         raise EdgeRNNError(f"target file {p}: 'threads' must be at least 1")
     fields = {k: v for k, v in data.items() if k in _YAML_FIELDS}
-    extra = {k: v for k, v in data.items() if k not in _YAML_FIELDS}
+    extra = {k: v for k, v in data.items() if k not in _YAML_FIELDS and k not in _GROUP_KEYS}
     runner_cls = RUNNERS[data["runner"]]
     schema = getattr(runner_cls, "SCHEMA", {})
     unset = [k for k in getattr(runner_cls, "REQUIRED", ()) if k not in extra]
-    if unset and not str(data.get("setup", "")).strip():
-        raise EdgeRNNError(f"target file {p}: runner {data['runner']!r} needs the key {unset[0]!r}")
     for a in data.get("aliases", []):
         if not isinstance(a, str) or not a.strip():
             raise EdgeRNNError(f"target file {p}: 'aliases' must be a list of names, got {a!r}")
@@ -232,7 +242,103 @@ def parse_target(data: Any, p: Path) -> Target:
         if not isinstance(val, want) or (want is int and isinstance(val, bool)):
             raise EdgeRNNError(
                 f"target file {p}: {key!r} must be {_TYPE_NAMES.get(want, 'a number')}, got {val!r}")
-    return Target(**fields, path=p, extra=extra, unset=unset)
+    _check_cpus(data.get("cpus", []), p, "'cpus'")
+    group = _parse_group(data, extra, schema, p)
+    if group:
+        unset = _group_unset(group, unset, p)
+    if unset and not str(data.get("setup", "")).strip():
+        raise EdgeRNNError(f"target file {p}: runner {data['runner']!r} needs the key {unset[0]!r}")
+    t = Target(**fields, path=p, extra=extra, unset=unset, group=group)
+    from edgernn.inventory import default_id, devices
+
+    if not group and t.count == 1:
+        t.device_id = default_id(t)
+        return t
+    ids = [d.id for d in devices(t)]  # validates: ids unique within the group
+    per_device = [k for k in getattr(runner_cls, "REQUIRED", ()) if k not in extra]
+    if per_device:  # only each device's Target can open a runner
+        t.extra.unset_keys = frozenset(per_device)
+        t.extra.unset_message = (f"target {t.name} is a group of {len(ids)} devices "
+                                 f"({', '.join(ids)}); this needs one device's target")
+    return t
+
+
+def _check_cpus(val: Any, p: Path, what: str) -> None:
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in val):
+        raise EdgeRNNError(f"target file {p}: {what} must list CPU ids (integers >= 0), got {val!r}")
+
+
+def _parse_group(data: dict[str, Any], extra: dict[str, Any], schema: dict[str, Any],
+                 p: Path) -> list[dict[str, Any]]:
+    """The per-device overrides of a target group (``[]`` for a plain target), validated."""
+    runner = data["runner"]
+    given = [k for k in _GROUP_KEYS if k in data]
+    if len(given) > 1:
+        raise EdgeRNNError(f"target file {p}: set only one of {', '.join(given)} "
+                           "(each lists the group's devices)")
+    count = data.get("count", 1)
+    if count < 1:
+        raise EdgeRNNError(f"target file {p}: 'count' must be at least 1, got {count}")
+    if count > 1 and runner != "local":
+        way = "hosts: [...]" if runner == "ssh" else "serials: [...]" if runner == "adb" else ""
+        raise EdgeRNNError(
+            f"target file {p}: 'count' is for the local runner's slots on this host; list the "
+            f"{runner} devices instead ({way + ' or ' if way else ''}devices: [{{id: ..., ...}}])")
+    if not given:
+        return []
+    key = given[0]
+    if count > 1:
+        raise EdgeRNNError(f"target file {p}: set either 'count' or {key!r}, not both")
+    items = data[key]
+    if not items:
+        raise EdgeRNNError(f"target file {p}: {key!r} is an empty list (list at least one device)")
+    if key in _SHORTHANDS:
+        want_runner, runner_key = _SHORTHANDS[key]
+        if runner != want_runner:
+            raise EdgeRNNError(f"target file {p}: {key!r} is for the {want_runner} runner (this "
+                               f"target's runner is {runner}); list devices: [...] instead")
+        if runner_key in extra:
+            raise EdgeRNNError(f"target file {p}: set either {runner_key!r} or {key!r}, not both")
+        for v in items:
+            if not isinstance(v, str) or not v.strip():
+                raise EdgeRNNError(f"target file {p}: {key!r} must list names, got {v!r}")
+        return [{runner_key: v.strip()} for v in items]
+    allowed = {**schema, "cpus": list}
+    group = []
+    for i, d in enumerate(items):
+        where = f"devices[{i}]"
+        if not isinstance(d, dict):
+            raise EdgeRNNError(f"target file {p}: {where} must be a mapping like {{id: ..., "
+                               f"{next(iter(schema), 'cpus')}: ...}}, got {d!r}")
+        for k, v in d.items():
+            if k == "id":
+                if not isinstance(v, str) or not v.strip():
+                    raise EdgeRNNError(f"target file {p}: {where}.id must be a name, got {v!r}")
+                continue
+            if k not in allowed:
+                known = ", ".join(["id", *sorted(allowed)])
+                raise EdgeRNNError(f"target file {p}: {where} sets {k!r}, which a {runner} "
+                                   f"device cannot override (known: {known})")
+            want = allowed[k]
+            if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+                raise EdgeRNNError(f"target file {p}: {where}.{k} must be "
+                                   f"{_TYPE_NAMES.get(want, 'a number')}, got {v!r}")
+            if k == "cpus":
+                _check_cpus(v, p, f"{where}.cpus")
+        group.append({k: (v.strip() if k == "id" else v) for k, v in d.items()})
+    return group
+
+
+def _group_unset(group: list[dict[str, Any]], unset: list[str], p: Path) -> list[str]:
+    """A group names its devices: every device must set the required keys the file leaves
+    unset (then nothing is unset any more)."""
+    for i, d in enumerate(group):
+        missing = [k for k in unset if k not in d]
+        if missing:
+            who = f"device {d['id']!r}" if "id" in d else f"devices[{i}]"
+            raise EdgeRNNError(f"target file {p}: {who} sets no {missing[0]!r} (the file leaves "
+                               "it unset, so every device must set it)")
+    return []
 
 
 def _line(e: BaseException) -> str:

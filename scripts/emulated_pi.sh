@@ -3,7 +3,8 @@
 # reachable over SSH on 127.0.0.1. A STAND-IN for a Pi 4: timings are NOT Pi latency.
 #
 #   scripts/emulated_pi.sh build            # arm64 root + aarch64 wheels (cached as .tar.zst)
-#   scripts/emulated_pi.sh start [--port N] # sshd on 127.0.0.1:N (default 22022), sessions chrooted
+#   scripts/emulated_pi.sh start [--port N]... # sshd on 127.0.0.1:N (default 22022), sessions
+#                                           # chrooted; --port repeated: one sshd on every port
 #   scripts/emulated_pi.sh check            # ssh in, print arch + runtime versions
 #   scripts/emulated_pi.sh ssh CMD...       # run CMD on the "Pi"
 #   scripts/emulated_pi.sh status | stop | clean [--cache]
@@ -11,7 +12,8 @@
 # Exit code 77 (one line "emulated_pi: SKIP: <reason>" on stderr): the host cannot run it
 # (binfmt/qemu unavailable, sshd cannot start, root not built). Needs root on the host.
 # Environment: EDGERNN_PI_DIR (default /var/tmp/edgernn-pi), EDGERNN_PI_PORT (default 22022),
-# XDG_CACHE_HOME, EDGERNN_PI_NO_CACHE=1 (build fresh, do not read the cache),
+# EDGERNN_PI_PORTS ("22022 22023": start's ports when no --port), XDG_CACHE_HOME,
+# EDGERNN_PI_NO_CACHE=1 (build fresh, do not read the cache),
 # EDGERNN_PI_PIP (host pip command, default "python3 -m pip"), EDGERNN_PI_MIRROR.
 set -euo pipefail
 
@@ -19,7 +21,7 @@ PI_DIR=${EDGERNN_PI_DIR:-/var/tmp/edgernn-pi}
 ROOT=$PI_DIR/root
 STATE=$PI_DIR/state
 CACHE_DIR=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/edgernn
-DEFAULT_PORT=${EDGERNN_PI_PORT:-22022}
+DEFAULT_PORTS=${EDGERNN_PI_PORTS:-${EDGERNN_PI_PORT:-22022}}
 export QEMU_CPU=${QEMU_CPU:-cortex-a72}    # Pi 4 core; qemu's default "max" is ~10x slower
 
 # ---- what goes into the root (the cache key is a hash of this block) ------------------------
@@ -269,8 +271,8 @@ sshd_pid() {
 
 port_open() { timeout 1 bash -c ">/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
-write_target_files() {
-    local port=$1
+write_target_files() {   # PORT... (the targets use the first; the group lists every port)
+    local port=$1 p
     cat >"$STATE/rpi-emulated.yaml" <<EOF
 name: rpi-emulated
 description: emulated arm64 Debian root under qemu-user (STAND-IN for a Raspberry Pi 4; timings are not Pi latency)
@@ -303,18 +305,49 @@ quantize: [dynamic, fp16, int8]
 threads: 1
 emulated: true
 EOF
+    if [ $# -gt 1 ]; then
+        { cat <<EOF
+name: rpi-emulated-group
+description: the emulated arm64 root behind ${#} sshd ports, one device per port (STAND-INs; timings are not Pi latency)
+runner: ssh
+host: 127.0.0.1
+user: root
+key: $STATE/client_key
+known_hosts: $STATE/known_hosts
+python: /usr/local/bin/python3-arm
+formats: [onnx, tflite]
+runtimes: {onnx: onnxruntime, tflite: litert}
+quantize: [dynamic, fp16, int8]
+threads: 1
+emulated: true
+devices:
+EOF
+          for p in "$@"; do printf '  - {id: pi-emulated-%s, port: %s}\n' "$p" "$p"; done
+        } >"$STATE/rpi-emulated-group.yaml"
+    else
+        rm -f "$STATE/rpi-emulated-group.yaml"
+    fi
 }
 
+running_ports() { cat "$STATE/ports" 2>/dev/null || cat "$STATE/port" 2>/dev/null; }
+
 cmd_start() {
-    local port=$DEFAULT_PORT
+    local ports=() p
     while [ $# -gt 0 ]; do
         case $1 in
-            --port) port=${2:?--port needs a value}; shift 2 ;;
-            --port=*) port=${1#--port=}; shift ;;
+            --port) ports+=("${2:?--port needs a value}"); shift 2 ;;
+            --port=*) ports+=("${1#--port=}"); shift ;;
             *) die "start: unknown argument $1" ;;
         esac
     done
-    [[ $port =~ ^[0-9]+$ ]] || die "bad port $port"
+    [ ${#ports[@]} -gt 0 ] || read -ra ports <<<"$DEFAULT_PORTS"
+    [ ${#ports[@]} -gt 0 ] || die "no port given"
+    local uniq=()
+    for p in "${ports[@]}"; do
+        [[ $p =~ ^[0-9]+$ ]] && [ "$p" -ge 1 ] && [ "$p" -le 65535 ] || die "bad port $p"
+        [[ " ${uniq[*]} " == *" $p "* ]] || uniq+=("$p")
+    done
+    ports=("${uniq[@]}")
     lock
     local t0; t0=$(now)
     [ "$(cat "$ROOT/etc/edgernn-pi/key" 2>/dev/null)" != "" ] \
@@ -322,16 +355,23 @@ cmd_start() {
     [ -x /usr/sbin/sshd ] || skip "/usr/sbin/sshd not installed (apt-get install openssh-server)"
     ensure_binfmt
     if pid=$(sshd_pid); then
-        if [ "$(cat "$STATE/port" 2>/dev/null)" = "$port" ]; then
-            log "already running (pid $pid, port $port)"; print_info "$port"; return 0
+        local running have covered=1
+        running=$(running_ports | xargs); have=" $running "
+        for p in "${ports[@]}"; do [[ $have == *" $p "* ]] || covered=0; done
+        if [ "$covered" = 1 ]; then   # every asked port is served: keep the others' sessions
+            read -ra ports <<<"$have"
+            log "already running (pid $pid, port(s) ${ports[*]})"; print_info "${ports[@]}"; return 0
         fi
+        log "sshd runs on port(s) $running; restarting it on ${ports[*]}"
         stop_locked
     fi
+    local port=${ports[0]}
     mkdir -p "$STATE"; chmod 700 "$STATE"
     [ -f "$STATE/host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C edgernn-pi-host -f "$STATE/host_ed25519_key"
     [ -f "$STATE/client_key" ] || ssh-keygen -q -t ed25519 -N '' -C edgernn-pi-client -f "$STATE/client_key"
     cp "$STATE/client_key.pub" "$STATE/authorized_keys"
-    printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$STATE/host_ed25519_key.pub")" >"$STATE/known_hosts"
+    local hostkey; hostkey=$(cut -d' ' -f1,2 "$STATE/host_ed25519_key.pub")
+    for p in "${ports[@]}"; do printf '[127.0.0.1]:%s %s\n' "$p" "$hostkey"; done >"$STATE/known_hosts"
     configure_root "$ROOT"
     mount_root
     local chdir; chdir=$(chroot_dir)
@@ -339,7 +379,7 @@ cmd_start() {
     cat >"$STATE/sshd_config" <<EOF
 # edgernn emulated Pi (scripts/emulated_pi.sh): every session is chrooted into the arm64 root
 ListenAddress 127.0.0.1
-Port $port
+$(printf 'Port %s\n' "${ports[@]}")
 HostKey $STATE/host_ed25519_key
 PidFile $STATE/sshd.pid
 AuthorizedKeysFile $STATE/authorized_keys
@@ -365,23 +405,30 @@ SetEnv QEMU_CPU=$QEMU_CPU LANG=C.UTF-8
 EOF
     local err
     err=$(/usr/sbin/sshd -t -f "$STATE/sshd_config" 2>&1) || skip "sshd config rejected: ${err//$'\n'/ }"
-    port_open "$port" && skip "port 127.0.0.1:$port is already in use"
+    for p in "${ports[@]}"; do port_open "$p" && skip "port 127.0.0.1:$p is already in use"; done
     : >"$STATE/sshd.log"
     /usr/sbin/sshd -f "$STATE/sshd_config" -E "$STATE/sshd.log" \
         || skip "sshd failed to start: $(tail -1 "$STATE/sshd.log")"
     local i
-    for i in $(seq 100); do port_open "$port" && break; sleep 0.1; done
-    port_open "$port" || skip "sshd does not accept on 127.0.0.1:$port: $(tail -1 "$STATE/sshd.log")"
-    echo "$port" >"$STATE/port"
-    write_target_files "$port"
-    log "sshd up on 127.0.0.1:$port (pid $(sshd_pid)) in $(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.2f s", b-a}')"
-    print_info "$port"
+    for p in "${ports[@]}"; do
+        for i in $(seq 100); do port_open "$p" && break; sleep 0.1; done
+        port_open "$p" || skip "sshd does not accept on 127.0.0.1:$p: $(tail -1 "$STATE/sshd.log")"
+    done
+    echo "$port" >"$STATE/port"   # the first port: the target files' and ssh's
+    echo "${ports[*]}" >"$STATE/ports"
+    write_target_files "${ports[@]}"
+    log "sshd up on 127.0.0.1 port(s) ${ports[*]} (pid $(sshd_pid)) in $(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.2f s", b-a}')"
+    print_info "${ports[@]}"
 }
 
-print_info() {
-    log "target:      $STATE/rpi-emulated.yaml (python /usr/local/bin/python3-arm)"
+print_info() {   # PORT...
+    local p
+    log "target:      $STATE/rpi-emulated.yaml (python /usr/local/bin/python3-arm, port $1)"
     log "old runtime: $STATE/rpi-emulated-tflite214.yaml (python /usr/local/bin/python3-tflite214)"
-    log "ssh: ssh -i $STATE/client_key -o UserKnownHostsFile=$STATE/known_hosts -p $1 root@127.0.0.1"
+    if [ $# -gt 1 ]; then log "group:       $STATE/rpi-emulated-group.yaml (one device per port)"; fi
+    for p in "$@"; do
+        log "ssh: ssh -i $STATE/client_key -o UserKnownHostsFile=$STATE/known_hosts -p $p root@127.0.0.1"
+    done
 }
 
 stop_locked() {
@@ -393,7 +440,7 @@ stop_locked() {
     else
         log "sshd not running"
     fi
-    rm -f "$STATE/sshd.pid"
+    rm -f "$STATE/sshd.pid" "$STATE/ports"
     # end sessions still running inside the root (their /proc/PID/root is the root)
     rootreal=$(realpath "$ROOT" 2>/dev/null) || return 0
     for p in /proc/[0-9]*; do
@@ -408,7 +455,7 @@ cmd_stop() { lock; stop_locked; }
 cmd_status() {
     local pid
     if pid=$(sshd_pid); then
-        log "running: sshd pid $pid on 127.0.0.1:$(cat "$STATE/port"), root $ROOT"; return 0
+        log "running: sshd pid $pid on 127.0.0.1 port(s) $(running_ports), root $ROOT"; return 0
     fi
     if [ -f "$ROOT/etc/edgernn-pi/key" ]; then log "stopped (root built: $ROOT)"; else log "stopped (no root)"; fi
     return 3
@@ -457,5 +504,5 @@ case ${1:-} in
     check) shift; cmd_check ;;
     ssh) shift; ssh_cmd "$@" ;;
     clean) shift; cmd_clean "$@" ;;
-    *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
