@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -61,6 +62,11 @@ class BenchSettings:
     store: Any = None  # edgernn.store.Store: rows are saved there and reused unless force
     force: bool = False
     trials: int = TRIALS  # timing trials per variant, separate processes, round-robin
+    only: frozenset[str] | None = None  # measure only these variants (a sweep's one-variant task)
+    scratch: Path | None = None  # where the probe's data file goes (default: the model's work dir)
+    peer: bool = True  # measure the torch-int8-dynamic peer row (a sweep's prepare task does)
+    # the target's runtime versions when the caller knows them (a sweep asks each device once)
+    installed: dict[str, str | None] | None = None
 
 
 def settings_key(settings: BenchSettings, target: Target, threads: int,
@@ -101,8 +107,41 @@ def base_row(model: LoadedModel, art: Artifact, target: Target, task: str) -> di
         art.parity_max_abs_diff, "notes": list(art.notes), "threads": None, "device": None,
         "accepts_other_seq_len": art.accepts_other_seq_len, "calibration": art.calibration,
         "backend": art.backend, "signature": model.sig.describe(),
+        "device_id": device_id(target),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     } | ({"notes": [*art.notes, f"calibrated on {art.calibration}"]} if art.calibration else {})
+
+
+def device_id(target: Target) -> str:
+    """The device a row ran on: one board of a target group, else the target itself."""
+    return getattr(target, "device_id", None) or target.name
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def timed_use(row: dict[str, Any], runner: Any, job: dict[str, Any],
+              files: dict[str, Path]) -> dict[str, Any]:
+    """Run one measurement and append the [start, end] of its use of the device to
+    ``row["device_use"]`` (a sweep proves from these that no device ran two at once)."""
+    start = now_iso()
+    try:
+        return runner.measure(job, files)
+    finally:
+        row.setdefault("device_use", []).append([start, now_iso()])
+
+
+def target_runtimes(target: Target) -> dict[str, str | None]:
+    """Runtime module -> version installed on the target ({} when it cannot be asked)."""
+    try:
+        probe = get_runner(target)
+        try:
+            return probe.facts().get("runtimes") or {}
+        finally:
+            probe.close()
+    except RunnerError:
+        return {}
 
 
 def latency_of(res: dict[str, Any]) -> dict[str, Any]:
@@ -192,11 +231,11 @@ def bench_model(
     trials = settings.trials
     settings_sha = settings_key(settings, target, threads, calib_sha, model.sig.to_dict())
 
-    def cached(variant: str) -> dict[str, Any] | None:
+    def cached(variant: str, statuses: tuple[str, ...] | None = None) -> dict[str, Any] | None:
         if store is None or settings.force:
             return None
         hit = store.find(model.sha256, f"{model.name}/{variant}", row_target(variant),
-                         data_sha, threads, settings_sha)
+                         data_sha, threads, settings_sha, statuses)
         if hit:
             hit["reused"] = True
         return hit
@@ -243,40 +282,29 @@ def bench_model(
                                 parity_inputs=x[:PARITY_SAMPLES],
                                 budget=accuracy_budget(model, x, data.y, task, settings),
                                 opt_in=settings.opt_in)
-    not_asked = opt_in_labels(frozenset(OPT_IN) - opt_in_groups(settings.opt_in,
-                                                                 settings.max_drop is not None))
-    arts = [Artifact.from_dict(a) for a in manifest["artifacts"]
-            if a.get("status") != NOT_RELEVANT  # a variant about an op the graph lacks
-            and a.get("quantization") not in not_asked]  # a reused manifest's other opt-ins
-    subs = sub_variants(target)
-
-    def vname(art: Artifact, sub: str | None) -> str:
-        return art.variant + (f"@{sub}" if sub else "")
-
-    plan = [(a, d) for a in arts for d in (subs if a.status == "ok" else [None])]
+    plan = bench_plan(manifest, target, settings)
     hits = {vname(a, d): cached(vname(a, d)) for a, d in plan}
+    if manifest.get("reused"):  # the same export failed the same way: its row stands
+        hits |= {vname(a, d): cached(vname(a, d), (a.status,)) for a, d in plan
+                 if a.status not in ("ok", NOT_RELEVANT)}
     if any(h and h.get("runtime_version") for h in hits.values()):
         # a stored row counts only if the target still has the runtime version that made it
-        try:
-            probe = get_runner(target)
-            try:
-                installed = probe.facts().get("runtimes") or {}
-            finally:
-                probe.close()
-        except RunnerError:
-            installed = {}
+        installed = settings.installed if settings.installed is not None else \
+            target_runtimes(target)
         for variant, hit in hits.items():
             if hit and hit.get("runtime_version") and \
                     installed.get(runtime_module(hit["runtime"])) != hit["runtime_version"]:
                 hits[variant] = None
-    data_file = work / "probe-data.npz"
+    data_file = (settings.scratch or work) / "probe-data.npz"
     reference = work / f"reference-{model.sha256[:12]}-{data_sha[:12]}.npy"
 
     # fp32 PyTorch baseline, always on this host (devices do not run PyTorch)
     baseline = cached(BASELINE)
     if baseline and baseline.get("runtime_version") != host_version("torch"):
         baseline = None
-    need_reference = any(hits[vname(a, d)] is None and a.status == "ok" for a, d in plan)
+    # a sweep's tasks (``only``) share the reference: make it whenever the file is missing
+    need_reference = settings.only is not None or any(
+        hits[vname(a, d)] is None and a.status == "ok" for a, d in plan)
     baseline_pending = None
     if baseline is None or (need_reference and not reference.exists()):
         np.savez(data_file, x=x, y=data.y, **inits)
@@ -323,7 +351,7 @@ def bench_model(
                        "path": "artifact", **described, **({"delegate": sub} if sub else {})}
                 files = {"data": data_file, "artifact": work / art.path}
                 try:
-                    fill_row(row, runner.measure(job, files))
+                    fill_row(row, timed_use(row, runner, job, files))
                 except RunnerError as e:
                     row.update(status="run failed", reason=str(e))
                 except KeyboardInterrupt:
@@ -358,10 +386,10 @@ def torch_peer(model: LoadedModel, target: Target, settings: BenchSettings, thre
                step: Callable[[str], None], where: str) -> _Pending | None:
     """The ``torch-int8-dynamic`` peer row (with ``--quantize dynamic``), judged against fp32
     PyTorch; a pending record when it waits for more timing trials."""
-    if "dynamic" not in modes:
+    if "dynamic" not in modes or not settings.peer:
         return None
     hit = cached(TORCH_INT8)
-    if hit and hit.get("runtime_version") == host_version("torch"):
+    if hit and (hit["status"] == "skipped" or hit.get("runtime_version") == host_version("torch")):
         emit(hit)
         return None
     why = torch_int8_reason(model)
@@ -414,7 +442,7 @@ def more_trials(pending: list[_Pending], trials: int, runner: Any, target: Targe
                         local = local or LocalRunner(target)
                         res = local.measure(job, p.files)
                     else:
-                        res = runner.measure(job, p.files)
+                        res = timed_use(p.row, runner, job, p.files)
                     p.latencies.append(latency_of(res))
                 except RunnerError as e:
                     p.failures.append(f"trial {t}: {e}")
@@ -471,16 +499,20 @@ def measure_baseline(
     row["target"] = row_target
     if row_target == "host":
         row["emulated"] = False
+        row["device_id"] = "host"
     local = LocalRunner(target)
     options = _torch_options(settings.load_options, model)
     if int8:
         options["int8_dynamic"] = True
     job = {**_job(settings, target, threads), "runtime": "torch", "path": "model",
            **described, "options": options}
-    if reference is not None:
-        job["save_outputs"] = str(reference)
+    partial = reference.with_name(f"{reference.stem}.{os.getpid()}.partial.npy") if reference else None
+    if partial is not None:
+        job["save_outputs"] = str(partial)  # renamed when whole: other processes may read it
     try:
-        fill_row(row, local.measure(job, {"data": data_file, "model": model.path}))
+        fill_row(row, timed_use(row, local, job, {"data": data_file, "model": model.path}))
+        if partial is not None and partial.exists():
+            os.replace(partial, reference)
         if not int8:
             row["parity_max_abs_diff"], row["agreement"], row["accuracy_drop"] = 0.0, 1.0, 0.0
     except RunnerError as e:
@@ -504,6 +536,28 @@ def accuracy_budget(model: LoadedModel, x: np.ndarray, y: np.ndarray, task: str,
     idx = np.unique(np.linspace(0, len(x) - 1, min(len(x), settings.calib_samples)).astype(int))
     return AccuracyBudget(settings.max_drop, x[idx], y[idx], task, model.spec.batch_axis,
                           "evaluation samples")
+
+
+def bench_plan(manifest: dict[str, Any], target: Target,
+               settings: BenchSettings) -> list[tuple[Artifact, str | None]]:
+    """(artifact, sub-variant) pairs a bench measures from an export manifest: not the
+    variants about an op the graph lacks, nor a reused manifest's other opt-ins; with
+    ``settings.only``, just those variants."""
+    not_asked = opt_in_labels(frozenset(OPT_IN) - opt_in_groups(settings.opt_in,
+                                                                 settings.max_drop is not None))
+    arts = [Artifact.from_dict(a) for a in manifest["artifacts"]
+            if a.get("status") != NOT_RELEVANT  # a variant about an op the graph lacks
+            and a.get("quantization") not in not_asked]  # a reused manifest's other opt-ins
+    subs = sub_variants(target)
+    plan = [(a, d) for a in arts for d in (subs if a.status == "ok" else [None])]
+    if settings.only is not None:
+        plan = [(a, d) for a, d in plan if vname(a, d) in settings.only]
+    return plan
+
+
+def vname(art: Artifact, sub: str | None) -> str:
+    """A variant's name on a target: the artifact's, with the runner's sub-variant."""
+    return art.variant + (f"@{sub}" if sub else "")
 
 
 def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],

@@ -99,8 +99,9 @@ def _formats(value: str | None) -> list[str] | None:
 
 
 db_option = click.option(
-    "--db", type=click.Path(dir_okay=False, path_type=Path),
-    help="Results store (SQLite). Default: $EDGERNN_DB or ~/.local/share/edgernn/results.db.")
+    "--db", metavar="PATH|URL",
+    help="Results store: a SQLite file or a postgresql:// URL (a store several people and a "
+         "sweep's workers share). Default: $EDGERNN_DB or ~/.local/share/edgernn/results.db.")
 
 trials_option = click.option(
     "--trials", default=3, show_default=True, type=click.IntRange(1),
@@ -351,17 +352,17 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
           warmup: int, eval_batch: int, collapse: float, out_dir: Path, json_path: Path | None,
           csv_path: Path | None, calib: Path | None, force: bool, trials: int,
           step_ms: float | None, wide: bool, max_drop: float | None, per_op: bool, tune: bool,
-          db: Path | None, strict: bool, **kw: Any) -> None:
+          db: str | None, strict: bool, **kw: Any) -> None:
     """Export, run and evaluate every variant of MODELS on a target; print one table."""
     from edgernn.api import bench as api_bench
     from edgernn.bench import BenchSettings
     from edgernn.quantize import MODES
     from edgernn.results import ResultWriter
     from edgernn.select import op_decisions
-    from edgernn.store import Store
+    from edgernn.store import open_store
     from edgernn.table import bench_table
 
-    store = Store(db)
+    store = open_store(db)
     settings = BenchSettings(
         store=store, force=force, threads=threads, warmup=warmup, min_runs=min_runs,
         min_seconds=min_seconds, eval_batch=eval_batch, trials=trials,
@@ -436,13 +437,13 @@ def _bench_title(rows: list[dict[str, Any]]) -> str:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--wide", is_flag=True, help="Show every column (default fits 120 columns).")
-def results(db: Path | None, target: str | None, models: tuple[str, ...], all_rows: bool,
+def results(db: str | None, target: str | None, models: tuple[str, ...], all_rows: bool,
             json_path: Path | None, csv_path: Path | None, wide: bool) -> None:
     """Show stored bench rows; export them as JSON or CSV."""
-    from edgernn.store import Store, export_rows
+    from edgernn.store import export_rows, open_store
     from edgernn.table import bench_table
 
-    store = Store(db)
+    store = open_store(db)
     rows = store.rows(target, models, latest=not all_rows)
     if not rows:
         raise EdgeRNNError(f"no stored rows match in {store.path}; run edgernn bench first")
@@ -471,7 +472,7 @@ def results(db: Path | None, target: str | None, models: tuple[str, ...], all_ro
 @click.option("--prefer", type=click.Choice(["latency", "size", "accuracy"]), default="latency",
               show_default=True, help="What to optimise among variants within budget.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
-def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
+def select_cmd(db: str | None, target: str | None, models: tuple[str, ...],
                max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
                max_rtf: float | None, metric: str | None, latency_stat: str, prefer: str,
                json_path: Path | None) -> None:
@@ -479,10 +480,10 @@ def select_cmd(db: Path | None, target: str | None, models: tuple[str, ...],
     import json
 
     from edgernn.select import Budget, select
-    from edgernn.store import Store
+    from edgernn.store import open_store
     from edgernn.table import selection_table
 
-    store = Store(db)
+    store = open_store(db)
     rows = store.rows(None, models)
     targets = sorted({r["target"] for r in rows if r["target"] != "host"})
     if target and target not in targets:
@@ -547,7 +548,7 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
             step_ms: float | None, fmt: str | None, quantize: str | None,
             max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
             min_runs: int, min_seconds: float, trials: int, out_dir: Path,
-            json_path: Path | None, db: Path | None) -> None:
+            json_path: Path | None, db: str | None) -> None:
     """LSTM vs GRU vs GRU+LSTM on DATA (bundled dataset names or .npz files): same training
     budget, then each one's best deployable variant per target, and the folk claims about
     them (fewer parameters, faster training and inference, nearly equal accuracy) with
@@ -560,12 +561,12 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
     from edgernn.compare import CONTENDERS, compare_payload, run_compare, target_level
     from edgernn.quantize import MODES
     from edgernn.select import Budget
-    from edgernn.store import Store
+    from edgernn.store import open_store
     from edgernn.table import compare_table
 
     budget = Budget(max_latency_ms, max_size_mb, max_drop)
     settings = BenchSettings(
-        store=Store(db), min_runs=min_runs, min_seconds=min_seconds, trials=trials,
+        store=open_store(db), min_runs=min_runs, min_seconds=min_seconds, trials=trials,
         formats=_formats(fmt), step_ms=step_ms,
         modes=_split(quantize, list(MODES), "quantization") if quantize else None)
     for t in targets_:
@@ -642,7 +643,7 @@ def decision(compare_json: Path, out_path: Path | None) -> None:
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--decision", "decision_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Show a decision record first: compare's decision.md or compare.json.")
-def report(db: Path | None, targets_: tuple[str, ...], models: tuple[str, ...],
+def report(db: str | None, targets_: tuple[str, ...], models: tuple[str, ...],
            max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
            max_rtf: float | None, metric: str | None, latency_stat: str, prefer: str,
            out_dir: Path, decision_path: Path | None) -> None:
@@ -650,9 +651,9 @@ def report(db: Path | None, targets_: tuple[str, ...], models: tuple[str, ...],
     and the selection with its reasons."""
     from edgernn.report import write_report
     from edgernn.select import Budget
-    from edgernn.store import Store
+    from edgernn.store import open_store
 
-    store = Store(db)
+    store = open_store(db)
     rows = store.rows(None, models)
     if targets_:
         rows = [r for r in rows if r["target"] in (*targets_, "host")]
@@ -701,49 +702,138 @@ def targets_show(name: str) -> None:
     """Validate and print target NAME (a name or a .yaml path) without connecting."""
     from dataclasses import asdict
 
+    from edgernn.inventory import devices
     from edgernn.target import load_target
 
     t = load_target(name)
     for k, v in asdict(t).items():
-        out.print(f"{k:>12}: {v}", highlight=False)
+        if k not in ("group", "count", "device_id"):
+            out.print(f"{k:>12}: {v}", highlight=False)
+    devs = devices(t)
+    out.print(f"{'devices':>12}: {len(devs)}", highlight=False)
+    for d in devs:  # each board of a group, with what differs from the group's keys
+        diff = {k: v for k, v in d.target.extra.items() if t.extra.get(k) != v}
+        if d.target.cpus != t.cpus:
+            diff["cpus"] = d.target.cpus
+        out.print(f"{'':>12}  {d.id}" + (f"  {diff}" if diff else ""), highlight=False)
 
 
 @targets.command("check")
-@click.argument("name")
-def targets_check(name: str) -> None:
-    """Connect to target NAME; report what the device has and what is missing."""
-    from edgernn.probe.runtimes import _MODULES, PIP_NAMES
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True,
+              help="Check every device of every target on the search path, in parallel.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write each device's row (status, arch, runtimes, start/end times) here.")
+def targets_check(name: str | None, all_: bool, json_path: Path | None) -> None:
+    """Connect to target NAME (every device of a group), or with --all to every device;
+    report what each device has and what is missing."""
+    import json
+    import time
+
+    from edgernn import inventory as inv
     from edgernn.runners import get_runner
     from edgernn.target import load_target
 
-    t = load_target(name)
-    runner = get_runner(t)
-    try:
-        facts = runner.facts()
-    finally:
-        runner.close()
-    pip = " ".join(getattr(runner, "python", ["python3"])) + " -m pip install"
-    versions = facts.pop("runtimes", {}) or {}
-    thermal = facts.pop("thermal", {}) or {}
-    for k, v in facts.items():
-        out.print(f"{k:>12}: {v}", highlight=False)
-    for k, v in versions.items():
-        out.print(f"{k:>12}: {v or '[red]missing[/]'}", highlight=False)
-    for k, v in thermal.items():
-        out.print(f"{k:>12}: {v}", highlight=False)
-    missing = []
-    for fmt, rt in t.runtimes.items():
-        mod = _MODULES.get(rt, rt).split(".")[0]
-        if versions.get(mod) is None and mod != "torch":
-            missing.append((fmt, rt, PIP_NAMES.get(mod, mod)))
-    if versions.get("numpy") is None:
-        missing.append(("all", "numpy", "numpy"))
-    if missing:
-        pkgs = " ".join(sorted({m[2] for m in missing}))
-        raise EdgeRNNError(
-            f"{t.name} lacks {', '.join(f'{m[1]} (for {m[0]})' for m in missing)}; on the device "
-            f"run: {pip} {pkgs}")
-    out.print(f"[green]{t.name} has every runtime its target file names[/]")
+    if bool(name) == all_:
+        raise EdgeRNNError("targets check takes a target NAME or --all (not both)")
+    t = load_target(name) if name else None
+    if t is not None and not json_path and len(inv.devices(t)) == 1:
+        t = inv.devices(t)[0].target  # one device: its facts in full
+        runner = get_runner(t)
+        try:
+            facts = runner.facts()
+        finally:
+            runner.close()
+        pip = " ".join(getattr(runner, "python", ["python3"])) + " -m pip install"
+        versions = facts.pop("runtimes", {}) or {}
+        thermal = facts.pop("thermal", {}) or {}
+        for k, v in facts.items():
+            out.print(f"{k:>12}: {v}", highlight=False)
+        for k, v in versions.items():
+            out.print(f"{k:>12}: {v or '[red]missing[/]'}", highlight=False)
+        for k, v in thermal.items():
+            out.print(f"{k:>12}: {v}", highlight=False)
+        missing = inv.missing_runtimes(t, versions)
+        if missing:
+            pkgs = " ".join(sorted({m[2] for m in missing}))
+            raise EdgeRNNError(
+                f"{t.name} lacks {', '.join(f'{m[1]} (for {m[0]})' for m in missing)}; on the "
+                f"device run: {pip} {pkgs}")
+        out.print(f"[green]{t.name} has every runtime its target file names[/]")
+        return
+    entries = inv.inventory() if all_ else inv.inventory([name])
+    t0 = time.time()
+    rows = inv.check_all(entries)
+    wall = time.time() - t0
+    out.print(inv.check_table(rows), width=min(out.width, 120))
+    for r in rows:
+        if r.install:
+            out.print(f"{r.device}: on the device run: {r.install}", highlight=False)
+    if json_path:
+        json_path.write_text(json.dumps({"wall_seconds": round(wall, 3),
+                                         "devices": [r.as_dict() for r in rows]}, indent=1))
+    line = inv.failure_line(rows)
+    if line:
+        raise EdgeRNNError(line)
+    n = sum(1 for r in rows if r.device)
+    out.print(f"[green]{n} device{'s' * (n != 1)} ok[/] in {wall:.1f} s")
+
+
+@cli.command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--address", help="A Ray cluster to run on (host:port of its head); default: start "
+              "Ray on this machine with the sweep's devices as resources.")
+@db_option
+@click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path),
+              help="Exports by content hash, shared by every node (default: the sweep file's "
+                   "'artifacts', else .edgernn-sweep/ beside it).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where results.json/csv go (default: the artifacts directory).")
+@click.option("--cpus", type=click.IntRange(1), help="CPUs of a Ray started here (default: all).")
+@click.option("--wide", is_flag=True, help="Show every column (default fits 120 columns).")
+def sweep(sweep_file: Path, address: str | None, db: str | None, artifacts: Path | None,
+          out_dir: Path | None, cpus: int | None, wide: bool) -> None:
+    """Run SWEEP_FILE on Ray: every model x variant x device; resumable, one task per device."""
+    import json
+
+    from edgernn.lab.engine import run_sweep
+    from edgernn.lab.spec import load_sweep
+    from edgernn.results import ResultWriter
+    from edgernn.store import default_path, open_store
+    from edgernn.table import bench_table
+
+    spec = load_sweep(sweep_file)
+    db = db or spec.db or str(default_path())
+    store = open_store(db)  # fail here, before Ray starts, when the store cannot be opened
+    where = store.path
+    store.close()
+    artifacts = (artifacts or spec.artifacts or sweep_file.resolve().parent / ".edgernn-sweep")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    out_dir = out_dir or artifacts
+    result = run_sweep(spec, db, artifacts.resolve(), err, address=address, cpus=cpus)
+    writer = ResultWriter(out_dir / "results.json", out_dir / "results.csv")
+    for r in result.rows:
+        writer.add(r)
+    shown = [r for r in result.rows if r.get("latency_ms") is not None or r["status"] != "ok"]
+    if shown:
+        out.print(bench_table(shown, title=f"sweep: {len(shown)} row(s)", wide=wide),
+                  width=_table_width(wide))
+    out.print(result.progress.table(), width=_table_width(wide))
+    reused = sum(1 for r in result.rows if r.get("reused"))
+    out.print(f"{result.tasks} task(s) in {result.seconds:.0f} s; rows: {writer.json_path} "
+              f"{writer.csv_path}; store: {where}"
+              + (f" ({reused} row(s) reused, measured earlier)" if reused else ""), highlight=False)
+    for dev, why in result.retired.items():
+        out.print(f"device {dev} left the rotation: {why}", highlight=False)
+    (out_dir / "sweep.json").write_text(json.dumps({
+        "tasks": result.tasks, "seconds": round(result.seconds, 2), "store": where,
+        "lanes": {k: {"done": c.done, "reused": c.reused, "failed": c.failed,
+                      "busy_s": round(c.busy_s, 2)} for k, c in result.progress.lanes.items()},
+        "failures": result.failures, "retired": result.retired}, indent=2, default=str))
+    if result.failures:
+        raise EdgeRNNError(f"{len(result.failures)} of {result.tasks} task(s) failed "
+                           f"({result.failures[0]}); finished rows are in {where}: run the same "
+                           "command again to finish the rest")
 
 
 @cli.command()

@@ -12,12 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgernn.bench import BenchSettings, bench_model, bench_plan, check_formats, vname
+from edgernn.bench import (
+    BenchSettings,
+    bench_model,
+    bench_plan,
+    check_formats,
+    target_runtimes,
+    vname,
+)
 from edgernn.exporting import load_manifest
 from edgernn.hashing import sha256_file
 from edgernn.lab.spec import ModelEntry
@@ -75,7 +83,8 @@ def prepare(job: Job, target: Target, after: Any = None) -> dict[str, Any]:
 def measure(job: Job, target: Target, variant: str) -> list[dict[str, Any]]:
     """Measure one variant on the device ``target`` names (its lease is held by the caller)."""
     with tempfile.TemporaryDirectory(prefix="edgernn-sweep-") as scratch:
-        settings = job.settings(only=frozenset({variant}), scratch=Path(scratch), peer=False)
+        settings = job.settings(only=frozenset({variant}), scratch=Path(scratch), peer=False,
+                                installed=device_runtimes(target))
         rows: list[dict[str, Any]] = []
         try:
             bench_model(job.model.path, target, job.data, job.work, settings,
@@ -84,6 +93,20 @@ def measure(job: Job, target: Target, variant: str) -> list[dict[str, Any]]:
             settings.store.close()
     name = f"{job.model.path.stem}/{variant}"
     return [_brief(r) for r in rows if r["variant"] == name]
+
+
+_RUNTIMES: dict[str, tuple[float, dict[str, str | None]]] = {}
+RUNTIMES_TTL_S = 600.0
+
+
+def device_runtimes(target: Target) -> dict[str, str | None]:
+    """The device's runtime versions, asked once per worker process and device (a board
+    is not upgraded in the middle of a sweep; asking takes seconds over SSH)."""
+    key = getattr(target, "device_id", "") or target.name
+    now = time.monotonic()
+    if key not in _RUNTIMES or now - _RUNTIMES[key][0] > RUNTIMES_TTL_S:
+        _RUNTIMES[key] = (now, target_runtimes(target))
+    return _RUNTIMES[key][1]
 
 
 def failed_row(job: Job, variant: str, device: str, reason: str) -> dict[str, Any]:

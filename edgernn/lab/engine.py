@@ -1,0 +1,275 @@
+"""Run a sweep on Ray: conversions spread over the cluster's CPUs, measurements under device
+leases (each device is a Ray custom resource of capacity 1, so no device runs two at once).
+
+Without an address Ray starts on this machine with the devices' resources; with one, the
+cluster's nodes must declare them (``ray start --resources '{"device:...": 1}'``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from edgernn.errors import EdgeRNNError
+from edgernn.inventory import Device, devices, ray_resource
+from edgernn.lab.progress import CONVERT, Progress
+from edgernn.lab.spec import SweepSpec
+from edgernn.lab.tasks import Job, export_key, failed_row, measure, prepare
+from edgernn.target import Target, load_target
+
+DEVICE_STRIKES = 2  # a device failing this many measurements in a row leaves the rotation
+_FAILED = ("run failed",)  # an export failure is the variant's, not the device's
+
+
+@dataclass
+class Group:
+    """A target group and its boards, idle or leased."""
+
+    target: Target
+    devices: list[Device]
+    idle: deque[Device] = field(default_factory=deque)
+    queue: deque[tuple[Job, str]] = field(default_factory=deque)
+    strikes: dict[str, int] = field(default_factory=dict)
+    retired: dict[str, str] = field(default_factory=dict)  # device id -> why it left
+
+
+@dataclass
+class Outcome:
+    rows: list[dict[str, Any]]
+    failures: list[str]  # one line per task that died or could not run
+    tasks: int
+    seconds: float
+    progress: Progress
+    retired: dict[str, str]
+
+
+def sweep_groups(spec: SweepSpec) -> list[Group]:
+    """The spec's targets as groups of devices; one-line errors for templates and repeats."""
+    groups: list[Group] = []
+    for name in spec.targets:
+        t = load_target(name)
+        t.require_device()
+        if any(g.target.name == t.name for g in groups):
+            raise EdgeRNNError(f"sweep file {spec.path}: target {t.name} is listed twice")
+        devs = devices(t)
+        groups.append(Group(t, devs, deque(devs)))
+    ids = [d.id for g in groups for d in g.devices]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise EdgeRNNError(f"device {dup[0]} belongs to two targets of the sweep")
+    return groups
+
+
+def bench_kwargs(spec: SweepSpec) -> dict[str, Any]:
+    """BenchSettings keyword arguments from the sweep file's ``bench`` mapping."""
+    b = dict(spec.bench)
+    kw: dict[str, Any] = {"formats": spec.formats, "modes": spec.quantize,
+                          "calib_path": spec.calib}
+    names = {"runs": "min_runs", "min_seconds": "min_seconds", "warmup": "warmup",
+             "trials": "trials", "threads": "threads", "eval_batch": "eval_batch",
+             "collapse": "collapse", "step_ms": "step_ms", "max_drop": "max_drop"}
+    for k, v in names.items():
+        if k in b:
+            kw[v] = b[k]
+    kw["opt_in"] = frozenset(g for g, key in (("per-op", "per_op"), ("tune", "tune")) if b.get(key))
+    return kw
+
+
+def start_ray(address: str | None, resources: dict[str, float], cpus: int | None) -> bool:
+    """Connect to a cluster (checking it has every device resource) or start one here;
+    True when this call started it (and must stop it)."""
+    try:
+        import ray
+    except ImportError:
+        raise EdgeRNNError("edgernn sweep needs Ray: pip install 'edgernn[lab]'") from None
+    opts: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
+    if address:
+        try:
+            ray.init(address=address, **opts)
+        except Exception as e:  # ConnectionError and Ray's own
+            raise EdgeRNNError(f"cannot reach the Ray cluster at {address} "
+                               f"({str(e).strip().splitlines()[0][:200]})") from None
+        have = ray.cluster_resources()
+        missing = sorted(r for r in resources if have.get(r, 0) < 1)
+        if missing:
+            ray.shutdown()
+            decl = ", ".join(f'"{r}": 1' for r in missing)
+            raise EdgeRNNError(f"the Ray cluster at {address} has no {', '.join(missing)}: start "
+                               f"the node next to those devices with ray start --resources "
+                               f"'{{{decl}}}'")
+        return False
+    ray.init(address="local", resources=resources, num_cpus=cpus or os.cpu_count(), include_dashboard=False,
+             object_store_memory=256 * 2**20, **opts)
+    return True
+
+
+def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
+              address: str | None = None, cpus: int | None = None) -> Outcome:
+    """Expand the sweep into tasks and run them; rows go to the store as they finish."""
+    import ray
+
+    groups = sweep_groups(spec)
+    bench = bench_kwargs(spec)
+    resources = {ray_resource(d.id): 1.0 for g in groups for d in g.devices}
+    started_here = start_ray(address, resources, cpus)
+    convert_gb = spec.convert_memory_gb or (3.0 if _any_tflite(groups, bench) else 1.0)
+    prep = ray.remote(prepare)
+    prep_opts = {"name": "edgernn_prepare", "num_cpus": 1, "max_retries": 0,
+                 "memory": int(convert_gb * 2**30)}
+    meas = ray.remote(measure)
+    pending: dict[Any, tuple[str, Job, Group, Device | None, str, float]] = {}
+    rows: list[dict[str, Any]] = []
+    failures: list[str] = []
+    t0 = time.monotonic()
+    progress = Progress(console)
+    store = _store(db)
+
+    def dispatch() -> None:
+        for g in groups:
+            while g.idle and g.queue:
+                d = g.idle.popleft()
+                job, variant = g.queue.popleft()
+                remote = d.target.runner != "local"  # a board's task only waits on the board
+                ref = meas.options(name="edgernn_measure", max_retries=0,
+                                   num_cpus=0 if remote else 1,
+                                   resources={ray_resource(d.id): 1}).remote(job, d.target, variant)
+                pending[ref] = ("measure", job, g, d, variant, time.monotonic())
+                progress.start(d.id, f"{job.model.path.stem}/{variant}")
+
+    def give_up(g: Group) -> None:
+        """No device of the group is left: its queued variants fail with the reason."""
+        why = "no device of the group is left (" + "; ".join(
+            f"{k}: {v}" for k, v in g.retired.items()) + ")"
+        while g.queue:
+            job, variant = g.queue.popleft()
+            _store_row(store, failed_row(job, variant, "-", why), rows)
+            failures.append(f"{g.target.name}: {job.model.path.stem}/{variant}: {why}")
+            progress.lanes[g.devices[0].id].failed += 1
+
+    try:
+        with progress:
+            last: dict[str, Any] = {}
+            for m in spec.models:
+                for g in groups:
+                    key = export_key(m, spec.data, g.target, bench)
+                    job = Job(m, g.target.name, spec.data, artifacts / key, db, bench)
+                    # the same export for two groups: the second waits (same directory)
+                    # PyTorch rows of a local group are measured on that device: hold its lease
+                    lease = ({"resources": {ray_resource(g.devices[0].id): 1}}
+                             if g.target.runner == "local" else {})
+                    ref = prep.options(**prep_opts, **lease).remote(job, g.devices[0].target,
+                                                                 last.get(key))
+                    last[key] = ref
+                    pending[ref] = ("prepare", job, g, None, "", time.monotonic())
+                    progress.start(CONVERT, f"{m.path.stem} for {g.target.name}")
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                progress.refresh()
+                for ref in ready:
+                    kind, job, g, d, variant, ts = pending.pop(ref)
+                    took = time.monotonic() - ts
+                    what = f"{job.model.path.stem}/{variant}" if variant else \
+                        f"{job.model.path.stem} for {g.target.name}"
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as e:
+                        why = _reason(e)
+                        failures.append(f"{what}: {why}")
+                        if kind == "prepare":
+                            progress.finish(CONVERT, what, f"FAILED: {why}", took, failed=True)
+                            _store_row(store, failed_row(job, "export", "-", why)
+                                       | {"status": "export failed"}, rows)
+                        else:
+                            _store_row(store, failed_row(job, variant, d.id, why), rows)
+                            progress.finish(d.id, what, f"FAILED: {why}", took, failed=True)
+                            _strike(g, d, why)
+                        continue
+                    if kind == "prepare":
+                        rows += result["rows"]
+                        g.queue.extend((job, v) for v in result["variants"])
+                        progress.finish(CONVERT, what, f"{len(result['variants'])} variant(s)",
+                                        took)
+                    else:
+                        rows += result
+                        row = result[0] if result else None
+                        reused = bool(row and row.get("reused"))
+                        status = row["status"] if row else "no row"
+                        p50 = ((row or {}).get("latency_ms") or {}).get("p50")
+                        progress.finish(d.id, what, status + (f", p50 {p50:.3f} ms" if p50 else "")
+                                        + (" (reused)" if reused else ""), took, reused=reused,
+                                        failed=status in _FAILED)
+                        if status in _FAILED:
+                            _strike(g, d, (row or {}).get("reason") or status)
+                        else:
+                            g.strikes[d.id] = 0
+                            g.idle.append(d)
+                    if all(dev.id in g.retired for dev in g.devices):
+                        give_up(g)
+                _rebalance_lanes(progress, groups)
+                dispatch()
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref)  # the task's bench stores its row as interrupted
+        ray.wait(list(pending), num_returns=len(pending), timeout=15)
+        raise
+    finally:
+        store.close()
+        if started_here:
+            ray.shutdown()
+    retired = {k: v for g in groups for k, v in g.retired.items()}
+    return Outcome(rows, failures, progress.total(), time.monotonic() - t0, progress, retired)
+
+
+def _strike(g: Group, d: Device, why: str) -> None:
+    """Count a failed measurement; a device failing DEVICE_STRIKES in a row is retired."""
+    g.strikes[d.id] = g.strikes.get(d.id, 0) + 1
+    if g.strikes[d.id] >= DEVICE_STRIKES:
+        g.retired[d.id] = why.splitlines()[0][:200] if why else "failed"
+    else:
+        g.idle.append(d)
+
+
+def _rebalance_lanes(progress: Progress, groups: list[Group]) -> None:
+    """Queued counts shown per device: a group's queue split over its devices in rotation."""
+    for g in groups:
+        live = [d for d in g.devices if d.id not in g.retired] or g.devices[:1]
+        for i, d in enumerate(g.devices):
+            share = len(g.queue) // len(live) + (1 if i < len(g.queue) % len(live) else 0)
+            progress.lanes[d.id].queued = share if d in live else 0
+
+
+def _reason(e: BaseException) -> str:
+    """One line for a task that died: the task's own error, or what Ray saw (worker killed,
+    node gone, cancelled, out of memory)."""
+    import ray
+
+    if isinstance(e, ray.exceptions.RayTaskError) and e.cause is not None:
+        cause = e.cause
+        text = str(cause).strip().splitlines()
+        return f"{type(cause).__name__}: {text[0][:200]}" if text else type(cause).__name__
+    name = type(e).__name__
+    text = str(e).strip().splitlines()
+    first = next((t for t in text if t.strip()), "")
+    return f"{name}: {first[:200]}" if first else name
+
+
+def _any_tflite(groups: list[Group], bench: dict[str, Any]) -> bool:
+    fmts = bench.get("formats") or [f for g in groups for f in g.target.formats]
+    return any(str(f).startswith("tflite") for f in fmts)
+
+
+def _store(db: str) -> Any:
+    from edgernn.store import open_store
+
+    return open_store(db)
+
+
+def _store_row(store: Any, row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    store.add(row)
+    rows.append(row)

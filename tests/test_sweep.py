@@ -1,0 +1,236 @@
+"""edgernn sweep on a real local Ray cluster (head + one worker process): two users' models x
+every variant x this host and two emulated-Pi "devices" (two sshd ports on one emulated arm64
+root: a STAND-IN for two boards), into a real PostgreSQL and into SQLite.
+
+Exclusive device use is checked from the rows' own [start, end] stamps of every measurement;
+the kill test SIGKILLs the Ray worker process that is measuring on a Pi device."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from edgernn.quantize.base import NOT_RELEVANT
+from tests.conftest import cli
+from tests.user_models import ConvFrontLSTM, GRUClassifier
+
+ray = pytest.importorskip("ray", reason="the lab extra (ray) is not installed")
+psycopg = pytest.importorskip("psycopg", reason="the lab extra (psycopg) is not installed")
+
+REPO = Path(__file__).resolve().parent.parent
+PI_SCRIPT = REPO / "scripts" / "emulated_pi.sh"
+PG_SCRIPT = REPO / "scripts" / "postgres.sh"
+PI_DIR = Path(os.environ.get("EDGERNN_PI_DIR", "/var/tmp/edgernn-pi"))
+PI_PORTS = (22022, 22023)
+BENCH = {"runs": 20, "min_seconds": 0.05, "warmup": 2, "trials": 1, "threads": 1}
+EDGERNN = [sys.executable, "-m", "edgernn.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def pi_pair() -> list[dict]:
+    """The emulated Pi's sshd on two ports: two 'devices' (one emulated root behind both)."""
+    ports = [a for p in PI_PORTS for a in ("--port", str(p))]
+    for step in (["build"], ["start", *ports]):
+        proc = subprocess.run([str(PI_SCRIPT), *step], capture_output=True, text=True)
+        if proc.returncode == 77:
+            pytest.skip(f"EMULATED PI UNAVAILABLE, sweep on devices untested: {proc.stderr.strip()}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    spec = yaml.safe_load((PI_DIR / "state" / "rpi-emulated.yaml").read_text())
+    yield [{"id": f"pi-{chr(97 + i)}", "port": p} for i, p in enumerate(PI_PORTS)], spec
+    subprocess.run([str(PI_SCRIPT), "start"], capture_output=True)  # back to the one port
+
+
+@pytest.fixture(scope="module")
+def postgres() -> str:
+    proc = subprocess.run([str(PG_SCRIPT), "start"], capture_output=True, text=True)
+    if proc.returncode == 3:
+        pytest.skip(f"POSTGRESQL UNAVAILABLE: {proc.stdout.strip()} {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    url = subprocess.run([str(PG_SCRIPT), "url"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    dbname = f"sweep_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {dbname}")
+        c.execute(f"CREATE DATABASE {dbname}")
+    return url.rsplit("/", 1)[0] + "/" + dbname
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, pi_pair) -> dict:
+    """Two users' models (plain torch: a scripted Conv1d+LSTM and a traced GRU), their data,
+    a target group of two emulated Pis and a one-device x86 group, and the sweep file."""
+    d = tmp_path_factory.mktemp("lab")
+    torch.manual_seed(0)
+    torch.jit.script(ConvFrontLSTM(features=4, channels=8, hidden=16, classes=3)).save(
+        str(d / "conv_lstm.pt"))
+    gru = GRUClassifier(features=4, hidden=16, classes=3).eval()
+    torch.jit.trace(gru, torch.zeros(1, 10, 4)).save(str(d / "gru_cls.pt"))
+    rng = np.random.default_rng(0)
+    np.savez(d / "eval.npz", x=rng.normal(size=(24, 10, 4)).astype(np.float32),
+             y=rng.integers(0, 3, size=24))
+    devices, spec = pi_pair
+    tdir = d / "targets"
+    tdir.mkdir()
+    group = {k: v for k, v in spec.items() if k not in ("port", "aliases")}
+    group.update(name="pi-lab", devices=devices)
+    (tdir / "pi-lab.yaml").write_text(yaml.safe_dump(group))
+    (tdir / "x86-lab.yaml").write_text(yaml.safe_dump({
+        "name": "x86-lab", "runner": "local", "formats": ["onnx", "tflite"],
+        "runtimes": {"onnx": "onnxruntime", "tflite": "litert"},
+        "quantize": ["dynamic", "fp16", "int8"], "threads": 1}))
+    shape = {"input_shape": "batch=1,seq=10,4", "task": "classify"}
+    sweep = {"models": [{"path": "conv_lstm.pt", **shape}, {"path": "gru_cls.pt", **shape}],
+             "data": "eval.npz", "targets": ["x86-lab", "pi-lab"], "bench": BENCH,
+             "artifacts": "artifacts"}
+    (d / "sweep.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
+    env = {**os.environ, "EDGERNN_TARGETS": str(tdir), "PYTHONUNBUFFERED": "1"}
+    return {"dir": d, "sweep": d / "sweep.yaml", "env": env, "devices": [x["id"] for x in devices]}
+
+
+@pytest.fixture(scope="module")
+def cluster(lab) -> str:
+    """A real local Ray cluster: a head and one worker node, separate processes; the head
+    declares the devices as custom resources of capacity 1."""
+    from edgernn.inventory import ray_resource
+
+    port = free_port()
+    res = {ray_resource(i): 1 for i in (*lab["devices"], "x86-lab")}
+    common = ["--num-cpus", "1", "--disable-usage-stats"]
+    subprocess.run(["ray", "stop", "--force"], capture_output=True, env=lab["env"])
+    head = subprocess.run(["ray", "start", "--head", "--port", str(port), "--include-dashboard",
+                           "false", "--resources", json.dumps(res), *common],
+                          capture_output=True, text=True, env=lab["env"])
+    assert head.returncode == 0, head.stderr[-2000:]
+    worker = subprocess.run(["ray", "start", "--address", f"127.0.0.1:{port}", *common],
+                            capture_output=True, text=True, env=lab["env"])
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    yield f"127.0.0.1:{port}"
+    subprocess.run(["ray", "stop", "--force"], capture_output=True, env=lab["env"])
+
+
+def pg_rows(url: str) -> list[dict]:
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as c:
+        return [dict(json.loads(js), _id=i) for i, js in
+                c.execute("SELECT id, row_json FROM rows ORDER BY id").fetchall()]
+
+
+def sqlite_rows(path: Path) -> list[dict]:
+    with sqlite3.connect(path) as c:
+        return [dict(json.loads(js), _id=i) for i, js in
+                c.execute("SELECT id, row_json FROM rows ORDER BY id").fetchall()]
+
+
+def assert_one_task_per_device(rows: list[dict]) -> dict[str, int]:
+    """No two measurements on one device overlap in time (from the rows' own stamps);
+    returns how many measurements each device made."""
+    uses: dict[str, list[tuple[datetime, datetime, str]]] = {}
+    for r in rows:
+        if r.get("device_id") == "host":  # this host's PyTorch rows: not a leased device
+            continue
+        for a, b in r.get("device_use") or []:
+            uses.setdefault(r["device_id"], []).append(
+                (datetime.fromisoformat(a), datetime.fromisoformat(b), r["variant"]))
+    for dev, spans in uses.items():
+        spans.sort()
+        for (_a0, a1, va), (b0, _b1, vb) in zip(spans, spans[1:], strict=False):
+            assert b0 >= a1, f"{dev} ran {vb} from {b0} while {va} ran until {a1}"
+    return {d: len(s) for d, s in uses.items()}
+
+
+def expected_variants(lab_dir: Path) -> set[tuple[str, str]]:
+    """(model/variant, target) every device group must have, from the export manifests."""
+    want = set()
+    for man in (lab_dir / "artifacts").glob("*/*/manifest.json"):
+        m = json.loads(man.read_text())
+        name = man.parent.name
+        for a in m["artifacts"]:
+            if a.get("status") != NOT_RELEVANT:
+                want |= {(f"{name}/{a['variant']}", t) for t in ("x86-lab", "pi-lab")}
+    return want
+
+
+def test_sweep_on_a_ray_cluster_into_postgres_survives_a_killed_worker(lab, cluster, postgres):
+    cmd = [*EDGERNN, "sweep", str(lab["sweep"]), "--address", cluster, "--db", postgres]
+    proc = subprocess.Popen(cmd, env=lab["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    # wait for a measurement on a Pi device, then SIGKILL the Ray worker process running it
+    killed, deadline = None, time.monotonic() + 900
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        busy = [r for r in pg_rows(postgres) if r.get("device_id") in lab["devices"]]
+        if len(busy) >= 2:  # some Pi rows are finished: kill the next measurement midway
+            pids = subprocess.run(["pgrep", "-f", "ray::edgernn_measure"], capture_output=True,
+                                  text=True).stdout.split()
+            if pids:
+                before = {r["_id"]: r for r in pg_rows(postgres)}
+                os.kill(int(pids[0]), signal.SIGKILL)
+                killed = int(pids[0])
+                break
+        time.sleep(0.5)
+    out, err = proc.communicate(timeout=1800)
+    assert killed is not None, f"no measuring worker was found to kill: {err[-2000:]}"
+    assert proc.returncode == 1, (out[-3000:], err[-3000:])
+    assert "task(s) failed" in err and "run the same command again" in err
+    after = pg_rows(postgres)
+    kept = {r["_id"]: r for r in after}
+    for rid, r in before.items():  # no finished row was lost or changed by the kill
+        if r["status"] == "ok":
+            assert rid in kept and kept[rid]["status"] == "ok"
+    crashed = [r for r in after if r["status"] == "run failed" and "Worker" in (r.get("reason") or "")]
+    assert len(crashed) == 1, [(r["variant"], r["reason"]) for r in after if r["status"] != "ok"]
+
+    # the re-run measures only what is missing
+    n_before = len(after)
+    rerun = subprocess.run(cmd, env=lab["env"], capture_output=True, text=True, timeout=1800)
+    assert rerun.returncode == 0, (rerun.stdout[-3000:], rerun.stderr[-3000:])
+    final = pg_rows(postgres)
+    new = final[n_before:]
+    assert {(r["variant"], r["target"]) for r in new if r["status"] == "ok"} >= {
+        (crashed[0]["variant"], crashed[0]["target"])}
+    remeasured_ok = [r for r in new if r.get("device_use")]
+    assert len(remeasured_ok) == 1, [r["variant"] for r in remeasured_ok]
+
+    done = {(r["variant"], r["target"]) for r in final
+            if r["status"] in ("ok", "accuracy collapsed", "skipped", "export failed")}
+    missing = expected_variants(lab["dir"]) - done
+    assert not missing, sorted(missing)
+    per_device = assert_one_task_per_device(final)
+    assert set(lab["devices"]) <= set(per_device), per_device  # both boards got work
+    assert min(per_device[d] for d in lab["devices"]) >= 3, per_device
+    arm = {r["device"] for r in final if r.get("device_id") in lab["devices"] and r.get("device")}
+    assert all("aarch64" in a or "arm" in a.lower() for a in arm), arm
+
+
+def test_sweep_into_sqlite_with_ray_started_here(lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGERNN_TARGETS", lab["env"]["EDGERNN_TARGETS"])
+    db = tmp_path / "lab.db"
+    code, out, err = cli(["sweep", lab["sweep"], "--db", db, "--cpus", "2"])
+    assert code == 0, err[-3000:]
+    rows = sqlite_rows(db)
+    done = {(r["variant"], r["target"]) for r in rows
+            if r["status"] in ("ok", "accuracy collapsed", "skipped", "export failed")}
+    assert not expected_variants(lab["dir"]) - done
+    per_device = assert_one_task_per_device(rows)
+    assert set(lab["devices"]) <= set(per_device)
+    # a second run finds everything in the store and measures nothing
+    code, out, err = cli(["sweep", lab["sweep"], "--db", db, "--cpus", "2"])
+    assert code == 0, err[-3000:]
+    assert len(sqlite_rows(db)) == len(rows)
