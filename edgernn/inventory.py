@@ -71,7 +71,7 @@ def devices(t: Target) -> list[Device]:
     for i, d in enumerate(out):
         if d.id in seen:
             raise EdgeRNNError(f"target file {t.path}: devices {seen[d.id]} and {i} have the same "
-                               f"id {d.id!r}; give each device its own id:")
+                               f"id {d.id!r}; give each device its own id")
         seen[d.id] = i
     return out
 

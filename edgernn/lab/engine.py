@@ -129,6 +129,7 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
     t0 = time.monotonic()
     progress = Progress(console)
     store = _store(db)
+    metric: dict[tuple[Path, str], str | None] = {}  # each job's primary metric, from its PyTorch rows
 
     def dispatch() -> None:
         for g in groups:
@@ -148,15 +149,19 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
             f"{k}: {v}" for k, v in g.retired.items()) + ")"
         while g.queue:
             job, variant = g.queue.popleft()
-            _store_row(store, failed_row(job, variant, "-", why), rows)
+            row = failed_row(job, variant, "-", why, metric.get((job.model.path, job.group)))
+            _store_row(store, row, rows)
             failures.append(f"{g.target.name}: {job.model.path.stem}/{variant}: {why}")
             progress.lanes[g.devices[0].id].failed += 1
 
     try:
         with progress:
             last: dict[str, Any] = {}
+            # a local group's prepare holds this host's lease: let another group's prepare
+            # make a shared export first, so the lease is held only for the PyTorch rows
+            order = sorted(groups, key=lambda g: g.target.runner == "local")
             for m in spec.models:
-                for g in groups:
+                for g in order:
                     key = export_key(m, spec.data, g.target, bench)
                     job = Job(m, g.target.name, spec.data, artifacts / key, db, bench)
                     # the same export for two groups: the second waits (same directory)
@@ -186,12 +191,15 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
                             _store_row(store, failed_row(job, "export", "-", why)
                                        | {"status": "export failed"}, rows)
                         else:
-                            _store_row(store, failed_row(job, variant, d.id, why), rows)
+                            _store_row(store, failed_row(job, variant, d.id, why,
+                                                         metric.get((job.model.path, job.group))), rows)
                             progress.finish(d.id, what, f"FAILED: {why}", took, failed=True)
                             _strike(g, d, why)
                         continue
                     if kind == "prepare":
                         rows += result["rows"]
+                        metric[(job.model.path, job.group)] = next(
+                            (r.get("metric") for r in result["rows"]), None)
                         g.queue.extend((job, v) for v in result["variants"])
                         progress.finish(CONVERT, what, f"{len(result['variants'])} variant(s)",
                                         took)

@@ -109,10 +109,18 @@ def device_runtimes(target: Target) -> dict[str, str | None]:
     return _RUNTIMES[key][1]
 
 
-def failed_row(job: Job, variant: str, device: str, reason: str) -> dict[str, Any]:
+_EMPTY = ("runtime_version", "size_bytes", "latency_ms",
+          "peak_mb", "peak_rss_mb", "value", "metrics", "accuracy_drop", "relative_drop",
+          "agreement", "parity_max_abs_diff", "export_parity_max_abs_diff", "threads", "device",
+          "accepts_other_seq_len", "calibration", "backend", "signature")
+
+
+def failed_row(job: Job, variant: str, device: str, reason: str,
+               metric: str | None = None) -> dict[str, Any]:
     """The row a sweep stores when a task died without writing its own (worker or device
-    gone): failed, never reused, so a re-run measures it again."""
-    return {
+    gone): failed, never reused, so a re-run measures it again. Same keys as a bench row."""
+    return dict.fromkeys(_EMPTY) | {
+        "metric": metric, "emulated": None, "format": "", "quantization": "", "runtime": "",
         "model": job.model.path.stem, "model_sha256": sha256_file(job.model.path),
         "variant": f"{job.model.path.stem}/{variant}", "target": job.group, "device_id": device,
         "data_sha256": sha256_file(job.data), "requested_threads": job.bench.get("threads"),
