@@ -26,7 +26,8 @@ def weather_bench(weather_models, workdir, capsys_session):
     out = workdir / "bench"
     code, stdout, stderr = capsys_session(
         ["bench", weather_models["lstm"], weather_models["gru"], "--data",
-         weather_models["eval"], "--out", out, *FAST, "--trials", "1"])  # trials: test_truth
+         weather_models["eval"], "--out", out, "--format", "onnx,tflite-litert", *FAST,
+         "--trials", "1"])  # trials: test_truth; keras variants: test_sweep benches them all
     assert code == 0, stderr
     rows = json.loads((out / "results.json").read_text())
     return {"rows": {r["variant"]: r for r in rows}, "out": out, "stdout": stdout}

@@ -274,7 +274,35 @@ def test_sweep_into_sqlite_with_ray_started_here_stops_on_ctrl_c_and_resumes(lab
     measured = [(r["variant"], r["target"]) for r in rows if r.get("device_use")
                 and r["status"] == "ok" and r["device_id"] != "host"]
     assert len(measured) == len(set(measured)), sorted(measured)
-    # a third run finds everything in the store and measures nothing
-    code, out, err = cli(["sweep", lab["sweep"], "--db", db, "--cpus", "2"])
+
+
+def test_a_dead_board_leaves_the_rotation_and_the_other_measures_its_variants(lab, tmp_path,
+                                                                             monkeypatch):
+    """One board of a group is down (nothing listens on its port): its measurements fail, the
+    sweep asks it for its facts, retires it, and the live board measures every variant."""
+    spec = yaml.safe_load((lab["dir"] / "targets" / "pi-lab.yaml").read_text())
+    spec.update(name="pi-half", devices=[{"id": "pi-live", "port": PI_PORTS[0]},
+                                         {"id": "pi-dead", "port": free_port()}])
+    tdir = tmp_path / "targets"
+    tdir.mkdir()
+    (tdir / "pi-half.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("EDGERNN_TARGETS", str(tdir))
+    sweep = tmp_path / "half.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "models": [{"path": str(lab["dir"] / "gru_cls.pt"), "input_shape": "batch=1,seq=10,4",
+                    "task": "classify"}],
+        "data": str(lab["dir"] / "eval.npz"), "targets": ["pi-half"], "formats": ["onnx"],
+        "quantize": ["dynamic", "fp16"], "bench": BENCH, "artifacts": str(tmp_path / "art")}))
+    db = tmp_path / "half.db"
+    code, out, err = cli(["sweep", sweep, "--db", db, "--cpus", "2"])
     assert code == 0, err[-3000:]
-    assert len(sqlite_rows(db)) == len(rows)
+    assert "device pi-dead left the rotation" in out
+    rows = sqlite_rows(db)
+    dead = [r for r in rows if r.get("device_id") == "pi-dead"]
+    assert dead and all(r["status"] == "run failed" for r in dead), dead
+    man = json.loads(next((tmp_path / "art").glob("*/gru_cls/manifest.json")).read_text())
+    want = {f"gru_cls/{a['variant']}" for a in man["artifacts"]
+            if a["status"] == "ok"}  # onnx fp32, int8-dynamic, int8-scan, fp16
+    live_ok = {r["variant"] for r in rows if r.get("device_id") == "pi-live" and r["status"] == "ok"}
+    assert want and want <= live_ok, (want, live_ok)
+    assert {r["variant"] for r in dead} <= live_ok  # what failed on the dead board was redone

@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from edgernn.errors import EdgeRNNError
-from edgernn.inventory import Device, devices, ray_resource
+from edgernn.inventory import Device, check_device, devices, ray_resource
 from edgernn.lab.progress import CONVERT, Progress
 from edgernn.lab.spec import SweepSpec
 from edgernn.lab.tasks import Job, export_key, failed_row, measure, prepare
@@ -35,14 +35,14 @@ class Group:
     devices: list[Device]
     idle: deque[Device] = field(default_factory=deque)
     queue: deque[tuple[Job, str]] = field(default_factory=deque)
-    strikes: dict[str, int] = field(default_factory=dict)
+    struck: dict[str, list[tuple[Job, str]]] = field(default_factory=dict)  # failed in a row
     retired: dict[str, str] = field(default_factory=dict)  # device id -> why it left
 
 
 @dataclass
 class Outcome:
     rows: list[dict[str, Any]]
-    failures: list[str]  # one line per task that died or could not run
+    failures: list[str]  # one line per variant whose task died (and was not redone)
     tasks: int
     seconds: float
     progress: Progress
@@ -125,7 +125,7 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
     meas = ray.remote(measure)
     pending: dict[Any, tuple[str, Job, Group, Device | None, str, float]] = {}
     rows: list[dict[str, Any]] = []
-    failures: list[str] = []
+    failures: dict[tuple[Path, str, str], str] = {}  # (model, group, variant) -> why
     t0 = time.monotonic()
     progress = Progress(console)
     store = _store(db)
@@ -151,7 +151,8 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
             job, variant = g.queue.popleft()
             row = failed_row(job, variant, "-", why, metric.get((job.model.path, job.group)))
             _store_row(store, row, rows)
-            failures.append(f"{g.target.name}: {job.model.path.stem}/{variant}: {why}")
+            failures[(job.model.path, job.group, variant)] = \
+                f"{g.target.name}: {job.model.path.stem}/{variant}: {why}"
             progress.lanes[g.devices[0].id].failed += 1
 
     try:
@@ -185,7 +186,8 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
                         result = ray.get(ref)
                     except ray.exceptions.RayError as e:
                         why = _reason(e)
-                        failures.append(f"{what}: {why}")
+                        failures[(job.model.path, job.group, variant or "export")] = \
+                            f"{what}: {why}"
                         if kind == "prepare":
                             progress.finish(CONVERT, what, f"FAILED: {why}", took, failed=True)
                             _store_row(store, failed_row(job, "export", "-", why)
@@ -194,7 +196,7 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
                             _store_row(store, failed_row(job, variant, d.id, why,
                                                          metric.get((job.model.path, job.group))), rows)
                             progress.finish(d.id, what, f"FAILED: {why}", took, failed=True)
-                            _strike(g, d, why)
+                            _strike(g, d, why, (job, variant))
                         continue
                     if kind == "prepare":
                         rows += result["rows"]
@@ -205,6 +207,7 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
                                         took)
                     else:
                         rows += result
+                        failures.pop((job.model.path, job.group, variant), None)  # redone
                         row = result[0] if result else None
                         reused = bool(row and row.get("reused"))
                         status = row["status"] if row else "no row"
@@ -213,9 +216,9 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
                                         + (" (reused)" if reused else ""), took, reused=reused,
                                         failed=status in _FAILED)
                         if status in _FAILED:
-                            _strike(g, d, (row or {}).get("reason") or status)
+                            _strike(g, d, (row or {}).get("reason") or status, (job, variant))
                         else:
-                            g.strikes[d.id] = 0
+                            g.struck[d.id] = []
                             g.idle.append(d)
                     if all(dev.id in g.retired for dev in g.devices):
                         give_up(g)
@@ -231,16 +234,24 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
         if started_here:
             ray.shutdown()
     retired = {k: v for g in groups for k, v in g.retired.items()}
-    return Outcome(rows, failures, progress.total(), time.monotonic() - t0, progress, retired)
+    return Outcome(rows, list(failures.values()), progress.total(), time.monotonic() - t0,
+                   progress, retired)
 
 
-def _strike(g: Group, d: Device, why: str) -> None:
-    """Count a failed measurement; a device failing DEVICE_STRIKES in a row is retired."""
-    g.strikes[d.id] = g.strikes.get(d.id, 0) + 1
-    if g.strikes[d.id] >= DEVICE_STRIKES:
-        g.retired[d.id] = why.splitlines()[0][:200] if why else "failed"
-    else:
-        g.idle.append(d)
+def _strike(g: Group, d: Device, why: str, task: tuple[Job, str]) -> None:
+    """Count a failed measurement. After DEVICE_STRIKES in a row the device is asked for its
+    facts: unreachable, it leaves the rotation and the variants that failed on it go back to
+    the group's queue (another board measures them); reachable (the variants themselves fail
+    on it), it stays."""
+    g.struck.setdefault(d.id, []).append(task)
+    if len(g.struck[d.id]) >= DEVICE_STRIKES:
+        check = check_device(d)
+        if check.failed:
+            g.retired[d.id] = check.status.splitlines()[0][:200]
+            g.queue.extendleft(reversed(g.struck.pop(d.id)))
+            return
+        g.struck[d.id] = []
+    g.idle.append(d)
 
 
 def _rebalance_lanes(progress: Progress, groups: list[Group]) -> None:
