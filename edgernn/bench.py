@@ -67,6 +67,7 @@ class BenchSettings:
     peer: bool = True  # measure the torch-int8-dynamic peer row (a sweep's prepare task does)
     # the target's runtime versions when the caller knows them (a sweep asks each device once)
     installed: dict[str, str | None] | None = None
+    row_notes: tuple[str, ...] = ()  # said on every row measured here (e.g. by a sweep)
 
 
 def settings_key(settings: BenchSettings, target: Target, threads: int,
@@ -251,8 +252,9 @@ def bench_model(
         Returns the row's id in the store, if stored."""
         row.setdefault("data_sha256", data_sha)
         row.setdefault("requested_threads", threads)
-        if threshold_note and threshold_note not in row.get("notes", []) and not row.get("reused"):
-            row["notes"] = [*row.get("notes", []), threshold_note]
+        for note in (threshold_note, *settings.row_notes):
+            if note and note not in row.get("notes", []) and not row.get("reused"):
+                row["notes"] = [*row.get("notes", []), note]
         set_rtf(row, settings.step_ms)
         row["settings_sha256"] = None if row.get("provisional") else settings_sha
         rid = store.add(row) if store is not None and not row.get("reused") else None

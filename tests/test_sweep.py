@@ -274,6 +274,11 @@ def test_sweep_into_sqlite_with_ray_started_here_stops_on_ctrl_c_and_resumes(lab
     measured = [(r["variant"], r["target"]) for r in rows if r.get("device_use")
                 and r["status"] == "ok" and r["device_id"] != "host"]
     assert len(measured) == len(set(measured)), sorted(measured)
+    # this host's rows say it was busy with the sweep's other work; the Pis' do not
+    for r in rows:
+        if r.get("device_use") and r["status"] == "ok":
+            shared = any("also ran the sweep's other tasks" in n for n in r["notes"])
+            assert shared == (r["device_id"] == "x86-lab"), (r["variant"], r["device_id"])
 
 
 def test_a_dead_board_leaves_the_rotation_and_the_other_measures_its_variants(lab, tmp_path,

@@ -68,7 +68,7 @@ def prepare(job: Job, target: Target, after: Any = None) -> dict[str, Any]:
     """Export or reuse the variants and measure the PyTorch rows; returns the variant names a
     device of the group measures and the rows stored. ``after``: a task this one waits for
     (the previous prepare of the same export, which writes the same directory)."""
-    settings = job.settings(only=frozenset())
+    settings = job.settings(only=frozenset(), row_notes=shared_host(target))
     rows: list[dict[str, Any]] = []
     try:
         bench_model(job.model.path, target, job.data, job.work, settings,
@@ -84,7 +84,7 @@ def measure(job: Job, target: Target, variant: str) -> list[dict[str, Any]]:
     """Measure one variant on the device ``target`` names (its lease is held by the caller)."""
     with tempfile.TemporaryDirectory(prefix="edgernn-sweep-") as scratch:
         settings = job.settings(only=frozenset({variant}), scratch=Path(scratch), peer=False,
-                                installed=device_runtimes(target))
+                                installed=device_runtimes(target), row_notes=shared_host(target))
         rows: list[dict[str, Any]] = []
         try:
             bench_model(job.model.path, target, job.data, job.work, settings,
@@ -113,6 +113,16 @@ _EMPTY = ("runtime_version", "size_bytes", "latency_ms",
           "peak_mb", "peak_rss_mb", "value", "metrics", "accuracy_drop", "relative_drop",
           "agreement", "parity_max_abs_diff", "export_parity_max_abs_diff", "threads", "device",
           "accepts_other_seq_len", "calibration", "backend", "signature")
+
+
+SHARED_HOST = ("measured in a sweep on the host that also ran the sweep's other tasks "
+               "(conversions, other devices' work): latency may be inflated; bench it alone for "
+               "this host's own numbers")
+
+
+def shared_host(target: Target) -> tuple[str, ...]:
+    """The note a sweep puts on rows of a local device: the host was not idle."""
+    return (SHARED_HOST,) if target.runner == "local" else ()
 
 
 def failed_row(job: Job, variant: str, device: str, reason: str,
