@@ -225,9 +225,14 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
                 _rebalance_lanes(progress, groups)
                 dispatch()
     except KeyboardInterrupt:
-        for ref in pending:
-            ray.cancel(ref)  # the task's bench stores its row as interrupted
-        ray.wait(list(pending), num_returns=len(pending), timeout=15)
+        # no ray.cancel: in Ray 2.60 a cancel racing with the task's reply kills this driver
+        # ("Tried to complete task that was not pending", ray-project/ray#54260, seen in CI).
+        # The running tasks end with the driver (ray.shutdown stops a cluster started here;
+        # a cluster stops the workers of a job whose driver left); they stored no row, so a
+        # re-run measures them.
+        running = sum(1 for k in pending.values() if k[0] == "measure")
+        console.print(f"sweep stopped: {running} running measurement(s) abandoned (not "
+                      "stored); a re-run measures them", highlight=False)
         raise
     finally:
         store.close()
