@@ -55,3 +55,15 @@ def test_time_calls_respects_run_bounds():
     assert len(calls) == 35
     samples = time_calls(lambda: None, warmup=0, min_runs=1, max_runs=50, min_seconds=10.0)
     assert len(samples) == 50
+
+
+def test_the_probe_process_does_not_load_torch():
+    """Each local measurement starts a fresh probe; torch in it cost ~2 s per variant and put
+    ~190 MB of torch into the peak RSS reported for an ONNX or LiteRT variant."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from edgernn.probe.main import main; main(['--facts']); "
+            "print('torch loaded' if 'torch' in sys.modules else 'no torch')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "no torch"
