@@ -65,8 +65,9 @@ class BenchSettings:
     only: frozenset[str] | None = None  # measure only these variants (a sweep's one-variant task)
     scratch: Path | None = None  # where the probe's data file goes (default: the model's work dir)
     peer: bool = True  # measure the torch-int8-dynamic peer row (a sweep's prepare task does)
-    # the target's runtime versions when the caller knows them (a sweep asks each device once)
-    installed: dict[str, str | None] | None = None
+    # the target's runtime versions when the caller knows them, or how to ask only when a
+    # stored row needs them (a sweep asks each device once)
+    installed: dict[str, str | None] | Callable[[], dict[str, str | None]] | None = None
     row_notes: tuple[str, ...] = ()  # said on every row measured here (e.g. by a sweep)
 
 
@@ -293,6 +294,8 @@ def bench_model(
         # a stored row counts only if the target still has the runtime version that made it
         installed = settings.installed if settings.installed is not None else \
             target_runtimes(target)
+        if callable(installed):
+            installed = installed()
         for variant, hit in hits.items():
             if hit and hit.get("runtime_version") and \
                     installed.get(runtime_module(hit["runtime"])) != hit["runtime_version"]:

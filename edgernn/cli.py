@@ -796,7 +796,7 @@ def sweep(sweep_file: Path, address: str | None, db: str | None, artifacts: Path
     """Run SWEEP_FILE on Ray: every model x variant x device; resumable, one task per device."""
     import json
 
-    from edgernn.lab.engine import run_sweep
+    from edgernn.lab.engine import SweepInterrupted, run_sweep
     from edgernn.lab.spec import load_sweep
     from edgernn.results import ResultWriter
     from edgernn.store import default_path, open_store
@@ -810,8 +810,15 @@ def sweep(sweep_file: Path, address: str | None, db: str | None, artifacts: Path
     artifacts = (artifacts or spec.artifacts or sweep_file.resolve().parent / ".edgernn-sweep")
     artifacts.mkdir(parents=True, exist_ok=True)
     out_dir = out_dir or artifacts
-    result = run_sweep(spec, db, artifacts.resolve(), err, address=address, cpus=cpus)
     writer = ResultWriter(out_dir / "results.json", out_dir / "results.csv")
+    try:
+        result = run_sweep(spec, db, artifacts.resolve(), err, address=address, cpus=cpus)
+    except SweepInterrupted as stop:  # the rows finished before Ctrl-C still reach the files
+        writer.rows = list(stop.rows)
+        writer.flush()
+        err.print(f"rows finished before the interrupt: {writer.json_path} {writer.csv_path}",
+                  highlight=False)
+        raise
     for r in result.rows:
         writer.add(r)
     shown = [r for r in result.rows if r.get("latency_ms") is not None or r["status"] != "ok"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -25,6 +26,7 @@ import yaml
 
 from edgernn.quantize.base import NOT_RELEVANT
 from tests.conftest import cli
+from tests.step_models import StepGRU
 from tests.user_models import ConvFrontLSTM, GRUClassifier
 
 ray = pytest.importorskip("ray", reason="the lab extra (ray) is not installed")
@@ -245,7 +247,8 @@ def test_sweep_into_sqlite_with_ray_started_here_stops_on_ctrl_c_and_resumes(lab
                                                                             monkeypatch):
     monkeypatch.setenv("EDGERNN_TARGETS", lab["env"]["EDGERNN_TARGETS"])
     db = tmp_path / "lab.db"
-    cmd = [*EDGERNN, "sweep", str(lab["sweep"]), "--db", str(db), "--cpus", "2"]
+    cmd = [*EDGERNN, "sweep", str(lab["sweep"]), "--db", str(db), "--cpus", "2",
+           "--out", str(tmp_path / "cut")]
     proc = subprocess.Popen(cmd, env=lab["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 900
@@ -261,6 +264,12 @@ def test_sweep_into_sqlite_with_ray_started_here_stops_on_ctrl_c_and_resumes(lab
     after = {r["_id"]: r["status"] for r in sqlite_rows(db)}
     assert all(after.get(i) == st for i, st in before.items())  # nothing finished was lost
     assert len(after) < len(expected_variants(lab["dir"])) + 4  # it did stop early
+    # the rows the driver had received are in results.json too, each one a stored row
+    cut = json.loads((tmp_path / "cut" / "results.json").read_text())
+    stored = {(r["variant"], r.get("device_id"), r["timestamp"]) for r in sqlite_rows(db)}
+    got = [(r["variant"], r.get("device_id"), r["timestamp"]) for r in cut
+           if r.get("device_use")]
+    assert got and set(got) <= stored, (got, stored)
 
     code, out, err = cli(["sweep", lab["sweep"], "--db", db, "--cpus", "2"])
     assert code == 0, err[-3000:]
@@ -280,11 +289,31 @@ def test_sweep_into_sqlite_with_ray_started_here_stops_on_ctrl_c_and_resumes(lab
             shared = any("also ran the sweep's other tasks" in n for n in r["notes"])
             assert shared == (r["device_id"] == "x86-lab"), (r["variant"], r["device_id"])
 
+    # everything is stored now: a third run hands each (model, group) its stored variants in
+    # ONE task per device instead of one per variant, and stores nothing new
+    code, out, err = cli(["sweep", lab["sweep"], "--db", db, "--cpus", "2"])
+    assert code == 0, err[-3000:]
+    assert len(sqlite_rows(db)) == len(rows)
+    per_variant = re.findall(r"^\[\d+/\d+\] (?!\(conversions\))\S+: [^:]+/\S+: ", err, re.M)
+    assert not per_variant, per_variant[:5]
+    batches = re.findall(r"^\[\d+/\d+\] (\S+): (\w+): (\d+) stored variants: (\d+) reused, "
+                         r"0 measured again", err, re.M)
+    assert len(batches) == 4, err[-3000:]  # 2 models x 2 groups
+    listed = {(r["variant"], r["target"]) for r in rows
+              if r["variant"].split("/")[1] not in ("torch-fp32", "torch-int8-dynamic")}
+    assert sum(int(n) for *_, n in batches) == len(listed)
+    assert all(a == b for *_, a, b in batches)
+
 
 def test_a_dead_board_leaves_the_rotation_and_the_other_measures_its_variants(lab, tmp_path,
                                                                              monkeypatch):
     """One board of a group is down (nothing listens on its port): its measurements fail, the
-    sweep asks it for its facts, retires it, and the live board measures every variant."""
+    sweep asks it for its facts, retires it, and the live board measures every variant. The
+    second model is a user's streaming step model (frame and state in, logits and new state
+    out, scripted), read with the sweep file's ``inputs``."""
+    torch.manual_seed(3)
+    step = StepGRU(features=4, hidden=16).eval()
+    torch.jit.script(step).save(str(tmp_path / "gru_step.pt"))
     spec = yaml.safe_load((lab["dir"] / "targets" / "pi-lab.yaml").read_text())
     spec.update(name="pi-half", devices=[{"id": "pi-live", "port": PI_PORTS[0]},
                                          {"id": "pi-dead", "port": free_port()}])
@@ -295,7 +324,9 @@ def test_a_dead_board_leaves_the_rotation_and_the_other_measures_its_variants(la
     sweep = tmp_path / "half.yaml"
     sweep.write_text(yaml.safe_dump({
         "models": [{"path": str(lab["dir"] / "gru_cls.pt"), "input_shape": "batch=1,seq=10,4",
-                    "task": "classify"}],
+                    "task": "classify"},
+                   {"path": str(tmp_path / "gru_step.pt"), "task": "classify",
+                    "inputs": ["x:batch=1,4", "h:1,batch=1,16"]}],
         "data": str(lab["dir"] / "eval.npz"), "targets": ["pi-half"], "formats": ["onnx"],
         "quantize": ["dynamic", "fp16"], "bench": BENCH, "artifacts": str(tmp_path / "art")}))
     db = tmp_path / "half.db"
@@ -305,9 +336,24 @@ def test_a_dead_board_leaves_the_rotation_and_the_other_measures_its_variants(la
     rows = sqlite_rows(db)
     dead = [r for r in rows if r.get("device_id") == "pi-dead"]
     assert dead and all(r["status"] == "run failed" for r in dead), dead
-    man = json.loads(next((tmp_path / "art").glob("*/gru_cls/manifest.json")).read_text())
-    want = {f"gru_cls/{a['variant']}" for a in man["artifacts"]
-            if a["status"] == "ok"}  # onnx fp32, int8-dynamic, int8-scan, fp16
+    want = set()
+    for name in ("gru_cls", "gru_step"):
+        man = json.loads(next((tmp_path / "art").glob(f"*/{name}/manifest.json")).read_text())
+        want |= {f"{name}/{a['variant']}" for a in man["artifacts"]
+                 if a["status"] == "ok"}  # onnx fp32, int8-dynamic, (int8-scan,) fp16
     live_ok = {r["variant"] for r in rows if r.get("device_id") == "pi-live" and r["status"] == "ok"}
-    assert want and want <= live_ok, (want, live_ok)
+    assert {"gru_cls/onnx-fp32", "gru_step/onnx-fp32"} <= want <= live_ok, (want, live_ok)
+    # the step model chained frame by frame on the (emulated) board scores what torch does
+    ev = np.load(lab["dir"] / "eval.npz")
+    with torch.no_grad():
+        hits = []
+        for seq, label in zip(ev["x"], ev["y"], strict=True):
+            h = torch.zeros(1, 1, 16)
+            for frame in seq:
+                logits, h = step(torch.from_numpy(frame[None]), h)
+            hits.append(int(logits.argmax()) == int(label))
+    on_board = next(r for r in rows if r["variant"] == "gru_step/onnx-fp32"
+                    and r.get("device_id") == "pi-live" and r["status"] == "ok")
+    assert on_board["metric"] == "accuracy"
+    assert on_board["value"] == pytest.approx(np.mean(hits)), on_board["metrics"]
     assert {r["variant"] for r in dead} <= live_ok  # what failed on the dead board was redone

@@ -34,9 +34,18 @@ class Group:
     target: Target
     devices: list[Device]
     idle: deque[Device] = field(default_factory=deque)
-    queue: deque[tuple[Job, str]] = field(default_factory=deque)
-    struck: dict[str, list[tuple[Job, str]]] = field(default_factory=dict)  # failed in a row
+    # (job, variants): one new variant, or all of a job's variants with stored rows
+    queue: deque[tuple[Job, tuple[str, ...]]] = field(default_factory=deque)
+    struck: dict[str, list[tuple[Job, tuple[str, ...]]]] = field(default_factory=dict)
     retired: dict[str, str] = field(default_factory=dict)  # device id -> why it left
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep, carrying the rows finished before it."""
+
+    def __init__(self, rows: list[dict[str, Any]]):
+        super().__init__()
+        self.rows = rows
 
 
 @dataclass
@@ -123,7 +132,7 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
     prep_opts = {"name": "edgernn_prepare", "num_cpus": 1, "max_retries": 0,
                  "memory": int(convert_gb * 2**30)}
     meas = ray.remote(measure)
-    pending: dict[Any, tuple[str, Job, Group, Device | None, str, float]] = {}
+    pending: dict[Any, tuple[str, Job, Group, Device | None, tuple[str, ...], float]] = {}
     rows: list[dict[str, Any]] = []
     failures: dict[tuple[Path, str, str], str] = {}  # (model, group, variant) -> why
     t0 = time.monotonic()
@@ -135,25 +144,27 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
         for g in groups:
             while g.idle and g.queue:
                 d = g.idle.popleft()
-                job, variant = g.queue.popleft()
+                job, variants = g.queue.popleft()
                 remote = d.target.runner != "local"  # a board's task only waits on the board
                 ref = meas.options(name="edgernn_measure", max_retries=0,
                                    num_cpus=0 if remote else 1,
-                                   resources={ray_resource(d.id): 1}).remote(job, d.target, variant)
-                pending[ref] = ("measure", job, g, d, variant, time.monotonic())
-                progress.start(d.id, f"{job.model.path.stem}/{variant}")
+                                   resources={ray_resource(d.id): 1}).remote(job, d.target,
+                                                                             variants)
+                pending[ref] = ("measure", job, g, d, variants, time.monotonic())
+                progress.start(d.id, _label(job, variants))
 
     def give_up(g: Group) -> None:
         """No device of the group is left: its queued variants fail with the reason."""
         why = "no device of the group is left (" + "; ".join(
             f"{k}: {v}" for k, v in g.retired.items()) + ")"
         while g.queue:
-            job, variant = g.queue.popleft()
-            row = failed_row(job, variant, "-", why, metric.get((job.model.path, job.group)))
-            _store_row(store, row, rows)
-            failures[(job.model.path, job.group, variant)] = \
-                f"{g.target.name}: {job.model.path.stem}/{variant}: {why}"
-            progress.lanes[g.devices[0].id].failed += 1
+            job, variants = g.queue.popleft()
+            for variant in variants:
+                row = failed_row(job, variant, "-", why, metric.get((job.model.path, job.group)))
+                _store_row(store, row, rows)
+                failures[(job.model.path, job.group, variant)] = \
+                    f"{g.target.name}: {job.model.path.stem}/{variant}: {why}"
+                progress.lanes[g.devices[0].id].failed += 1
 
     try:
         with progress:
@@ -172,51 +183,56 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
                     ref = prep.options(**prep_opts, **lease).remote(job, g.devices[0].target,
                                                                  last.get(key))
                     last[key] = ref
-                    pending[ref] = ("prepare", job, g, None, "", time.monotonic())
+                    pending[ref] = ("prepare", job, g, None, (), time.monotonic())
                     progress.start(CONVERT, f"{m.path.stem} for {g.target.name}")
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 progress.refresh()
                 for ref in ready:
-                    kind, job, g, d, variant, ts = pending.pop(ref)
+                    kind, job, g, d, variants, ts = pending.pop(ref)
                     took = time.monotonic() - ts
-                    what = f"{job.model.path.stem}/{variant}" if variant else \
+                    what = _label(job, variants) if variants else \
                         f"{job.model.path.stem} for {g.target.name}"
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayError as e:
                         why = _reason(e)
-                        failures[(job.model.path, job.group, variant or "export")] = \
-                            f"{what}: {why}"
                         if kind == "prepare":
+                            failures[(job.model.path, job.group, "export")] = f"{what}: {why}"
                             progress.finish(CONVERT, what, f"FAILED: {why}", took, failed=True)
                             _store_row(store, failed_row(job, "export", "-", why)
                                        | {"status": "export failed"}, rows)
-                        else:
-                            _store_row(store, failed_row(job, variant, d.id, why,
+                            continue
+                        for v in variants:
+                            failures[(job.model.path, job.group, v)] = \
+                                f"{job.model.path.stem}/{v}: {why}"
+                            _store_row(store, failed_row(job, v, d.id, why,
                                                          metric.get((job.model.path, job.group))), rows)
-                            progress.finish(d.id, what, f"FAILED: {why}", took, failed=True)
-                            _strike(g, d, why, (job, variant))
+                        progress.finish(d.id, what, f"FAILED: {why}", took, failed=True,
+                                        count=len(variants))
+                        _strike(g, d, why, (job, variants))
                         continue
                     if kind == "prepare":
                         rows += result["rows"]
                         metric[(job.model.path, job.group)] = next(
                             (r.get("metric") for r in result["rows"]), None)
-                        g.queue.extend((job, v) for v in result["variants"])
-                        progress.finish(CONVERT, what, f"{len(result['variants'])} variant(s)",
-                                        took)
+                        stored = tuple(result["stored"])
+                        if stored:  # a resumed sweep: one task confirms them all on a device
+                            g.queue.append((job, stored))
+                        g.queue.extend((job, (v,)) for v in result["variants"] if v not in stored)
+                        progress.finish(CONVERT, what, f"{len(result['variants'])} variant(s)"
+                                        + (f", {len(stored)} stored" if stored else ""), took)
                     else:
                         rows += result
-                        failures.pop((job.model.path, job.group, variant), None)  # redone
-                        row = result[0] if result else None
-                        reused = bool(row and row.get("reused"))
-                        status = row["status"] if row else "no row"
-                        p50 = ((row or {}).get("latency_ms") or {}).get("p50")
-                        progress.finish(d.id, what, status + (f", p50 {p50:.3f} ms" if p50 else "")
-                                        + (" (reused)" if reused else ""), took, reused=reused,
-                                        failed=status in _FAILED)
-                        if status in _FAILED:
-                            _strike(g, d, (row or {}).get("reason") or status, (job, variant))
+                        for v in variants:
+                            failures.pop((job.model.path, job.group, v), None)  # redone
+                        bad = next((r for r in result if r["status"] in _FAILED), None)
+                        reused = sum(1 for r in result if r.get("reused"))
+                        progress.finish(d.id, what, _outcome(result, len(variants)), took,
+                                        reused=reused == len(variants) > 0,
+                                        failed=bad is not None, count=len(variants))
+                        if bad is not None:
+                            _strike(g, d, bad.get("reason") or bad["status"], (job, variants))
                         else:
                             g.struck[d.id] = []
                             g.idle.append(d)
@@ -233,7 +249,7 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
         running = sum(1 for k in pending.values() if k[0] == "measure")
         console.print(f"sweep stopped: {running} running measurement(s) abandoned (not "
                       "stored); a re-run measures them", highlight=False)
-        raise
+        raise SweepInterrupted(rows) from None
     finally:
         store.close()
         if started_here:
@@ -243,7 +259,7 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
                    progress, retired)
 
 
-def _strike(g: Group, d: Device, why: str, task: tuple[Job, str]) -> None:
+def _strike(g: Group, d: Device, why: str, task: tuple[Job, tuple[str, ...]]) -> None:
     """Count a failed measurement. After DEVICE_STRIKES in a row the device is asked for its
     facts: unreachable, it leaves the rotation and the variants that failed on it go back to
     the group's queue (another board measures them); reachable (the variants themselves fail
@@ -259,12 +275,34 @@ def _strike(g: Group, d: Device, why: str, task: tuple[Job, str]) -> None:
     g.idle.append(d)
 
 
+def _label(job: Job, variants: tuple[str, ...]) -> str:
+    """What a measure task does, for the progress view."""
+    if len(variants) == 1:
+        return f"{job.model.path.stem}/{variants[0]}"
+    return f"{job.model.path.stem}: {len(variants)} stored variants"
+
+
+def _outcome(rows: list[dict[str, Any]], asked: int) -> str:
+    """A finished measure task in a few words: one row's status and p50, or a batch's counts."""
+    if asked > 1:
+        reused = sum(1 for r in rows if r.get("reused"))
+        return f"{reused} reused, {len(rows) - reused} measured again" + (
+            f", {asked - len(rows)} without a row" if len(rows) < asked else "")
+    if not rows:
+        return "no row"
+    row = rows[0]
+    p50 = (row.get("latency_ms") or {}).get("p50")
+    return row["status"] + (f", p50 {p50:.3f} ms" if p50 else "") + (
+        " (reused)" if row.get("reused") else "")
+
+
 def _rebalance_lanes(progress: Progress, groups: list[Group]) -> None:
-    """Queued counts shown per device: a group's queue split over its devices in rotation."""
+    """Queued counts shown per device: a group's queued variants split over its devices."""
     for g in groups:
         live = [d for d in g.devices if d.id not in g.retired] or g.devices[:1]
+        queued = sum(len(vs) for _, vs in g.queue)
         for i, d in enumerate(g.devices):
-            share = len(g.queue) // len(live) + (1 if i < len(g.queue) % len(live) else 0)
+            share = queued // len(live) + (1 if i < queued % len(live) else 0)
             progress.lanes[d.id].queued = share if d in live else 0
 
 

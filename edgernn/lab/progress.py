@@ -55,18 +55,19 @@ class Progress:
         self.refresh()
 
     def finish(self, lane: str, what: str, outcome: str, seconds: float,
-               reused: bool = False, failed: bool = False) -> None:
+               reused: bool = False, failed: bool = False, count: int = 1) -> None:
+        """A task ended; ``count``: the variants it covered (a batch of stored rows)."""
         c = self.lanes[lane]
         c.running -= 1
         c.busy_s += seconds
         c.current = ""
         if failed:
-            c.failed += 1
+            c.failed += count
         elif reused:
-            c.reused += 1
+            c.reused += count
         else:
-            c.done += 1
-        self._done += 1
+            c.done += count
+        self._done += count
         if self._live is None:
             self.console.print(f"[{self._done}/{self.total()}] {lane}: {what}: {outcome} "
                                f"({seconds:.1f} s)", highlight=False, soft_wrap=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgernn.bench import (
+    BASELINE,
     BenchSettings,
     bench_model,
     bench_plan,
@@ -66,8 +67,9 @@ def export_key(model: ModelEntry, data: Path, target: Target, bench: dict[str, A
 
 def prepare(job: Job, target: Target, after: Any = None) -> dict[str, Any]:
     """Export or reuse the variants and measure the PyTorch rows; returns the variant names a
-    device of the group measures and the rows stored. ``after``: a task this one waits for
-    (the previous prepare of the same export, which writes the same directory)."""
+    device of the group measures, those of them the store already has a row for (a resumed
+    sweep), and the rows stored. ``after``: a task this one waits for (the previous prepare
+    of the same export, which writes the same directory)."""
     settings = job.settings(only=frozenset(), row_notes=shared_host(target))
     rows: list[dict[str, Any]] = []
     try:
@@ -75,24 +77,49 @@ def prepare(job: Job, target: Target, after: Any = None) -> dict[str, Any]:
                     on_row=lambda r: _keep(rows, r))
         manifest, _arts = load_manifest(job.work / job.model.path.stem)
         plan = bench_plan(manifest, target, BenchSettings(**job.bench))
+        stored = _stored(settings.store, rows, plan, job.group)
     finally:
         settings.store.close()
-    return {"variants": [vname(a, d) for a, d in plan], "rows": [_brief(r) for r in rows]}
+    return {"variants": [vname(a, d) for a, d in plan], "stored": stored,
+            "rows": [_brief(r) for r in rows]}
 
 
-def measure(job: Job, target: Target, variant: str) -> list[dict[str, Any]]:
-    """Measure one variant on the device ``target`` names (its lease is held by the caller)."""
+def _stored(store: Any, rows: list[dict[str, Any]], plan: list[tuple[Any, str | None]],
+            group: str) -> list[str]:
+    """Variants with a reusable stored row for this group, found under the reuse key the
+    PyTorch row carries (model, data, threads, settings hash): the driver hands them to a
+    device in one task, which only confirms the device's runtime versions under its lease."""
+    base = next((r for r in rows if r["variant"].endswith(f"/{BASELINE}")
+                 and r.get("settings_sha256")), None)
+    if base is None:
+        return []
+    model = base["variant"].rsplit("/", 1)[0]
+    out = []
+    for a, d in plan:
+        # a variant that failed to export: the row that stored the same failure
+        statuses = None if a.status == "ok" else (a.status,)
+        if store.find(base["model_sha256"], f"{model}/{vname(a, d)}", group,
+                      base["data_sha256"], base["requested_threads"], base["settings_sha256"],
+                      statuses):
+            out.append(vname(a, d))
+    return out
+
+
+def measure(job: Job, target: Target, variants: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Measure variants on the device ``target`` names (its lease is held by the caller): one
+    new variant, or several with stored rows (reused once the device's runtimes match)."""
     with tempfile.TemporaryDirectory(prefix="edgernn-sweep-") as scratch:
-        settings = job.settings(only=frozenset({variant}), scratch=Path(scratch), peer=False,
-                                installed=device_runtimes(target), row_notes=shared_host(target))
+        settings = job.settings(only=frozenset(variants), scratch=Path(scratch), peer=False,
+                                installed=lambda: device_runtimes(target),
+                                row_notes=shared_host(target))
         rows: list[dict[str, Any]] = []
         try:
             bench_model(job.model.path, target, job.data, job.work, settings,
                         on_row=lambda r: _keep(rows, r))
         finally:
             settings.store.close()
-    name = f"{job.model.path.stem}/{variant}"
-    return [_brief(r) for r in rows if r["variant"] == name]
+    names = {f"{job.model.path.stem}/{v}" for v in variants}
+    return [_brief(r) for r in rows if r["variant"] in names]
 
 
 _RUNTIMES: dict[str, tuple[float, dict[str, str | None]]] = {}
