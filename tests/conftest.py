@@ -106,7 +106,30 @@ def count(kind: str, n: int = 1) -> None:
     RELIABILITY[kind] = RELIABILITY.get(kind, 0) + n
 
 
+def pytest_sessionstart(session):
+    """Remember which test beds are up before the suite: those are the developer's."""
+    from tests import testbeds
+
+    session.config._testbeds_before = testbeds.running_now()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the test beds this run started, unless EDGERNN_KEEP_TESTBEDS=1."""
+    import os
+
+    from tests import testbeds
+
+    before = getattr(session.config, "_testbeds_before", None)
+    if before is None or os.environ.get(testbeds.KEEP_ENV) == "1":
+        return
+    session.config._testbeds_stopped = testbeds.stop_started(before)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    stopped = getattr(config, "_testbeds_stopped", None)
+    if stopped:
+        terminalreporter.write_line(
+            f"test beds stopped: {', '.join(stopped)} (EDGERNN_KEEP_TESTBEDS=1 keeps them)")
     if RELIABILITY:
         terminalreporter.section("reliability counts")
         for k in sorted(RELIABILITY):
