@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Set up everything the tests need, then lint and run the whole test suite.
+# Set up everything the tests need, then lint and run the test suite.
+#   ./scripts/test.sh            the whole suite (test beds: emulated Pi, adb stand-in,
+#                                PostgreSQL, Ray; TF conversions)
+#   ./scripts/test.sh --quick    the quick tier: every module's fast paths, no test beds,
+#                                no sweeps, no TensorFlow conversion of big models (< 5 min)
+# Further arguments go to pytest. Test beds the run starts are stopped at its end;
+# EDGERNN_KEEP_TESTBEDS=1 keeps them running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quick=0
+if [ "${1:-}" = --quick ]; then quick=1; shift; fi
 EXTRAS=${EXTRAS-tflite,tflite-keras,lab} ./scripts/setup.sh
-./scripts/system_deps.sh
 . .venv/bin/activate
 ruff check edgernn tests benchmarks scripts
-python -m pytest -q --durations=25 "$@"
+if [ $quick = 1 ]; then
+  exec python -m pytest -q -m "not slow" --durations=10 "$@"
+fi
+./scripts/system_deps.sh
+exec python -m pytest -q --durations=25 "$@"
