@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgernn.api import bench, train_model
-from edgernn.bench import BenchSettings
+from edgernn.measure.bench import BenchSettings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ Linear head to 5 classes on the last step. Variants of each model, all in this o
 with one thread:
 
 * ``torch-fp32`` (eager, ``torch.set_num_threads(1)``) -- the 1.00x reference;
-* ``torch-int8-dynamic``: ``edgernn.quantize.torch_dynamic.torch_int8_module`` (torch.ao
+* ``torch-int8-dynamic``: ``edgernn.convert.quantize.torch_dynamic.torch_int8_module`` (torch.ao
   ``quantize_dynamic`` on LSTM/GRU/Linear);
 * ``onnx-fp32``, ``onnx-int8-dynamic``, ``onnx-int8-scan``: edgernn's ONNX export of the
   ``torch.jit.script`` archive (``edgernn.api.export(..., ["onnx"], ["dynamic"])``), run by
@@ -59,7 +59,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgernn.api import export  # noqa: E402
-from edgernn.quantize.torch_dynamic import torch_int8_module  # noqa: E402
+from edgernn.convert.quantize.torch_dynamic import torch_int8_module  # noqa: E402
 
 FEATURES, SEQ, CLASSES = 40, 50, 5
 WARMUP = 50

@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 
-import edgernn.formats.tflite_litert as tfl  # noqa: E402
-from edgernn.loading import LoadedModel  # noqa: E402
-from edgernn.quantize.tflite_litert import LitertDynamicInt8  # noqa: E402
-from edgernn.quantize.tflite_mixed import LitertDynamicPerTensor, LitertWeightOnlyInt8  # noqa: E402
-from edgernn.spec import Axis, InputSpec  # noqa: E402
+import edgernn.convert.formats.tflite_litert as tfl  # noqa: E402
+from edgernn.convert.quantize.tflite_litert import LitertDynamicInt8  # noqa: E402
+from edgernn.convert.quantize.tflite_mixed import LitertDynamicPerTensor, LitertWeightOnlyInt8  # noqa: E402
+from edgernn.model.loading import LoadedModel  # noqa: E402
+from edgernn.model.spec import Axis, InputSpec  # noqa: E402
 
 FEATURES, CLASSES = 40, 5
 RESOLVERS = {"xnnpack": OpResolverType.AUTO,

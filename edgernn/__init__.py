@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 
 # Imported on first use, not here: the probe (run once per measurement, in a fresh process)
 # imports this package, and torch alone costs ~1.7 s per start.
-_LAZY = {"save": "edgernn.checkpoint", "EdgeRNNError": "edgernn.errors",
-         "load_model": "edgernn.loading"}
+_LAZY = {"save": "edgernn.model.checkpoint", "EdgeRNNError": "edgernn.errors",
+         "load_model": "edgernn.model.loading"}
 
 __all__ = ["EdgeRNNError", "__version__", "load_model", "save"]
 

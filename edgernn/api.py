@@ -6,16 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgernn.bench import PARITY_SAMPLES, BenchSettings, bench_model, check_formats
-from edgernn.calibration import calibration_inputs
+from edgernn.convert.calibration import calibration_inputs
+from edgernn.convert.exporting import export_model
 from edgernn.data.datasets import Dataset, load_dataset
 from edgernn.data.evalfile import check_fits, load_eval
 from edgernn.errors import EdgeRNNError
-from edgernn.exporting import export_model
-from edgernn.loading import load_model
+from edgernn.measure.bench import PARITY_SAMPLES, BenchSettings, bench_model, check_formats
+from edgernn.model.loading import load_model
 from edgernn.models.layers import parse_layers
-from edgernn.target import load_target
-from edgernn.training import TrainResult, train, write_outputs
+from edgernn.runners.target import load_target
+from edgernn.study.training import TrainResult, train, write_outputs
 
 
 def train_model(dataset: str | Dataset, layers: str, out: Path, eval_out: Path,
@@ -51,14 +51,14 @@ def export(
     cx, source = calibration_inputs(lm.spec, calib, x)
     out_dir = out_dir or model.with_name(model.stem + "-export")
     if streaming:  # refuse before any work
-        from edgernn.streaming import refuse_reason
+        from edgernn.model.streaming import refuse_reason
 
         why = refuse_reason(lm)
         if why:
             raise EdgeRNNError(f"cannot make a step model of {model.name}: {why}")
     budget = None
     if max_drop is not None:
-        from edgernn.quantize.accuracy_budget import AccuracyBudget
+        from edgernn.convert.quantize.accuracy_budget import AccuracyBudget
 
         if cx is None:
             raise EdgeRNNError("--max-drop needs samples to measure the drop on: pass --data or "
@@ -70,7 +70,7 @@ def export(
                             parity_inputs=None if x is None else x[:PARITY_SAMPLES],
                             budget=budget, opt_in=opt_in)
     if streaming:
-        from edgernn.streaming import make_step_model, step_data
+        from edgernn.model.streaming import make_step_model, step_data
 
         step_dir = out_dir / "step"
         step_lm = make_step_model(lm, step_dir, chunk)

@@ -90,7 +90,7 @@ def _split(value: str, allowed: list[str], what: str) -> list[str]:
 
 def _formats(value: str | None) -> list[str] | None:
     """Format plug-in or family names; ``all`` means every registered plug-in."""
-    from edgernn.formats import FORMATS, expand_formats
+    from edgernn.convert.formats import FORMATS, expand_formats
 
     if not value:
         return None
@@ -225,10 +225,10 @@ def train(dataset: str, csv_path: Path | None, text_column: str, label_column: s
 @load_options
 def inspect(model: Path, data_path: Path | None, **kw: Any) -> None:
     """Load MODEL safely and show what it is: kind, input spec, recurrent layers, parameters."""
-    from edgernn.bench import model_classes
-    from edgernn.bench_inputs import fit_data, per_step
     from edgernn.data.evalfile import check_targets, load_eval
-    from edgernn.loading import load_model
+    from edgernn.measure.bench import model_classes
+    from edgernn.measure.inputs import fit_data, per_step
+    from edgernn.model.loading import load_model
 
     lm = load_model(model, **_load_kwargs(kw))
     out.print(f"[bold]{lm.path}[/] ({lm.kind}, sha256 {lm.sha256[:16]}...)")
@@ -289,8 +289,8 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
            **kw: Any) -> None:
     """Export MODEL to the target's formats and quantizations; write manifest.json."""
     from edgernn.api import export as api_export
-    from edgernn.quantize import MODES
-    from edgernn.table import manifest_table
+    from edgernn.convert.quantize import MODES
+    from edgernn.results.table import manifest_table
 
     load = _load_kwargs(kw)
     formats = _formats(fmt)
@@ -355,12 +355,12 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
           db: str | None, strict: bool, **kw: Any) -> None:
     """Export, run and evaluate every variant of MODELS on a target; print one table."""
     from edgernn.api import bench as api_bench
-    from edgernn.bench import BenchSettings
-    from edgernn.quantize import MODES
-    from edgernn.results import ResultWriter
-    from edgernn.select import op_decisions
-    from edgernn.store import open_store
-    from edgernn.table import bench_table
+    from edgernn.convert.quantize import MODES
+    from edgernn.measure.bench import BenchSettings
+    from edgernn.results.files import ResultWriter
+    from edgernn.results.selection import op_decisions
+    from edgernn.results.store import open_store
+    from edgernn.results.table import bench_table
 
     store = open_store(db)
     settings = BenchSettings(
@@ -397,7 +397,7 @@ def _table_width(wide: bool) -> int | None:
 
 
 def _is_baseline(row: dict[str, Any]) -> bool:
-    from edgernn.bench import BASELINE
+    from edgernn.measure.bench import BASELINE
 
     return row["variant"].endswith("/" + BASELINE)
 
@@ -440,8 +440,8 @@ def _bench_title(rows: list[dict[str, Any]]) -> str:
 def results(db: str | None, target: str | None, models: tuple[str, ...], all_rows: bool,
             json_path: Path | None, csv_path: Path | None, wide: bool) -> None:
     """Show stored bench rows; export them as JSON or CSV."""
-    from edgernn.store import export_rows, open_store
-    from edgernn.table import bench_table
+    from edgernn.results.store import export_rows, open_store
+    from edgernn.results.table import bench_table
 
     store = open_store(db)
     rows = store.rows(target, models, latest=not all_rows)
@@ -479,9 +479,9 @@ def select_cmd(db: str | None, target: str | None, models: tuple[str, ...],
     """Pick the variant to ship under latency / size / accuracy budgets, and say why."""
     import json
 
-    from edgernn.select import Budget, select
-    from edgernn.store import open_store
-    from edgernn.table import selection_table
+    from edgernn.results.selection import Budget, select
+    from edgernn.results.store import open_store
+    from edgernn.results.table import selection_table
 
     store = open_store(db)
     rows = store.rows(None, models)
@@ -556,13 +556,13 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
     import json
 
     from edgernn.api import bench as api_bench
-    from edgernn.bench import BenchSettings
-    from edgernn.claims import claims_table
-    from edgernn.compare import CONTENDERS, compare_payload, run_compare, target_level
-    from edgernn.quantize import MODES
-    from edgernn.select import Budget
-    from edgernn.store import open_store
-    from edgernn.table import compare_table
+    from edgernn.convert.quantize import MODES
+    from edgernn.measure.bench import BenchSettings
+    from edgernn.results.selection import Budget
+    from edgernn.results.store import open_store
+    from edgernn.results.table import compare_table
+    from edgernn.study.claims import claims_table
+    from edgernn.study.compare import CONTENDERS, compare_payload, run_compare, target_level
 
     budget = Budget(max_latency_ms, max_size_mb, max_drop)
     settings = BenchSettings(
@@ -570,7 +570,7 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
         formats=_formats(fmt), step_ms=step_ms,
         modes=_split(quantize, list(MODES), "quantization") if quantize else None)
     for t in targets_:
-        from edgernn.target import load_target
+        from edgernn.runners.target import load_target
 
         load_target(t)  # fail early on a bad target name
 
@@ -588,12 +588,12 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
                               bench_fn=None if no_bench else bench_fn,
                               budget=budget, progress=progress, streaming=streaming,
                               seeds=seeds, names=_split(names, list(CONTENDERS), "contender"))
-    from edgernn.decision import decision_markdown
+    from edgernn.study.decision import decision_markdown
 
     for ds, comp in results.items():
         out.print(compare_table(ds, comp.first, target_level(comp.first)),
                   width=_table_width(False))
-        out.print(claims_table(comp, comp.claims()), width=_table_width(False))
+        out.print(claims_table(comp, comp.claims), width=_table_width(False))
     payload = compare_payload(results, {
         "hidden": hidden, "epochs": epochs, "max_train": max_train,
         "targets": [] if no_bench else list(targets_),
@@ -614,7 +614,7 @@ def decision(compare_json: Path, out_path: Path | None) -> None:
     """Rebuild the decision record (decision.md) from a compare.json."""
     import json
 
-    from edgernn.decision import decision_markdown
+    from edgernn.study.decision import decision_markdown
 
     try:
         payload = json.loads(compare_json.read_text())
@@ -649,9 +649,9 @@ def report(db: str | None, targets_: tuple[str, ...], models: tuple[str, ...],
            out_dir: Path, decision_path: Path | None) -> None:
     """Write an HTML page and a Markdown file: tables, Pareto plots, latency distributions
     and the selection with its reasons."""
-    from edgernn.report import write_report
-    from edgernn.select import Budget
-    from edgernn.store import open_store
+    from edgernn.results.report import write_report
+    from edgernn.results.selection import Budget
+    from edgernn.results.store import open_store
 
     store = open_store(db)
     rows = store.rows(None, models)
@@ -663,7 +663,7 @@ def report(db: str | None, targets_: tuple[str, ...], models: tuple[str, ...],
     if decision_path is not None:
         import json
 
-        from edgernn.decision import decision_markdown
+        from edgernn.study.decision import decision_markdown
 
         if not decision_path.is_file():
             raise EdgeRNNError(f"no such decision record: {decision_path}")
@@ -685,7 +685,7 @@ def targets(ctx: click.Context) -> None:
     """List target definitions (targets/*.yaml)."""
     if ctx.invoked_subcommand:
         return
-    from edgernn.target import load_target, target_listing
+    from edgernn.runners.target import load_target, target_listing
 
     for name, path in target_listing():
         try:
@@ -702,8 +702,8 @@ def targets_show(name: str) -> None:
     """Validate and print target NAME (a name or a .yaml path) without connecting."""
     from dataclasses import asdict
 
-    from edgernn.inventory import devices
-    from edgernn.target import load_target
+    from edgernn.runners.inventory import devices
+    from edgernn.runners.target import load_target
 
     t = load_target(name)
     for k, v in asdict(t).items():
@@ -730,9 +730,9 @@ def targets_check(name: str | None, all_: bool, json_path: Path | None) -> None:
     import json
     import time
 
-    from edgernn import inventory as inv
     from edgernn.runners import get_runner
-    from edgernn.target import load_target
+    from edgernn.runners import inventory as inv
+    from edgernn.runners.target import load_target
 
     if bool(name) == all_:
         raise EdgeRNNError("targets check takes a target NAME or --all (not both)")
@@ -798,9 +798,9 @@ def sweep(sweep_file: Path, address: str | None, db: str | None, artifacts: Path
 
     from edgernn.lab.engine import SweepInterrupted, run_sweep
     from edgernn.lab.spec import load_sweep
-    from edgernn.results import ResultWriter
-    from edgernn.store import default_path, open_store
-    from edgernn.table import bench_table
+    from edgernn.results.files import ResultWriter
+    from edgernn.results.store import default_path, open_store
+    from edgernn.results.table import bench_table
 
     spec = load_sweep(sweep_file)
     db = db or spec.db or str(default_path())

@@ -31,7 +31,7 @@ from edgernn.runners.benchmark_output import (
     failure_reason,
     parse_benchmark_output,
 )
-from edgernn.target import parse_target
+from edgernn.runners.target import parse_target
 from tests.conftest import cli as _cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -547,8 +547,8 @@ def test_step_model_on_standin_device_names_every_input(android, step_kws, tmp_p
     art = out / "kws_step" / "kws_step.tflite-litert.fp32.tflite"
     names = [n for n, _ in tflite_inputs(art)]
     assert len(names) == 2
-    from edgernn.loading import load_model
-    from edgernn.probe.stepping import plan_of
+    from edgernn.model.loading import load_model
+    from edgernn.model.signature import plan_of
 
     plan = plan_of(load_model(step_kws["model"], inputs=KWS_ARGS[1::2]).sig.to_dict())
     runner = runner_for(android, "android-step-bad")

@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edgernn.bench import judge
-from edgernn.loading import load_model
+from edgernn.measure.bench import judge
+from edgernn.model.loading import load_model
 from edgernn.probe.metrics import agreement, compute_metrics
 from tests.conftest import cli
 

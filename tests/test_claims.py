@@ -57,7 +57,7 @@ def fake_bench(models: list[Path], data: Path, work: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from edgernn.compare import compare_payload, run_compare
+    from edgernn.study.compare import compare_payload, run_compare
 
     out = tmp_path_factory.mktemp("claims")
     results = run_compare(["weather"], out, hidden=HIDDEN, epochs=2, max_train=200,
@@ -182,7 +182,7 @@ def test_payload_keeps_every_seed(run):
     assert sorted((r["contender"], r["seed"]) for r in rows) == sorted(
         (n, s) for n in ("lstm", "gru", "gru+lstm") for s in SEEDS)
     for r in rows:  # the per-sample record's mean is the reported accuracy
-        from edgernn.significance import record_values
+        from edgernn.results.significance import record_values
 
         assert float(record_values(r["per_sample"]).mean()) == pytest.approx(r["final"])
     for c in run["payload"]["claims"]:
@@ -193,11 +193,11 @@ def test_payload_keeps_every_seed(run):
 def test_table_fits_120_columns(run):
     from rich.console import Console
 
-    from edgernn.claims import claims_table
+    from edgernn.study.claims import claims_table
 
     con = Console(width=120, record=True, color_system=None)
     comp = run["comp"]
-    con.print(claims_table(comp, comp.claims()))
+    con.print(claims_table(comp, comp.claims))
     text = con.export_text()
     assert max(len(line) for line in text.splitlines()) <= 120
     for word in ("parameters", "time per epoch", "epochs to level", "final metric gap",
@@ -209,7 +209,7 @@ def test_table_fits_120_columns(run):
 
 def comparison(seconds: dict[str, list[float]], finals: dict[str, list[float]] | None = None,
                metric: str = "accuracy", seq_len: int = 10):
-    from edgernn.compare import Comparison, Contender
+    from edgernn.study.records import Comparison, Contender
 
     seeds = list(range(len(seconds["lstm"])))
     finals = finals or {n: [0.5] * len(seeds) for n in seconds}
@@ -223,7 +223,9 @@ def comparison(seconds: dict[str, list[float]], finals: dict[str, list[float]] |
 
 
 def claim(comp, key):
-    return next(c for c in comp.claims() if c.key == key)
+    from edgernn.study.claims import build_claims
+
+    return next(c for c in build_claims(comp) if c.key == key)
 
 
 @pytest.mark.parametrize("gru, holds", [
@@ -266,7 +268,7 @@ def test_paired_interval_counts_as_noise_even_when_seeds_agree():
     """Both seeds give LSTM and GRU the same accuracy (no seed spread), but on different
     samples: 20 right only by the LSTM, 20 only by the GRU out of 100. The paired interval
     (+-12 points) makes "nearly equal" unproven, not proven."""
-    from edgernn.significance import per_sample_record
+    from edgernn.results.significance import per_sample_record
 
     comp = comparison({"lstm": [1, 1], "gru": [1, 1], "gru+lstm": [1, 1]},
                       {"lstm": [0.6, 0.6], "gru": [0.6, 0.6], "gru+lstm": [0.6, 0.6]})
@@ -284,7 +286,7 @@ def test_paired_interval_counts_as_noise_even_when_seeds_agree():
 
 
 def test_long_data_claim_uses_error():
-    from edgernn.claims import verdict
+    from edgernn.study.claims import verdict
 
     # error rates 0.10/0.11 (LSTM) vs 0.20/0.21 (GRU): the LSTM's error is lower
     comp = comparison({"lstm": [1, 1], "gru": [1, 1], "gru+lstm": [1, 1]},
@@ -298,7 +300,7 @@ def test_long_data_claim_uses_error():
 
 def test_long_user_data_gets_the_long_claim(tmp_path):
     """A user's .npz of 200-step windows counts as long: the claim is judged on its errors."""
-    from edgernn.compare import run_compare
+    from edgernn.study.compare import run_compare
 
     rng = np.random.default_rng(0)
     t = np.arange(500, dtype=np.float32)
@@ -324,8 +326,8 @@ def test_long_user_data_gets_the_long_claim(tmp_path):
     ("demand", "sequences of 336 steps and multi-seasonal demand data"),
 ])
 def test_which_bundled_data_count_as_long_or_multi_seasonal(name, why):
-    from edgernn.compare import long_reason
     from edgernn.data.datasets import load_dataset
+    from edgernn.study.compare import long_reason
 
     assert long_reason(load_dataset(name)) == why
 
@@ -340,7 +342,7 @@ def test_which_bundled_data_count_as_long_or_multi_seasonal(name, why):
     (2, 10, 2 * (1 + 12 + 66) / 2**12),  # 0.0386: significant at 5%
 ])
 def test_mcnemar_exact_p_by_hand(b, c, p):
-    from edgernn.significance import mcnemar_exact, paired_correct
+    from edgernn.results.significance import mcnemar_exact, paired_correct
 
     assert mcnemar_exact(b, c) == pytest.approx(p, rel=1e-12)
     assert mcnemar_exact(b, c) == pytest.approx(hand_mcnemar(b, c), rel=1e-12)
@@ -357,14 +359,14 @@ def test_mcnemar_exact_p_by_hand(b, c, p):
 
 
 def test_mcnemar_large_table_does_not_overflow():
-    from edgernn.significance import mcnemar_exact
+    from edgernn.results.significance import mcnemar_exact
 
     assert mcnemar_exact(600, 600) == pytest.approx(1.0)
     assert 0 < mcnemar_exact(500, 700) < 1e-6
 
 
 def test_paired_bootstrap_interval():
-    from edgernn.significance import paired_errors
+    from edgernn.results.significance import paired_errors
 
     rng = np.random.default_rng(1)
     base = rng.gamma(2.0, 1.0, 400)
@@ -386,7 +388,7 @@ def test_paired_bootstrap_interval():
 
 def test_per_sample_record_round_trip():
     from edgernn.probe.metrics import compute_metrics
-    from edgernn.significance import per_sample_record, record_values
+    from edgernn.results.significance import per_sample_record, record_values
 
     rng = np.random.default_rng(0)
     logits, y = rng.normal(size=(13, 3)).astype(np.float32), rng.integers(0, 3, 13)
@@ -402,7 +404,7 @@ def test_per_sample_record_round_trip():
 
 
 def rows_with_records(correct: dict[str, np.ndarray], latency: dict[str, float]) -> list[dict]:
-    from edgernn.significance import per_sample_record
+    from edgernn.results.significance import per_sample_record
 
     rows = []
     y = np.zeros(len(next(iter(correct.values()))), np.int64)
@@ -420,7 +422,7 @@ def rows_with_records(correct: dict[str, np.ndarray], latency: dict[str, float])
 
 
 def test_significant_losses_on_paired_rows():
-    from edgernn.significance import significant_losses
+    from edgernn.results.significance import significant_losses
 
     rng = np.random.default_rng(0)
     best = rng.random(400) < 0.8
@@ -447,7 +449,7 @@ def test_select_without_budget_keeps_a_significantly_better_variant():
     """No --max-drop: the faster variant 10 points less accurate (significant) is not picked;
     the one inside the interval ties and may win on latency; the explanation says which rule
     decided."""
-    from edgernn.select import Budget, select
+    from edgernn.results.selection import Budget, select
 
     rng = np.random.default_rng(0)
     best = rng.random(400) < 0.8

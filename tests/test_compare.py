@@ -88,7 +88,7 @@ def test_contenders_with_measured_training(compared):
 
 
 def contender(name: str, metric: str, values: list[float]):
-    from edgernn.compare import Contender
+    from edgernn.study.records import Contender
 
     return Contender("d", name, "lstm:8", 1, [1.0] * len(values),
                      [{metric: v} for v in values], metric, Path(f"{name}.pt"))
@@ -103,7 +103,7 @@ def contender(name: str, metric: str, values: list[float]):
      1.8, {"a": 3, "b": 2, "c": 1}, {"a": 1.5, "b": 1.85, "c": 1.3}),
 ])
 def test_level_and_epochs_to_it_on_a_known_history(metric, histories, level, epochs, final):
-    from edgernn.compare import target_level
+    from edgernn.study.records import target_level
 
     group = [contender(n, metric, v) for n, v in histories.items()]
     assert target_level(group) == level

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from edgernn.decision import decision_markdown, recommend
+from edgernn.study.decision import decision_markdown, recommend
 from tests.conftest import cli
 
 INFO = {"task": "classify", "metric": "accuracy", "seq_len": 14, "samples": [1000, 362],

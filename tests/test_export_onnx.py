@@ -14,10 +14,10 @@ from onnx import numpy_helper
 
 import edgernn
 from edgernn.api import export
+from edgernn.convert.exporting import load_manifest
+from edgernn.convert.formats.onnx_weights import constant_node_weights, weight_census
 from edgernn.errors import ExportError
-from edgernn.exporting import load_manifest
-from edgernn.formats.onnx_weights import constant_node_weights, weight_census
-from edgernn.loading import load_model
+from edgernn.model.loading import load_model
 from edgernn.models.layers import parse_layers
 from edgernn.models.sequence import SequenceModel
 from tests.conftest import cli

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgernn.store import Store
+from edgernn.results.store import Store
 from tests.conftest import cli, count
 from tests.faultproxy import FaultProxy
 
@@ -168,7 +168,7 @@ def test_ssh_drop_mid_transfer(pi, proxy, tmp_path):  # noqa: F811
     from edgernn.data.datasets import load_dataset
     from edgernn.models.layers import parse_layers
     from edgernn.models.sequence import SequenceModel
-    from edgernn.training import model_config
+    from edgernn.study.training import model_config
 
     before = leftover_dirs(pi)
     ds = load_dataset("weather")

@@ -18,9 +18,9 @@ from torch import nn
 
 from edgernn.data.datasets import Dataset
 from edgernn.errors import EdgeRNNError
+from edgernn.models.build import build_model, count_parameters
 from edgernn.models.layers import EncDecSpec, EnsembleSpec, LayerSpec, format_layers, parse_layers
-from edgernn.models.sequence import build_model, count_parameters
-from edgernn.training import model_config, train, write_outputs
+from edgernn.study.training import model_config, train, write_outputs
 
 # --------------------------------------------------------------------------- helpers
 
@@ -232,8 +232,8 @@ def test_ensemble_forecast_is_the_mean_of_separately_trained_members(tmp_path):
     """Catches: members trained jointly or sharing a seed (member weights then differ from the
     same spec trained alone with the documented seed), an output other than the members' mean,
     training time not counting both members, the checkpoint losing a member."""
-    from edgernn.loading import load_model
-    from edgernn.training import MEMBER_SEED_STEP
+    from edgernn.model.loading import load_model
+    from edgernn.study.training import MEMBER_SEED_STEP
 
     ds = forecast_data()
     kw = dict(epochs=2, batch_size=32, seed=5)
@@ -328,7 +328,7 @@ def test_cli_train_then_export_onnx_parity(tmp_path, layers, ops):
     import onnx
 
     from edgernn.cli import cli
-    from edgernn.loading import load_model
+    from edgernn.model.loading import load_model
 
     ck = tmp_path / "m.pt"
     r = CliRunner().invoke(cli, ["train", "--dataset", "temps", "--layers", layers,
@@ -371,8 +371,8 @@ def test_cli_train_encdec_on_classification_is_one_line_error(tmp_path, capsys):
 def test_write_members_splits_an_ensemble(tmp_path):
     """The members as their own checkpoints (to bench them for the record) answer exactly as
     the members inside the ensemble."""
-    from edgernn.loading import load_model
-    from edgernn.models.ensemble import write_members
+    from edgernn.model.checkpoint import write_members
+    from edgernn.model.loading import load_model
 
     ds = forecast_data()
     res = train(ds, parse_layers("lstm:4+gru:4/lstm:4"), epochs=1, seed=0)
@@ -390,8 +390,8 @@ def test_edgernn_save_writes_hybrids_as_checkpoints(tmp_path):
     """edgernn.save() of an encoder/decoder or an ensemble writes an edgernn checkpoint (config
     + weights, loadable without unpickling code), not a TorchScript archive."""
     import edgernn
-    from edgernn.checkpoint import CHECKPOINT_KEY
-    from edgernn.loading import load_model
+    from edgernn.model.checkpoint import CHECKPOINT_KEY
+    from edgernn.model.loading import load_model
 
     ds = forecast_data()
     x = torch.from_numpy(ds.x_test[:4])

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import edgernn.target
+import edgernn.runners.target
 from edgernn.errors import EdgeRNNError, RunnerError
-from edgernn.inventory import devices, inventory, ray_resource
-from edgernn.target import load_target
+from edgernn.runners.inventory import devices, inventory, ray_resource
+from edgernn.runners.target import load_target
 from tests.conftest import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def only_tmp_targets(monkeypatch, tmp_path):
     empty.mkdir()
     inv = tmp_path / "inv"
     inv.mkdir()
-    monkeypatch.setattr(edgernn.target, "REPO_TARGETS", empty)
+    monkeypatch.setattr(edgernn.runners.target, "REPO_TARGETS", empty)
     monkeypatch.setenv("EDGERNN_TARGETS", str(inv))
     (tmp_path / "home").mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

@@ -10,7 +10,7 @@ import torch
 
 import edgernn
 from edgernn.errors import EdgeRNNError, ExportError
-from edgernn.loading import load_model
+from edgernn.model.loading import load_model
 from tests.user_models import BiLSTMConv, Evil, ProjLSTM, SeqFirstGRU
 
 

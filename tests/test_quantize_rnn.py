@@ -144,7 +144,7 @@ def test_conv_kept_float_variant_and_the_per_op_decision(step_kws, tmp_path):
     assert "ConvInteger" in full and "Conv" not in full
     assert "Conv" in kept and "ConvInteger" not in kept and "DynamicQuantizeLSTM" in kept
     assert share > 0.8  # the LSTM (most weights) stays int8
-    from edgernn.select import op_decisions
+    from edgernn.results.selection import op_decisions
 
     def row(q: str, p50: float, drop: float) -> dict:
         return {"model": "m", "target": "pi", "format": "onnx", "quantization": q,
@@ -323,7 +323,7 @@ def test_settings_really_change_the_stored_weights(token_variants):
 
 
 def test_setting_decision_keeps_the_fastest_within_the_drop():
-    from edgernn.select import op_decisions
+    from edgernn.results.selection import op_decisions
 
     def row(q: str, p50: float, drop: float, size: int = 1000) -> dict:
         return {"model": "m", "target": "pi", "format": "onnx", "variant": f"m/onnx-{q}",

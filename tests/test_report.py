@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edgernn.select import dominates
-from edgernn.store import Store
+from edgernn.results.selection import dominates
+from edgernn.results.store import Store
 from tests.conftest import cli
 from tests.test_bench import FAST
 

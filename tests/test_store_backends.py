@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edgernn.errors import EdgeRNNError
-from edgernn.store import Store
+from edgernn.results.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ["sqlite", "postgres"]
@@ -273,7 +273,7 @@ def pool():
 
 
 def _warm(_i: int) -> int:
-    import edgernn.store  # noqa: F401
+    import edgernn.results.store  # noqa: F401
 
     time.sleep(0.3)
     return os.getpid()

@@ -7,8 +7,8 @@ import multiprocessing as mp
 
 import pytest
 
-from edgernn.select import Budget, dominates, pareto_front, select
-from edgernn.store import Store
+from edgernn.results.selection import Budget, dominates, pareto_front, select
+from edgernn.results.store import Store
 from tests.test_bench import FAST
 
 
@@ -129,7 +129,7 @@ def test_new_calibration_file_requantizes(tmp_path, capsys):
     import numpy as np
     import torch
 
-    from edgernn.checkpoint import save
+    from edgernn.model.checkpoint import save
     from tests.conftest import run_cli
 
     torch.manual_seed(0)

@@ -237,7 +237,7 @@ def test_streaming_step_models_equal_the_whole_sequence_model(checkpoints, name,
                              "--quantize", "none", "--out", out, "--data", checkpoints["eval"]])
     assert code == 0, err + stdout
     step = json.loads((out / "step" / "manifest.json").read_text())
-    from edgernn.loading import load_model
+    from edgernn.model.loading import load_model
 
     whole = load_model(checkpoints[name]).module  # the checkpoint's own nn.Module
     x = np.load(checkpoints["eval"])["x"][:3].astype(np.float32)  # [N, T, F]
@@ -374,8 +374,8 @@ def _row(variant: str, p50: float, rtf: float, value: float = 0.9) -> dict:
 
 
 def test_select_max_rtf_and_report_plot(tmp_path):
-    from edgernn.report import write_report
-    from edgernn.select import Budget, select
+    from edgernn.results.report import write_report
+    from edgernn.results.selection import Budget, select
 
     rows = [_row("torch-fp32", 8.0, 0.8), _row("onnx-fp32", 4.0, 0.4),
             _row("onnx-int8-dynamic", 1.5, 0.15, value=0.5)]
@@ -406,7 +406,7 @@ def test_compare_benches_step_models(tmp_path):
             continue
         best = c["best_variant"]["x86"]
         assert best["per_step"] is True and best["rtf"] == pytest.approx(best["latency_ms"] / 60)
-    from edgernn.store import Store
+    from edgernn.results.store import Store
 
     rows = Store(None).rows(None, ("lstm.step", "gru.step", "gru_lstm.step"))
     steps = [r for r in rows if r["variant"].split("/")[0].endswith(".step")]
@@ -509,7 +509,7 @@ def test_streaming_chunks_of_several_steps(checkpoints, tmp_path):
     assert art["status"] == "ok", art
     call, sess = onnx_call(out / "step" / art["path"])
     assert sess.get_inputs()[0].shape == ["batch", 3, 4]  # three time steps per call
-    from edgernn.loading import load_model
+    from edgernn.model.loading import load_model
 
     whole = load_model(checkpoints["mixed"]).module
     seq = np.load(checkpoints["eval"])["x"][0].astype(np.float32)  # [14, 4]

@@ -25,7 +25,7 @@ import pytest
 import torch
 import yaml
 
-from edgernn.quantize.base import NOT_RELEVANT
+from edgernn.convert.quantize.base import NOT_RELEVANT
 from tests.conftest import cli
 from tests.step_models import StepGRU
 from tests.user_models import ConvFrontLSTM, GRUClassifier
@@ -128,7 +128,7 @@ def ray_token_env(folder: Path) -> dict[str, str]:
 def cluster(lab) -> str:
     """A real local Ray cluster: a head and one worker node, separate processes; the head
     declares the devices as custom resources of capacity 1."""
-    from edgernn.inventory import ray_resource
+    from edgernn.runners.inventory import ray_resource
 
     port = free_port()
     res = {ray_resource(i): 1 for i in (*lab["devices"], "x86-lab")}

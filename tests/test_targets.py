@@ -18,7 +18,7 @@ from torch import nn
 
 import edgernn
 from edgernn.errors import EdgeRNNError
-from edgernn.target import REPO_TARGETS, load_target, target_listing
+from edgernn.runners.target import REPO_TARGETS, load_target, target_listing
 from tests.conftest import cli
 
 REPO = Path(__file__).resolve().parent.parent

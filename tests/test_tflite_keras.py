@@ -21,15 +21,15 @@ import torch
 pytest.importorskip("tf_keras")
 pytest.importorskip("ai_edge_litert")
 
-import edgernn.formats.tflite_keras as tfk  # noqa: E402  (registers the two formats)
-import edgernn.quantize.tflite_keras as tfkq  # noqa: E402  (registers their quantizers)
+import edgernn.convert.formats.tflite_keras as tfk  # noqa: E402  (registers the two formats)
+import edgernn.convert.quantize.tflite_keras as tfkq  # noqa: E402  (registers their quantizers)
+from edgernn.convert.exporting import check_parity, export_model  # noqa: E402
+from edgernn.convert.quantize.base import NotApplicable  # noqa: E402
 from edgernn.errors import ExportError, Unsupported  # noqa: E402
-from edgernn.exporting import check_parity, export_model  # noqa: E402
-from edgernn.loading import LoadedModel, load_model  # noqa: E402
+from edgernn.model.loading import LoadedModel, load_model  # noqa: E402
+from edgernn.model.spec import Axis, InputSpec  # noqa: E402
 from edgernn.models.sequence import SequenceModel  # noqa: E402
 from edgernn.probe import runtimes  # noqa: E402
-from edgernn.quantize.base import NotApplicable  # noqa: E402
-from edgernn.spec import Axis, InputSpec  # noqa: E402
 from tests import user_models  # noqa: E402
 
 SEQ, FEATURES, VOCAB = 10, 3, 50
@@ -132,8 +132,8 @@ def lstm_quantized(models, fused, kdir) -> dict:
 
 
 def test_available_and_registered():
-    from edgernn.formats.base import FORMATS
-    from edgernn.quantize.base import quantizers_for
+    from edgernn.convert.formats.base import FORMATS
+    from edgernn.convert.quantize.base import quantizers_for
 
     assert tfk.TFLITE_KERAS.available() is None
     assert {"tflite-keras", "tflite-keras-unrolled"} <= set(FORMATS)

@@ -16,15 +16,15 @@ import torch
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_quantizer")
 
-import edgernn.formats.tflite_litert as tfl  # noqa: E402  (registers "tflite-litert")
-import edgernn.quantize.tflite_litert as tflq  # noqa: E402  (registers its quantizers)
+import edgernn.convert.formats.tflite_litert as tfl  # noqa: E402  (registers "tflite-litert")
+import edgernn.convert.quantize.tflite_litert as tflq  # noqa: E402  (registers its quantizers)
+from edgernn.convert.exporting import export_model  # noqa: E402
+from edgernn.convert.quantize.base import NotApplicable  # noqa: E402
 from edgernn.errors import EdgeRNNError, ExportError  # noqa: E402
-from edgernn.exporting import export_model  # noqa: E402
-from edgernn.loading import LoadedModel  # noqa: E402
+from edgernn.model.loading import LoadedModel  # noqa: E402
+from edgernn.model.spec import Axis, InputSpec  # noqa: E402
 from edgernn.models.sequence import SequenceModel  # noqa: E402
 from edgernn.probe import runtimes  # noqa: E402
-from edgernn.quantize.base import NotApplicable  # noqa: E402
-from edgernn.spec import Axis, InputSpec  # noqa: E402
 
 SEQ, FEATURES, HIDDEN, VOCAB = 8, 4, 16, 4000
 FP32_TOL = 1e-4
@@ -100,8 +100,8 @@ def converted(tmp_path_factory):
 
 
 def test_registered_and_available():
-    from edgernn.formats import FORMATS, expand_formats
-    from edgernn.quantize import quantizers_for
+    from edgernn.convert.formats import FORMATS, expand_formats
+    from edgernn.convert.quantize import quantizers_for
 
     assert "tflite-litert" in FORMATS and "tflite-litert" in expand_formats(["tflite"])
     fmt = FORMATS["tflite-litert"]
@@ -213,7 +213,7 @@ def test_calibration_with_wrong_sequence_length_fails_clearly(converted, tmp_pat
 
 
 def _fp32(arts):
-    from edgernn.artifact import Artifact
+    from edgernn.convert.artifact import Artifact
 
     return Artifact.from_dict(arts["tflite-litert-fp32"])
 

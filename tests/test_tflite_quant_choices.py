@@ -24,20 +24,20 @@ pytest.importorskip("ai_edge_quantizer")
 
 from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 
-import edgernn.formats.tflite_litert as tfl  # noqa: E402
-from edgernn.errors import EdgeRNNError  # noqa: E402
-from edgernn.loading import LoadedModel  # noqa: E402
-from edgernn.quantize import quantizers_for  # noqa: E402
-from edgernn.quantize.accuracy_budget import AccuracyBudget  # noqa: E402
-from edgernn.quantize.base import NotApplicable  # noqa: E402
-from edgernn.quantize.tflite_litert import LitertDynamicInt8  # noqa: E402
-from edgernn.quantize.tflite_mixed import (  # noqa: E402
+import edgernn.convert.formats.tflite_litert as tfl  # noqa: E402
+from edgernn.convert.quantize import quantizers_for  # noqa: E402
+from edgernn.convert.quantize.accuracy_budget import AccuracyBudget  # noqa: E402
+from edgernn.convert.quantize.base import NotApplicable  # noqa: E402
+from edgernn.convert.quantize.tflite_litert import LitertDynamicInt8  # noqa: E402
+from edgernn.convert.quantize.tflite_mixed import (  # noqa: E402
     LitertDynamicPerTensor,
     LitertMixedInt8,
     LitertWeightOnlyInt8,
     candidates,
 )
-from edgernn.spec import Axis, InputSpec  # noqa: E402
+from edgernn.errors import EdgeRNNError  # noqa: E402
+from edgernn.model.loading import LoadedModel  # noqa: E402
+from edgernn.model.spec import Axis, InputSpec  # noqa: E402
 
 SEQ, HIDDEN, N = 8, 16, 100
 BUDGET = 0.05
@@ -273,7 +273,7 @@ def test_recurrent_weight_is_one_candidate_with_all_its_steps(made, tmp_path):
     assert cands[name].label().startswith(f"rnn (GRU) weight [{3 * HIDDEN}x{HIDDEN}] "
                                           f"(tensor {name}): {SEQ - 1} FULLY_CONNECTED share it")
     # left float through the real child: every step float, no int8 copy left behind
-    from edgernn.quantize.tflite_mixed import exclusion_regex
+    from edgernn.convert.quantize.tflite_mixed import exclusion_regex
 
     out = tmp_path / "rec-float.tflite"
     LitertMixedInt8()._run(made["fp32"], out,

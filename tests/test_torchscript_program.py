@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from edgernn.convert.formats.torchscript_program import exported_program
 from edgernn.errors import ExportError
-from edgernn.formats.torchscript_program import exported_program
 
 TOL = 1e-5
 

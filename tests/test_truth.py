@@ -13,11 +13,11 @@ import pytest
 import torch
 from rich.console import Console
 
+from edgernn.convert.exporting import ParityError, compare_outputs
 from edgernn.errors import EdgeRNNError
-from edgernn.exporting import ParityError, compare_outputs
-from edgernn.select import Budget, select
-from edgernn.table import bench_table
-from edgernn.trials import combine, spread
+from edgernn.measure.trials import combine, spread
+from edgernn.results.selection import Budget, select
+from edgernn.results.table import bench_table
 from tests.conftest import cli
 from tests.user_models import BiLSTMConv, GRUClassifier
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgernn.errors import EdgeRNNError
-from edgernn.spec import InputSpec
+from edgernn.model.spec import InputSpec
 
 
 @dataclass

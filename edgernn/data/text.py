@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgernn.data.base import Dataset
 from edgernn.errors import EdgeRNNError
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -103,7 +104,6 @@ def build(name: str, train_texts: list[str], y_train: np.ndarray, test_texts: li
           license: str = "") -> Any:
     """A classify ``Dataset`` of token ids from already-split texts; the tokenizer (and the
     automatic seq_len) come from the training texts only."""
-    from edgernn.data.datasets import Dataset
 
     if vocab_size < 3:
         raise EdgeRNNError(f"vocab size {vocab_size} is too small (>= 3: {PAD}, {UNK}, a token)")

@@ -17,11 +17,11 @@ from typing import Any
 from rich.console import Console
 
 from edgernn.errors import EdgeRNNError
-from edgernn.inventory import Device, check_device, devices, ray_resource
 from edgernn.lab.progress import CONVERT, Progress
 from edgernn.lab.spec import SweepSpec
 from edgernn.lab.tasks import Job, export_key, failed_row, measure, prepare
-from edgernn.target import Target, load_target
+from edgernn.runners.inventory import Device, check_device, devices, ray_resource
+from edgernn.runners.target import Target, load_target
 
 DEVICE_STRIKES = 2  # a device failing this many measurements in a row leaves the rotation
 _FAILED = ("run failed",)  # an export failure is the variant's, not the device's
@@ -327,7 +327,7 @@ def _any_tflite(groups: list[Group], bench: dict[str, Any]) -> bool:
 
 
 def _store(db: str) -> Any:
-    from edgernn.store import open_store
+    from edgernn.results.store import open_store
 
     return open_store(db)
 

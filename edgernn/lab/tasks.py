@@ -18,7 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgernn.bench import (
+from edgernn.convert.exporting import load_manifest
+from edgernn.hashing import sha256_file
+from edgernn.lab.spec import ModelEntry
+from edgernn.measure.bench import (
     BASELINE,
     BenchSettings,
     bench_model,
@@ -27,10 +30,7 @@ from edgernn.bench import (
     target_runtimes,
     vname,
 )
-from edgernn.exporting import load_manifest
-from edgernn.hashing import sha256_file
-from edgernn.lab.spec import ModelEntry
-from edgernn.target import Target
+from edgernn.runners.target import Target
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Job:
     bench: dict[str, Any] = field(default_factory=dict)  # BenchSettings keyword arguments
 
     def settings(self, **kw: Any) -> BenchSettings:
-        from edgernn.store import open_store
+        from edgernn.results.store import open_store
 
         return BenchSettings(**self.bench, load_options=dict(self.model.load),
                              store=open_store(self.db), **kw)

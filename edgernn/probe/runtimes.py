@@ -108,20 +108,16 @@ def _onnxruntime(path: str, threads: int, **_: Any) -> Session:
 
 @runtime("torch", "torch")
 def _torch(path: str, threads: int, **options: Any) -> Session:
-    """PyTorch eager (host only: loads through edgernn.loading, which this probe may import)."""
+    """PyTorch eager (host only: loads through edgernn.model.eager, which this probe may import)."""
     import torch
 
     torch.set_num_threads(threads)
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)
-    from edgernn.loading import load_model
+    # the one import from the probe up into edgernn: host only (see edgernn/__init__.py)
+    from edgernn.model.eager import load_eager
 
-    int8 = options.pop("int8_dynamic", False)
-    lm = load_model(path, name_axes=False, **options)  # one trial run: load time is timed
-    if int8:  # the peer row torch-int8-dynamic: PyTorch's own dynamic quantization
-        from edgernn.quantize.torch_dynamic import torch_int8_module
-
-        lm.module = torch_int8_module(lm.module)
+    lm = load_eager(path, **options)
     module = lm.module
     dtype = getattr(torch, lm.spec.dtype)
     dtypes = [getattr(torch, t.dtype) for t in lm.sig.inputs]

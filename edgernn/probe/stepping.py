@@ -12,21 +12,6 @@ import numpy as np
 Call = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
-def plan_of(signature: dict[str, Any], batch: int = 1) -> dict[str, Any]:
-    """The probe's view of a signature (a ``Signature.to_dict()``): every input's concrete
-    shape at ``batch``, its dtype and role, the (input, output) index pairs that carry state
-    and the prediction output's index."""
-    from edgernn.spec import Signature  # host side only
-
-    sig = Signature.from_dict(signature)
-    return {
-        "inputs": [{"name": t.name, "shape": t.with_sizes(batch=batch), "dtype": t.dtype,
-                    "role": t.role, "batch_axis": t.axis_index("batch")} for t in sig.inputs],
-        "feed": [list(p) for p in sig.state_feed()],
-        "prediction": sig.prediction_index,
-    }
-
-
 class Stepper:
     """Calls a model one step at a time, carrying every state output into its input."""
 

@@ -1,0 +1,1 @@
+"""Converting: export to every format (formats/), quantize (quantize/), the manifest."""

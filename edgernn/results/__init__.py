@@ -1,0 +1,1 @@
+"""Results: the store, JSON/CSV files, terminal tables, choosing what to ship, the report."""
