@@ -6,14 +6,14 @@ fixed (the converter fuses the LSTM and lowers the GRU loop only with a static b
 ``tflite-keras-unrolled``: every recurrent layer is unrolled over the example's sequence
 length (``unroll=True``): no loop and no state variables, a dynamic batch, a fixed length.
 
-Which layers to rebuild comes from a plan (``tflite_keras_plan``): edgernn's SequenceModel from
-its config, any other model from its graph (``tflite_keras_graph``: TorchScript for scripted or
+Which layers to rebuild comes from a plan (``tflite_keras.plan``): edgernn's SequenceModel from
+its config, any other model from its graph (``tflite_keras.graph``: TorchScript for scripted or
 traced archives, torch.fx for eager modules) when that graph is a chain of supported layers
 (Embedding, Linear, Conv1d, LSTM, GRU, LayerNorm, BatchNorm1d, activations, dropout, pooling
 over time, transposes). Anything else is a skip: ``Unsupported("tflite-keras cannot rebuild
 <op> at <file:line>")``. Token ids are int32 in the file.
 
-The TensorFlow side (``tflite_keras_worker``) runs in a child process
+The TensorFlow side (``tflite_keras.worker``) runs in a child process
 (``tflite_common.run_child``): its int8 calibrator segfaults on WHILE-loop models, and a dead
 child becomes an ExportError naming the signal. TensorFlow is never imported here.
 """
@@ -37,7 +37,7 @@ from edgernn.convert.formats.tflite_common import (
     op_census,
     run_child,
 )
-from edgernn.convert.formats.tflite_keras_plan import Plan, describe_plan, optimize, plan_sequence_model
+from edgernn.convert.formats.tflite_keras.plan import Plan, describe_plan, optimize, plan_sequence_model
 from edgernn.errors import ExportError, Unsupported
 from edgernn.model.loading import LoadedModel
 
@@ -47,7 +47,7 @@ TIMEOUT_ENV = "EDGERNN_TFLITE_KERAS_TIMEOUT"  # seconds, overrides TIMEOUT_S
 FAULT_ENV = "EDGERNN_TFLITE_KERAS_FAULT"  # tests only: "segv" or "hang" in the converter child
 CHILD = ChildSettings(TIMEOUT_ENV, TIMEOUT_S, FAULT_ENV,
                       {"TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": "-1"})
-WORKER = "edgernn.convert.formats.tflite_keras_worker"
+WORKER = "edgernn.convert.formats.tflite_keras.worker"
 PARITY_ATOL = 1e-4  # relative to max(1, |reference|), as in edgernn.convert.exporting
 MODE_TEXT = {
     "fp32": "fp32 conversion", "dynamic": "dynamic-range int8 quantization",
@@ -84,7 +84,7 @@ def build_plan(model: LoadedModel, unroll: bool) -> tuple[Plan, dict[str, np.nda
     if isinstance(model.module, SequenceModel) and model.config is not None:
         plan, weights = plan_sequence_model(model, unroll)
     else:
-        from edgernn.convert.formats.tflite_keras_graph import plan_from_graph
+        from edgernn.convert.formats.tflite_keras.graph import plan_from_graph
 
         plan, weights = plan_from_graph(model, unroll)
     optimize(plan, weights)

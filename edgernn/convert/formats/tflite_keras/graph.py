@@ -1,7 +1,7 @@
 """Read a model's graph into a tflite-keras plan: TorchScript graphs for ScriptModules (scripted
 or traced archives), torch.fx for eager modules (a torch.jit.trace graph when fx cannot trace).
 
-Both readers replay the graph through :class:`~edgernn.convert.formats.tflite_keras_walk.Walker`:
+Both readers replay the graph through :class:`~edgernn.convert.formats.tflite_keras.walk.Walker`:
 calls of torch.nn layers become plan steps, other modules are entered (their graph is read),
 tensor ops are interpreted, and anything else is refused with its op name and source line.
 """
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from edgernn.convert.formats.tflite_keras_plan import Plan
-from edgernn.convert.formats.tflite_keras_values import Poison, State, Sym, Zero, locate
-from edgernn.convert.formats.tflite_keras_walk import CONTAINERS, LEAVES, Walker
+from edgernn.convert.formats.tflite_keras.plan import Plan
+from edgernn.convert.formats.tflite_keras.values import Poison, State, Sym, Zero, locate
+from edgernn.convert.formats.tflite_keras.walk import CONTAINERS, LEAVES, Walker
 
 _CONV_KINDS = ("aten::conv1d", "aten::_convolution")
 _PY_OPS: dict[str, Callable[..., Any]] = {

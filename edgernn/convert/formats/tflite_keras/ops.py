@@ -1,7 +1,7 @@
 """Tensor functions and methods in the tflite-keras graph walk: transposes and no-op reshapes
 relabel axes, indexing / mean / max over time become pooling steps, per-channel arithmetic
 with constants an affine step, activations an activation step. A mixin of
-:class:`~edgernn.convert.formats.tflite_keras_walk.Walker`, which provides ``fail``, ``tensor``,
+:class:`~edgernn.convert.formats.tflite_keras.walk.Walker`, which provides ``fail``, ``tensor``,
 ``add``, ``pool``, ``name``, ``_dim`` and ``weights``.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from edgernn.convert.formats.tflite_keras_plan import Step
-from edgernn.convert.formats.tflite_keras_values import (
+from edgernn.convert.formats.tflite_keras.plan import Step
+from edgernn.convert.formats.tflite_keras.values import (
     AXIS,
     INT_MAX,
     Poison,

@@ -7,10 +7,10 @@ Inside the chain tensors are kept in Keras order (``B``, ``T``, ``C``, whichever
 are numpy arrays already in Keras layout, keyed ``"<step name>/<part>"``.
 
 Plans come from :func:`plan_sequence_model` (edgernn's own checkpoints, from the config) or
-from the graph walk in ``tflite_keras_graph`` (any other model). :func:`optimize` folds
+from the graph walk in ``tflite_keras.graph`` (any other model). :func:`optimize` folds
 per-channel affine steps (standardisation, BatchNorm) into neighbouring Dense/Conv/RNN weights
 and a last-step pooling into the RNN that precedes it. The TF worker
-(``tflite_keras_worker``) turns a plan into Keras layers; a streaming builder can read the
+(``tflite_keras.worker``) turns a plan into Keras layers; a streaming builder can read the
 same steps (every ``rnn`` step knows its cell, width and direction).
 """
 

@@ -74,11 +74,13 @@ def locate(text: str, innermost_first: bool) -> tuple[str, str]:
 
 
 def _library(path: str) -> bool:
+    """True for a frame of torch, of serialized TorchScript, or of edgernn's export formats
+    (``edgernn/convert/formats/``, this package's parent), i.e. not the user's code."""
     import torch
 
     p = path.replace("\\", "/")
     return (p.startswith(("code/", "<")) or p.startswith(Path(torch.__file__).parent.as_posix())
-            or p.startswith(Path(__file__).parent.as_posix()))
+            or p.startswith(Path(__file__).parents[1].as_posix()))
 
 
 def module_params(m: Any) -> dict[str, np.ndarray]:

@@ -1,8 +1,8 @@
 """What each PyTorch layer means for the Keras chain (shared by the TorchScript and torch.fx
-readers in ``tflite_keras_graph``; tensor functions and methods are in ``tflite_keras_ops``).
+readers in ``tflite_keras.graph``; tensor functions and methods are in ``tflite_keras.ops``).
 
-The walker follows the model symbolically (values in ``tflite_keras_values``). Layers append
-:class:`~edgernn.convert.formats.tflite_keras_plan.Step` s; every step must consume the previous
+The walker follows the model symbolically (values in ``tflite_keras.values``). Layers append
+:class:`~edgernn.convert.formats.tflite_keras.plan.Step` s; every step must consume the previous
 step's output (a chain); anything else raises
 ``Unsupported("tflite-keras cannot rebuild <what> at <file:line>")``.
 """
@@ -17,9 +17,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from edgernn.convert.formats.tflite_keras_ops import TensorOps
-from edgernn.convert.formats.tflite_keras_plan import Plan, Step, axes_for, keras_order, rnn_steps_for
-from edgernn.convert.formats.tflite_keras_values import AXIS, Poison, State, Sym, Zero, module_params
+from edgernn.convert.formats.tflite_keras.ops import TensorOps
+from edgernn.convert.formats.tflite_keras.plan import Plan, Step, axes_for, keras_order, rnn_steps_for
+from edgernn.convert.formats.tflite_keras.values import AXIS, Poison, State, Sym, Zero, module_params
 from edgernn.errors import Unsupported
 
 # module class name -> kind of layer; torch.nn modules outside this table are refused

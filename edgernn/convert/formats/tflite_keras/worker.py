@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgernn.convert.formats.tflite_common import schema, weight_census
-from edgernn.convert.formats.tflite_keras_plan import Plan, Step
+from edgernn.convert.formats.tflite_keras.plan import Plan, Step
 
 
 def build_keras(plan: Plan, w: dict[str, np.ndarray], keras: Any, tf: Any) -> Any:
