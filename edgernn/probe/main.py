@@ -101,8 +101,12 @@ def throttled_during(before: dict[str, Any], after: dict[str, Any]) -> bool | No
     return bool(a & 0xF) or bool((a & ~b) & 0xF0000)
 
 
-def runtime_versions() -> dict[str, str | None]:
-    return {m: version_of(m) for m in ("numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime")}
+def runtime_versions(host: bool = False) -> dict[str, str | None]:
+    """Versions of numpy and of the registered runtimes' packages (None: not installed); those
+    of host-only runtimes (torch) too when ``host``."""
+    from .runtimes import reported_packages  # stdlib only at import, as this module
+
+    return {m: version_of(m) for m in reported_packages(host)}
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,11 @@
 
 A runtime turns a model file into a ``Session``: ``run(x)`` maps one numpy input to the first
 output, ``call([x, state, ...])`` maps every input (in the model's order) to every output.
-Add a runtime by decorating a loader with ``@runtime("name")``.
+Add a runtime by decorating a loader with ``@runtime("name", "module", ...)``, naming the
+modules it imports; ``runtime_modules``/``runtime_package`` answer from that registration.
+
+Stdlib only at import time (numpy is imported where a session is built): the probe's
+``--facts`` reads the registry on a device that may lack numpy.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -35,25 +40,72 @@ class Session:
         return self.run_all(x) if self.run_all else [self.run(x)]
 
 
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What a registered runtime needs."""
+
+    name: str
+    modules: tuple[str, ...]  # imported by its loader; the first one's package is the runtime's
+    host_only: bool = False  # its loader imports edgernn itself: it runs on this host only
+    report_version: bool = True  # facts list its package's version (importing it is cheap)
+
+    @property
+    def package(self) -> str:
+        """The top-level package whose version the runtime reports ("ai_edge_litert")."""
+        return self.modules[0].split(".")[0]
+
+
 _LOADERS: dict[str, Callable[..., Session]] = {}
-_MODULES: dict[str, str] = {}
+_RUNTIMES: dict[str, RuntimeInfo] = {}
 
 
-def runtime(name: str, module: str):
-    """Register a loader for runtime ``name``, which needs the importable ``module``."""
+def runtime(name: str, module: str, *more: str, host_only: bool = False,
+            report_version: bool = True):
+    """Register a loader for runtime ``name``, which needs the importable ``module`` (and
+    ``more`` modules); ``host_only``: it cannot run on a device; ``report_version=False``:
+    device facts do not import its package to read the version."""
 
     def deco(fn: Callable[..., Session]) -> Callable[..., Session]:
         _LOADERS[name] = fn
-        _MODULES[name] = module
+        _RUNTIMES[name] = RuntimeInfo(name, (module, *more), host_only, report_version)
         return fn
 
     return deco
 
 
+def runtime_modules(name: str) -> tuple[str, ...]:
+    """The modules runtime ``name`` imports (``(name,)`` for a name no runtime registers)."""
+    info = _RUNTIMES.get(name)
+    return info.modules if info else (name,)
+
+
+def runtime_package(name: str) -> str:
+    """The top-level package behind runtime ``name`` ("litert" -> "ai_edge_litert"): the key
+    of its version in facts' ``runtimes`` and of its pip name in ``PIP_NAMES``."""
+    return runtime_modules(name)[0].split(".")[0]
+
+
+def host_only(name: str) -> bool:
+    """Whether runtime ``name`` runs on this host only (never on a device)."""
+    info = _RUNTIMES.get(name)
+    return bool(info and info.host_only)
+
+
+def reported_packages(host: bool = False) -> tuple[str, ...]:
+    """The packages whose versions facts report: numpy, then the runtimes' packages (on this
+    host also those of host-only runtimes, last)."""
+    infos = [i for i in _RUNTIMES.values() if i.report_version]
+    pkgs = ["numpy", *(i.package for i in infos if not i.host_only)]
+    if host:
+        pkgs += [i.package for i in infos if i.host_only]
+    return tuple(dict.fromkeys(pkgs))
+
+
 def preimport(name: str) -> None:
     """Import a runtime's library (so a memory baseline taken after it excludes the library)."""
-    if name in _MODULES:
-        __import__(_MODULES[name])
+    if name in _RUNTIMES:
+        for module in _RUNTIMES[name].modules:
+            __import__(module)
 
 
 def available() -> list[str]:
@@ -70,7 +122,7 @@ def load(name: str, path: str, threads: int = 1, **options: Any) -> Session:
     try:
         preimport(name)
     except ImportError as e:
-        top = _MODULES[name].split(".")[0]
+        top = runtime_package(name)
         raise RuntimeError(f"runtime {name} is not installed here ({e}); install it with: "
                            f"pip install {PIP_NAMES.get(top, top)}") from None
     return _LOADERS[name](path, threads, **options)
@@ -106,9 +158,10 @@ def _onnxruntime(path: str, threads: int, **_: Any) -> Session:
                    run_all, call)
 
 
-@runtime("torch", "torch")
+@runtime("torch", "torch", host_only=True)
 def _torch(path: str, threads: int, **options: Any) -> Session:
     """PyTorch eager (host only: loads through edgernn.model.eager, which this probe may import)."""
+    import numpy as np
     import torch
 
     torch.set_num_threads(threads)
@@ -154,6 +207,8 @@ def _tflite_session(interpreter_cls: Any, path: str, threads: int, name: str, ve
     Float inputs/outputs are (de)quantized when a file has integer I/O; int64 token ids are
     cast to the file's input dtype (litert-torch turns int64 inputs into int32).
     """
+    import numpy as np
+
     interp = interpreter_cls(model_path=path, num_threads=threads)
     interp.allocate_tensors()
     ins = _tflite_io_order(interp, "inputs")
@@ -248,7 +303,8 @@ def _tflite_runtime(path: str, threads: int, **_: Any) -> Session:
                            getattr(tflite_runtime, "__version__", "unknown"))
 
 
-@runtime("tf.lite", "tensorflow")
+# report_version=False: facts never listed TensorFlow (importing it takes seconds)
+@runtime("tf.lite", "tensorflow", report_version=False)
 def _tf_lite(path: str, threads: int, **_: Any) -> Session:
     import tensorflow as tf
 

@@ -11,11 +11,9 @@ nnapi), else the first of the target's ``delegates``; a caller that wants every 
 iterates ``runner.delegates``. A delegate the device rejects becomes a RunnerError carrying the
 tool's own reason line ("Failed to apply GPU delegate.").
 
-The real ``adb`` client is driven through argument lists (no host shell); the remote command is
-one string of ``shlex.quote``-d words, so paths with spaces or quotes stay literal. Every adb
-call has a timeout. Exit codes: with the device's ``shell_v2`` feature (Android 7+) ``adb
-shell`` returns the remote exit code (adb 29 does); without it the command appends ``echo
-__edgernn_rc=$?`` and the code is read from the output.
+The device is reached through an ``AdbClient`` (``edgernn.runners.adb_client``: the real
+``adb`` client driven through argument lists, quoting, timeouts, exit codes with and without
+``shell_v2``); this module decides what to run and reads the results.
 
 Target keys (runner: adb): ``benchmark_model`` (required: host path of the binary for the
 device's ABI; relative paths are relative to the target file), ``serial``, ``adb``,
@@ -32,38 +30,35 @@ benchmark_model flag (the tool stops at ``--max_secs``, 150 s by default).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import secrets
 import shlex
-import shutil
-import socket
-import subprocess
-import time
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 from edgernn.errors import RunnerError
 from edgernn.hashing import sha256_file
 from edgernn.isolation import shell_signal
-from edgernn.runners.base import register_runner
+from edgernn.runners.adb_client import DEFAULT_SERVER, NO_STATUS, AdbClient, last_line, parse_devices
+from edgernn.runners.base import Runner, register_runner
 from edgernn.runners.benchmark_output import (
     BenchmarkOutputError,
     failure_reason,
     parse_benchmark_output,
 )
 
+__all__ = ["DELEGATES", "AdbClient", "AdbRunner", "elf_abi", "parse_devices", "tflite_inputs"]
+
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi")
-RC_MARK = "__edgernn_rc="
 # ELF e_machine -> Android ABI
 ELF_ABI = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86", 243: "riscv64"}
 PROPS = ("ro.product.manufacturer", "ro.product.model", "ro.product.device",
          "ro.board.platform", "ro.hardware", "ro.soc.manufacturer", "ro.soc.model",
          "ro.product.cpu.abi", "ro.product.cpu.abilist", "ro.build.version.release",
          "ro.build.version.sdk", "ro.build.fingerprint")
-ADB_CLIENT_ERROR = re.compile(
-    r"^(?:adb: )?error: (?:device|no devices|closed|more than one|protocol fault|cannot connect|"
-    r"failed to get feature set)", re.M)
+SYSTEM = {"uname_m": "uname -m", "nproc": "nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo",
+          "meminfo": "grep MemTotal /proc/meminfo"}  # read with the properties
 
 
 def elf_abi(path: Path) -> str | None:
@@ -76,43 +71,28 @@ def elf_abi(path: Path) -> str | None:
     return ELF_ABI.get(machine, f"ELF machine {machine}")
 
 
-def parse_devices(text: str) -> list[tuple[str, str]]:
-    """``adb devices`` output -> [(serial, state)]; the state may be several words
-    ("no permissions (...)")."""
-    out = []
-    for line in text.splitlines():
-        line = line.rstrip()
-        if not line or line.startswith("List of devices") or line.startswith("*"):
-            continue
-        if "\t" in line:
-            serial, state = line.split("\t", 1)
-        else:
-            parts = line.split(None, 1)
-            if len(parts) != 2:
-                continue
-            serial, state = parts
-        out.append((serial.strip(), state.strip()))
-    return out
-
-
-def _first_line(text: str, default: str = "no output") -> str:
-    lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
-    return (lines[0] if lines else default)[:300]
-
-
-def _last_line(text: str, default: str = "no output") -> str:
-    lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
-    return (lines[-1] if lines else default)[:300]
-
-
 @register_runner("adb")
-class AdbRunner:
+class AdbRunner(Runner):
     REQUIRED = ("benchmark_model",)
     SCHEMA: dict[str, Any] = {
         "serial": str, "adb": str, "adb_server": str, "connect": str, "benchmark_model": str,
         "delegates": list, "taskset": str, "remote_dir": str, "adb_timeout_s": (int, float),
     }
     ACCURACY = "host"  # where evaluate() computes metrics; "device" is not implemented yet
+    GROUP_SHORTHAND = ("serials", "serial")
+
+    @classmethod
+    def device_id(cls, name: str, extra: dict[str, Any], index: int | None = None) -> str:
+        """``<name>@<serial>`` (or ``@<connect>``) when the target names its device."""
+        if extra.get("serial") or extra.get("connect"):
+            return f"{name}@{extra.get('serial') or extra.get('connect')}"
+        return super().device_id(name, extra, index)
+
+    @classmethod
+    def open_lock_key(cls, extra: dict[str, Any]) -> Hashable | None:
+        """Devices behind one adb server are opened one at a time: each runner starts the
+        server when none answers, and two ``adb start-server`` at once make one of them fail."""
+        return ("adb", str(extra.get("adb_server", DEFAULT_SERVER)))
 
     @staticmethod
     def sub_variants(target: Any) -> list[str]:
@@ -133,20 +113,11 @@ class AdbRunner:
         if bad or not self.delegates:
             raise RunnerError(f"target {target.name}: unknown delegate(s) {', '.join(bad) or '(none)'}"
                               f"; known: {', '.join(DELEGATES)}")
-        self.adb = self._adb_path(x.get("adb", "adb"))
-        host, _, port = str(x.get("adb_server", "127.0.0.1:5037")).rpartition(":")
-        if not host or not port.isdigit():
-            raise RunnerError(f"target {target.name}: adb_server must be host:port, "
-                              f"got {x.get('adb_server')!r}")
-        self.server = (host, int(port))
-        # adb only starts a server itself when none is named with -H (a local one)
-        self.local_server = host in ("127.0.0.1", "localhost", "::1")
-        self.base = [self.adb, "-P", port] if self.local_server else [self.adb, "-H", host, "-P", port]
+        self.client = AdbClient(x.get("adb", "adb"), x.get("adb_server", DEFAULT_SERVER),
+                                self.call_timeout, owner=f"target {target.name}")
         self._local = None
         self._accuracy_cache: dict[tuple, dict[str, Any]] = {}
-        self.ensure_server()
-        self.serial = self.pick_device(x.get("serial"), x.get("connect"))
-        self.shell_v2 = "shell_v2" in self.features()
+        self.client.attach(x.get("serial"), x.get("connect"))
         self.device = self.device_facts()
         self.binary = self._binary_path(x["benchmark_model"])  # after the device: a missing
         self.binary_sha = sha256_file(self.binary)              # device is the first thing to fix
@@ -165,165 +136,19 @@ class AdbRunner:
                 "android_aarch64_benchmark_model from the TFLite nightly builds)")
         return p
 
-    def _adb_path(self, value: str) -> str:
-        found = shutil.which(os.path.expanduser(value))
-        if found is None:
-            raise RunnerError(f"adb not found ({value!r}): install it (Debian: apt-get install adb; "
-                              "or Android SDK platform-tools) or set adb: in the target file")
-        return found
+    @property
+    def serial(self) -> str:
+        """The attached device's serial."""
+        return self.client.serial
 
-    def _run(self, args: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:
-        try:
-            return subprocess.run([*self.base, *args], stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, errors="replace",
-                                  timeout=timeout, env={**os.environ, "ADB_MDNS": "0"})
-        except subprocess.TimeoutExpired:
-            raise RunnerError(f"{what} timed out after {timeout:.0f} s") from None
-        except OSError as e:
-            raise RunnerError(f"cannot run {self.adb}: {e.strerror or e}") from None
-
-    def _server_up(self) -> bool:
-        try:
-            with socket.create_connection(self.server, timeout=2):
-                return True
-        except OSError:
-            return False
-
-    def ensure_server(self) -> None:
-        """Start the adb server when nothing listens at adb_server (only a local one can be)."""
-        if self._server_up():
-            return
-        where = f"{self.server[0]}:{self.server[1]}"
-        if not self.local_server:
-            raise RunnerError(f"no adb server answers at {where}: start it there (adb -a -P "
-                              f"{self.server[1]} nodaemon server) or fix adb_server")
-        proc = self._run(["start-server"], 30, f"adb start-server ({where})")
-        if proc.returncode != 0 or not self._server_up():
-            raise RunnerError(f"the adb server at {where} is not running and could not be started: "
-                              f"{_last_line(proc.stderr + proc.stdout)}")
-
-    def devices(self) -> list[tuple[str, str]]:
-        proc = self._run(["devices"], self.call_timeout, "adb devices")
-        if proc.returncode != 0:
-            raise RunnerError(f"adb devices failed: {_last_line(proc.stderr + proc.stdout)}")
-        return parse_devices(proc.stdout)
-
-    def connect(self, addr: str) -> str:
-        proc = self._run(["connect", addr], max(self.call_timeout, 30), f"adb connect {addr}")
-        text = (proc.stdout + proc.stderr).strip()
-        line = _last_line(text)
-        if "failed to authenticate" in text:
-            raise RunnerError(f"adb connect {addr}: {line}; accept the 'Allow debugging?' prompt "
-                              "on the phone, then retry")
-        if proc.returncode != 0 or not re.search(r"\b(already )?connected to\b", text):
-            raise RunnerError(f"adb connect {addr} failed: {line}")
-        m = re.search(r"connected to (\S+)", text)
-        return m.group(1) if m else addr
-
-    def pick_device(self, serial: str | None, connect: str | None) -> str:
-        if connect:
-            connected = self.connect(connect)
-            serial = serial or connected
-        devs = self.devices()
-        if serial is None:
-            if not devs:
-                raise RunnerError("no Android device attached (adb devices lists none): plug one "
-                                  "in with USB debugging on, or set connect: HOST:PORT (or serial:) "
-                                  "in the target file")
-            if len(devs) > 1:
-                listed = ", ".join(f"{s} ({st})" for s, st in devs)
-                raise RunnerError(f"{len(devs)} Android devices attached ({listed}): set serial: in "
-                                  "the target file to pick one")
-            serial = devs[0][0]
-        self.check_state(serial, devs)
-        return serial
-
-    def check_state(self, serial: str, devs: list[tuple[str, str]] | None = None) -> None:
-        """One-line error unless ``serial`` is in state 'device' (waits briefly for transient
-        states such as a just-connected device that is still 'offline'/'authorizing')."""
-        deadline = time.monotonic() + 5
-        devs = self.devices() if devs is None else devs
-        while True:
-            state = dict(devs).get(serial)
-            if state == "device":
-                return
-            if state not in ("offline", "connecting", "authorizing") or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-            devs = self.devices()
-        if state is None:
-            listed = ", ".join(f"{s} ({st})" for s, st in devs) or "none"
-            if re.fullmatch(r"emulator-\d+", serial):
-                raise RunnerError(f"no device {serial} is attached (adb devices lists: {listed}): "
-                                  "start the emulator with scripts/start_android_emulator.sh "
-                                  "AVD_NAME, then retry")
-            raise RunnerError(f"Android device {serial} not found (adb devices lists: {listed}); "
-                              "check the cable/USB debugging, or set connect: HOST:PORT")
-        if state == "unauthorized":
-            raise RunnerError(f"Android device {serial} is unauthorized: unlock the phone and accept "
-                              "the 'Allow USB debugging?' RSA key prompt (tick 'Always allow'), "
-                              "then retry")
-        if state == "offline":
-            raise RunnerError(f"Android device {serial} is offline: reconnect it (replug USB, or "
-                              f"adb disconnect {serial} then adb connect over Wi-Fi), wake the "
-                              "phone, or restart adb (adb kill-server)")
-        if state.startswith("no permissions"):
-            raise RunnerError(f"no permission to open Android device {serial} over USB: {state}")
-        raise RunnerError(f"Android device {serial} is in state {state!r}, not 'device'")
-
-    def features(self) -> list[str]:
-        proc = self._run(["-s", self.serial, "features"], self.call_timeout, "adb features")
-        if proc.returncode != 0:
-            raise RunnerError(f"adb features on {self.serial} failed: "
-                              f"{_last_line(proc.stderr + proc.stdout)}")
-        return proc.stdout.split()
-
-    # -- remote primitives -------------------------------------------------------------
-    def shell(self, words: list[str], timeout: float | None = None,
-              what: str = "adb shell") -> tuple[int, str, str]:
-        """Run ``words`` (each quoted) on the device; return (exit code, stdout, stderr)."""
-        cmd = " ".join(shlex.quote(str(w)) for w in words)
-        return self.shell_script(cmd, timeout, what)
-
-    def shell_script(self, cmd: str, timeout: float | None = None,
-                     what: str = "adb shell") -> tuple[int, str, str]:
-        if not self.shell_v2:
-            cmd = f"{cmd}; echo {RC_MARK}$?"
-        timeout = self.call_timeout if timeout is None else timeout
-        proc = self._run(["-s", self.serial, "shell", cmd], timeout, f"{what} on {self.serial}")
-        out, err, code = proc.stdout, proc.stderr, proc.returncode
-        if ADB_CLIENT_ERROR.search(err) and code != 0 and not out.strip():
-            raise RunnerError(f"adb lost the device {self.serial}: {_first_line(err)}")
-        if not self.shell_v2:
-            lines = out.rstrip("\r\n").split("\n")
-            if lines and lines[-1].strip().startswith(RC_MARK):
-                code = int(lines[-1].strip()[len(RC_MARK):])
-                out = "\n".join(lines[:-1])
-            else:
-                code = -1  # the remote shell died before printing its status
-        return code, out, err
-
-    def push(self, local: Path, remote: str) -> None:
-        size_mb = local.stat().st_size / 1e6
-        proc = self._run(["-s", self.serial, "push", str(local), remote],
-                         self.call_timeout + 2 * size_mb, f"adb push {local.name}")
-        if proc.returncode != 0:
-            raise RunnerError(f"adb push of {local.name} to {self.serial}:{remote} failed: "
-                              f"{_last_line(proc.stderr + proc.stdout)}")
+    @property
+    def shell_v2(self) -> bool:
+        """Whether ``adb shell`` returns the remote exit code on this device."""
+        return self.client.shell_v2
 
     # -- facts -------------------------------------------------------------------------
     def device_facts(self) -> dict[str, Any]:
-        script = "; ".join(f'echo "{p}=$(getprop {p})"' for p in PROPS)
-        script += ('; echo "uname_m=$(uname -m)"; echo "nproc=$(nproc 2>/dev/null || grep -c '
-                   '^processor /proc/cpuinfo)"; echo "meminfo=$(grep MemTotal /proc/meminfo)"')
-        code, out, err = self.shell_script(script, what="getprop")
-        if code != 0:
-            raise RunnerError(f"reading properties of {self.serial} failed: {_last_line(err + out)}")
-        p = {}
-        for line in out.splitlines():
-            k, sep, v = line.partition("=")
-            if sep:
-                p[k.strip()] = v.strip()
+        p = self.client.getprops(PROPS, SYSTEM)
         soc = " ".join(v for v in (p.get("ro.soc.manufacturer"), p.get("ro.soc.model")) if v)
         maker, model = p.get("ro.product.manufacturer", ""), p.get("ro.product.model", "")
         if maker and not model.lower().startswith(maker.lower()):
@@ -358,7 +183,7 @@ class AdbRunner:
 
     def thermal(self) -> dict[str, Any]:
         """Best effort: CPU thermal zone 0 and Android's thermal status (0 = none)."""
-        code, out, _ = self.shell_script(
+        code, out, _ = self.client.shell_script(
             "cat /sys/class/thermal/thermal_zone0/temp 2>/dev/null; "
             "dumpsys thermalservice 2>/dev/null | grep -m1 'Thermal Status'; true",
             what="thermal state")
@@ -374,15 +199,15 @@ class AdbRunner:
         return state
 
     def facts(self) -> dict[str, Any]:
-        from edgernn.probe.runtimes import version_of
+        from edgernn.probe.runtimes import runtime_package, version_of
 
         f = {k: v for k, v in self.device.items() if v is not None}
         f["benchmark_model"] = (f"{self.binary} ({self.binary_abi or 'not ELF: a script'}, "
                                 f"sha256 {self.binary_sha[:12]})")
         f["delegates"] = ", ".join(self.delegates)
         f["accuracy"] = "computed on this host (CPU LiteRT, same .tflite file)"
-        f["runtimes"] = {"ai_edge_litert": version_of("ai_edge_litert"),
-                         "numpy": version_of("numpy")}
+        litert = runtime_package("litert")  # the host runtime of evaluate()
+        f["runtimes"] = {litert: version_of(litert), "numpy": version_of("numpy")}
         f["thermal"] = self.thermal()
         return f
 
@@ -440,26 +265,26 @@ class AdbRunner:
             raise RunnerError(f"unknown delegate {delegate!r}; known: {', '.join(DELEGATES)}")
         artifact = Path(files[job["path"]])
         accuracy = self.evaluate(job, files)
-        self.check_state(self.serial)
+        self.client.check_state(self.serial)
         thermal_before = self.thermal()
         run_dir = f"{self.remote_dir}/edgernn-{secrets.token_hex(6)}"
         q = shlex.quote
-        code, out, err = self.shell_script(f"mkdir -p {q(self.remote_dir)} && mkdir {q(run_dir)}",
+        code, out, err = self.client.shell_script(f"mkdir -p {q(self.remote_dir)} && mkdir {q(run_dir)}",
                                            what="mkdir")
         if code != 0:
-            raise RunnerError(f"cannot create {run_dir} on {self.serial}: {_last_line(err + out)}")
+            raise RunnerError(f"cannot create {run_dir} on {self.serial}: {last_line(err + out)}")
         try:
-            self.push(artifact, f"{run_dir}/model.tflite")
-            self.push(self.binary, f"{run_dir}/benchmark_model")
-            code, out, err = self.shell(["chmod", "755", f"{run_dir}/benchmark_model"], what="chmod")
+            self.client.push(artifact, f"{run_dir}/model.tflite")
+            self.client.push(self.binary, f"{run_dir}/benchmark_model")
+            code, out, err = self.client.shell(["chmod", "755", f"{run_dir}/benchmark_model"], what="chmod")
             if code != 0:
                 raise RunnerError(f"chmod of benchmark_model on {self.serial} failed: "
-                                  f"{_last_line(err + out)}")
+                                  f"{last_line(err + out)}")
             if len((job.get("plan") or {}).get("inputs") or []) > 1 and "input_layers" not in job:
                 job = {**job, "input_layers": tflite_inputs(artifact)}
             cmd = self.benchmark_command(run_dir, job, delegate)
             try:
-                code, out, err = self.shell(cmd, timeout=self.target.timeout_s,
+                code, out, err = self.client.shell(cmd, timeout=self.target.timeout_s,
                                             what=f"benchmark_model ({delegate})")
             except RunnerError as e:
                 if "timed out" in str(e):  # the adb client is gone; stop the remote tool too
@@ -476,7 +301,7 @@ class AdbRunner:
                     delegate.lower() in line.lower() for line in parsed.delegate_lines):
                 raise RunnerError(
                     f"benchmark_model printed no sign that the {delegate.upper()} delegate was "
-                    f"applied (it may have run on the CPU): {_last_line(err or out)}")
+                    f"applied (it may have run on the CPU): {last_line(err or out)}")
         finally:
             self._remove(run_dir)
         thermal_after = self.thermal()
@@ -506,21 +331,21 @@ class AdbRunner:
     def _failure(self, code: int, text: str, delegate: str) -> str:
         if shell_signal(code):
             return f"benchmark_model ({delegate}) crashed on {self.serial} ({shell_signal(code)})"
-        if code == -1:
+        if code == NO_STATUS:
             return f"benchmark_model ({delegate}) on {self.serial}: the remote shell died (no exit status)"
-        reason = failure_reason(text) or _last_line(text)
+        reason = failure_reason(text) or last_line(text)
         return f"benchmark_model ({delegate}) failed on {self.serial} (exit code {code}): {reason}"
 
     def _kill_remote(self, run_dir: str) -> None:
         # the run dir is in the tool's command line (--graph=RUN_DIR/model.tflite)
         with contextlib.suppress(RunnerError):
-            self.shell(["pkill", "-f", run_dir], timeout=15, what="pkill")
+            self.client.shell(["pkill", "-f", run_dir], timeout=15, what="pkill")
 
     def _remove(self, run_dir: str) -> None:
         # only this run's directory: its name is edgernn-<random> under remote_dir
         assert re.fullmatch(r"edgernn-[0-9a-f]{12}", run_dir.rsplit("/", 1)[-1]), run_dir
         with contextlib.suppress(RunnerError):
-            self.shell(["rm", "-rf", "--", run_dir], what="rm")
+            self.client.shell(["rm", "-rf", "--", run_dir], what="rm")
 
     def close(self) -> None:
         if self._local is not None:

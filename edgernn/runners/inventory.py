@@ -19,13 +19,14 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgernn.errors import EdgeRNNError
+from edgernn.runners.base import runner_class
 from edgernn.runners.target import Device, Target, default_id, devices, list_targets, load_target
 
 __all__ = ["Device", "default_id", "devices"]
@@ -122,36 +123,36 @@ class Check:
 
 def missing_runtimes(t: Target, versions: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(format, runtime, pip name) of every runtime the target names that the device lacks
-    (numpy is needed by all)."""
-    from edgernn.probe.runtimes import _MODULES, PIP_NAMES
+    (numpy is needed by all; a host-only runtime is not looked for)."""
+    from edgernn.probe.runtimes import PIP_NAMES, host_only, runtime_package
 
     missing = []
     for fmt, rt in t.runtimes.items():
-        mod = _MODULES.get(rt, rt).split(".")[0]
-        if versions.get(mod) is None and mod != "torch":
+        mod = runtime_package(rt)
+        if versions.get(mod) is None and not host_only(rt):
             missing.append((fmt, rt, PIP_NAMES.get(mod, mod)))
     if versions.get("numpy") is None:
         missing.append(("all", "numpy", "numpy"))
     return missing
 
 
-_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_LOCKS: dict[Hashable, threading.Lock] = {}
 _LOCKS_LOCK = threading.Lock()
 
 
 def _open_lock(t: Target) -> Any:
-    """adb devices behind one adb server are opened one at a time: each runner starts the
-    server when none answers, and two ``adb start-server`` at once make one of them fail."""
-    if t.runner != "adb":
+    """Devices with the same ``open_lock_key`` of their runner class (adb: one adb server) are
+    opened one at a time; others at once."""
+    key = runner_class(t.runner).open_lock_key(t.extra)
+    if key is None:
         return contextlib.nullcontext()
-    key = ("adb", str(t.extra.get("adb_server", "127.0.0.1:5037")))
     with _LOCKS_LOCK:
         return _LOCKS.setdefault(key, threading.Lock())
 
 
 def check_device(d: Device) -> Check:
     """Open the device's runner, read its facts, close it; never raises for a device fault."""
-    from edgernn.probe.runtimes import _MODULES
+    from edgernn.probe.runtimes import runtime_package
     from edgernn.runners import get_runner
 
     t = d.target
@@ -174,7 +175,7 @@ def check_device(d: Device) -> Check:
         c.end = time.time()
     versions = facts.get("runtimes") or {}
     c.facts, c.arch = facts, str(facts.get("machine") or "?")
-    c.runtimes = {rt: versions.get(_MODULES.get(rt, rt).split(".")[0]) for rt in t.runtimes.values()}
+    c.runtimes = {rt: versions.get(runtime_package(rt)) for rt in t.runtimes.values()}
     missing = missing_runtimes(t, versions)
     if missing:
         pip = " ".join(getattr(runner, "python", ["python3"])) + " -m pip install"

@@ -13,21 +13,21 @@ from typing import Any
 
 from edgernn.errors import RunnerError
 from edgernn.isolation import signal_name
-from edgernn.probe.main import device_facts
-from edgernn.probe.runtimes import version_of
-from edgernn.runners.base import register_runner
+from edgernn.probe.main import device_facts, runtime_versions
+from edgernn.runners.base import Runner, register_runner
 
 
 @register_runner("local")
-class LocalRunner:
+class LocalRunner(Runner):
+    ON_HOST = True  # a group is ``count: N`` slots on this host, ids ``<name>#<i>``
+
     def __init__(self, target: Any):
         self.target = target
         self.tmp = Path(tempfile.mkdtemp(prefix="edgernn-local-"))
 
     def facts(self) -> dict[str, Any]:
         f = device_facts()
-        f["runtimes"] = {m: version_of(m) for m in
-                         ("numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime", "torch")}
+        f["runtimes"] = runtime_versions(host=True)
         return f
 
     def measure(self, job: dict[str, Any], files: dict[str, Path]) -> dict[str, Any]:

@@ -17,18 +17,26 @@ from typing import Any
 
 from edgernn.errors import RunnerError
 from edgernn.isolation import shell_signal
-from edgernn.runners.base import register_runner
+from edgernn.runners.base import Runner, register_runner
 from edgernn.runners.bundle import probe_zip
 
 
 @register_runner("ssh")
-class SshRunner:
+class SshRunner(Runner):
     REQUIRED = ("host",)
     SCHEMA: dict[str, Any] = {
         "host": str, "port": int, "user": str, "key": str, "known_hosts": str, "python": str,
         "trust_on_first_use": bool, "connect_timeout_s": (int, float), "remote_tmp": str,
         "env": dict,
     }
+    GROUP_SHORTHAND = ("hosts", "host")
+
+    @classmethod
+    def device_id(cls, name: str, extra: dict[str, Any], index: int | None = None) -> str:
+        """``<name>@<host>:<port>`` when the target names its host."""
+        if "host" in extra:
+            return f"{name}@{extra['host']}:{int(extra.get('port', 22))}"
+        return super().device_id(name, extra, index)
 
     def __init__(self, target: Any):
         self.target = target

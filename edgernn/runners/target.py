@@ -7,7 +7,8 @@ runner to read such a key gets that one line as its error.
 
 A file may also describe a GROUP of identical boards (``devices:``, ``hosts:``, ``serials:`` or,
 for the local runner, ``count:``); ``edgernn.runners.inventory.devices`` expands it into one Target per
-device. A plain file is a group of one device.
+device. A plain file is a group of one device. What each runner allows (its keys, its group
+shorthand, ``count``, its device ids) is declared by its class (``edgernn.runners.base``).
 """
 
 from __future__ import annotations
@@ -24,18 +25,34 @@ import yaml
 
 from edgernn.errors import EdgeRNNError, RunnerError
 
+# the runner classes are registered: importing this module ran edgernn/runners/__init__.py
+from edgernn.runners.base import RUNNERS, runner_class
+
 REPO_TARGETS = Path(__file__).resolve().parents[2] / "targets"
 
 _SCHEMA: dict[str, type | tuple[type, ...]] = {
     "name": str, "description": str, "runner": str, "formats": list, "runtimes": dict,
     "quantize": list, "threads": int, "cpus": list, "emulated": bool, "options": dict,
     "timeout_s": (int, float), "aliases": list, "setup": str,
-    "count": int, "devices": list, "hosts": list, "serials": list,
-}
+    "count": int, "devices": list,
+}  # and each runner's group shorthand (hosts, serials): a list
 
-# group keys: one device per list item; each is the runner key it sets on its device
-_SHORTHANDS = {"hosts": ("ssh", "host"), "serials": ("adb", "serial")}
-_GROUP_KEYS = ("devices", *_SHORTHANDS)
+
+def _shorthands() -> dict[str, tuple[str, str]]:
+    """Group shorthand keys (one device per list item) -> (runner, the runner key each item
+    sets on its device), as the registered runner classes declare them; sorted by key."""
+    found = {cls.GROUP_SHORTHAND[0]: (name, cls.GROUP_SHORTHAND[1])
+             for name, cls in RUNNERS.items() if cls.GROUP_SHORTHAND}
+    return dict(sorted(found.items()))
+
+
+def _group_keys() -> tuple[str, ...]:
+    return ("devices", *_shorthands())
+
+
+def _file_schema() -> dict[str, type | tuple[type, ...]]:
+    """The keys every target file may set (whatever its runner) -> their types."""
+    return {**_SCHEMA, **dict.fromkeys(_shorthands(), list)}
 
 
 _TYPE_NAMES = {str: "a string", list: "a list", dict: "a mapping", int: "an integer",
@@ -200,15 +217,14 @@ def load_target(name_or_path: str) -> Target:
 
 
 def parse_target(data: Any, p: Path) -> Target:
-    from edgernn.runners import RUNNERS
-
     if not isinstance(data, dict):
         raise EdgeRNNError(f"target file {p} must be a mapping of keys to values")
     for key in ("name", "runner", "formats", "runtimes"):
         if key not in data:
             raise EdgeRNNError(f"target file {p} lacks the required key {key!r}")
+    file_schema, group_keys = _file_schema(), _group_keys()
     for key, val in data.items():
-        want = _SCHEMA.get(key)
+        want = file_schema.get(key)
         if want is None:
             continue
         if not isinstance(val, want) or (want is int and isinstance(val, bool)):
@@ -228,16 +244,16 @@ def parse_target(data: Any, p: Path) -> Target:
     if data.get("threads", 1) < 1:
         raise EdgeRNNError(f"target file {p}: 'threads' must be at least 1")
     fields = {k: v for k, v in data.items() if k in _YAML_FIELDS}
-    extra = {k: v for k, v in data.items() if k not in _YAML_FIELDS and k not in _GROUP_KEYS}
+    extra = {k: v for k, v in data.items() if k not in _YAML_FIELDS and k not in group_keys}
     runner_cls = RUNNERS[data["runner"]]
-    schema = getattr(runner_cls, "SCHEMA", {})
-    unset = [k for k in getattr(runner_cls, "REQUIRED", ()) if k not in extra]
+    schema = runner_cls.SCHEMA
+    unset = [k for k in runner_cls.REQUIRED if k not in extra]
     for a in data.get("aliases", []):
         if not isinstance(a, str) or not a.strip():
             raise EdgeRNNError(f"target file {p}: 'aliases' must be a list of names, got {a!r}")
     for key, val in extra.items():
         if key not in schema:
-            known = ", ".join(sorted(set(_SCHEMA) | set(schema)))
+            known = ", ".join(sorted(set(file_schema) | set(schema)))
             raise EdgeRNNError(f"target file {p}: unknown key {key!r} (known: {known})")
         want = schema[key]
         if not isinstance(val, want) or (want is int and isinstance(val, bool)):
@@ -254,7 +270,7 @@ def parse_target(data: Any, p: Path) -> Target:
         t.device_id = default_id(t)
         return t
     ids = [d.id for d in devices(t)]  # validates: ids unique within the group
-    per_device = [k for k in getattr(runner_cls, "REQUIRED", ()) if k not in extra]
+    per_device = [k for k in runner_cls.REQUIRED if k not in extra]
     if per_device:  # only each device's Target can open a runner
         t.extra.unset_keys = frozenset(per_device)
         t.extra.unset_message = (f"target {t.name} is a group of {len(ids)} devices "
@@ -271,15 +287,16 @@ def _parse_group(data: dict[str, Any], extra: dict[str, Any], schema: dict[str, 
                  p: Path) -> list[dict[str, Any]]:
     """The per-device overrides of a target group (``[]`` for a plain target), validated."""
     runner = data["runner"]
-    given = [k for k in _GROUP_KEYS if k in data]
+    runner_cls, shorthands = RUNNERS[runner], _shorthands()
+    given = [k for k in _group_keys() if k in data]
     if len(given) > 1:
         raise EdgeRNNError(f"target file {p}: set only one of {', '.join(given)} "
                            "(each lists the group's devices)")
     count = data.get("count", 1)
     if count < 1:
         raise EdgeRNNError(f"target file {p}: 'count' must be at least 1, got {count}")
-    if count > 1 and runner != "local":
-        way = "hosts: [...]" if runner == "ssh" else "serials: [...]" if runner == "adb" else ""
+    if count > 1 and not runner_cls.ON_HOST:
+        way = f"{runner_cls.GROUP_SHORTHAND[0]}: [...]" if runner_cls.GROUP_SHORTHAND else ""
         raise EdgeRNNError(
             f"target file {p}: 'count' is for the local runner's slots on this host; list the "
             f"{runner} devices instead ({way + ' or ' if way else ''}devices: [{{id: ..., ...}}])")
@@ -291,8 +308,8 @@ def _parse_group(data: dict[str, Any], extra: dict[str, Any], schema: dict[str, 
     items = data[key]
     if not items:
         raise EdgeRNNError(f"target file {p}: {key!r} is an empty list (list at least one device)")
-    if key in _SHORTHANDS:
-        want_runner, runner_key = _SHORTHANDS[key]
+    if key in shorthands:
+        want_runner, runner_key = shorthands[key]
         if runner != want_runner:
             raise EdgeRNNError(f"target file {p}: {key!r} is for the {want_runner} runner (this "
                                f"target's runner is {runner}); list devices: [...] instead")
@@ -352,14 +369,10 @@ class Device:
 
 
 def default_id(t: Target, index: int | None = None) -> str:
-    """``<name>@<host>:<port>`` (ssh), ``<name>@<serial>`` (adb), ``<name>#<i>`` (local slot
-    i), else ``<name>``; a template that names no device is ``<name>``."""
-    x = t.extra
-    if t.runner == "ssh" and "host" in x:
-        return f"{t.name}@{x['host']}:{int(x.get('port', 22))}"
-    if t.runner == "adb" and (x.get("serial") or x.get("connect")):
-        return f"{t.name}@{x.get('serial') or x.get('connect')}"
-    return t.name if index is None else f"{t.name}#{index}"
+    """The id its runner class gives a device: ``<name>@<host>:<port>`` (ssh),
+    ``<name>@<serial>`` (adb), ``<name>#<i>`` (local slot i), else ``<name>``; a template that
+    names no device is ``<name>``."""
+    return runner_class(t.runner).device_id(t.name, t.extra, index)
 
 
 def _device(t: Target, overrides: dict[str, Any], index: int | None, cpus: list[int]) -> Device:
@@ -373,8 +386,8 @@ def _device(t: Target, overrides: dict[str, Any], index: int | None, cpus: list[
 def devices(t: Target) -> list[Device]:
     """The devices of target (group) ``t``, in file order; a plain target is one device."""
     if t.group:
-        local = t.runner == "local"
-        out = [_device(t, d, i if local else None, t.cpus) for i, d in enumerate(t.group)]
+        slots = runner_class(t.runner).ON_HOST  # numbered slots of this host
+        out = [_device(t, d, i if slots else None, t.cpus) for i, d in enumerate(t.group)]
     elif t.count > 1:
         pin = len(t.cpus) >= t.count
         out = [_device(t, {}, i, [t.cpus[i]] if pin else t.cpus) for i in range(t.count)]
