@@ -18,8 +18,9 @@ from rich.console import Console
 
 from edgernn.errors import EdgeRNNError
 from edgernn.lab.progress import CONVERT, Progress
-from edgernn.lab.spec import SweepSpec
+from edgernn.lab.sweep_file import SweepSpec
 from edgernn.lab.tasks import Job, export_key, failed_row, measure, prepare
+from edgernn.runners.base import runner_class
 from edgernn.runners.inventory import Device, check_device, devices, ray_resource
 from edgernn.runners.target import Target, load_target
 
@@ -145,7 +146,7 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
             while g.idle and g.queue:
                 d = g.idle.popleft()
                 job, variants = g.queue.popleft()
-                remote = d.target.runner != "local"  # a board's task only waits on the board
+                remote = not runner_class(d.target.runner).ON_HOST  # a board's task only waits on the board
                 ref = meas.options(name="edgernn_measure", max_retries=0,
                                    num_cpus=0 if remote else 1,
                                    resources={ray_resource(d.id): 1}).remote(job, d.target,
@@ -171,7 +172,7 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
             last: dict[str, Any] = {}
             # a local group's prepare holds this host's lease: let another group's prepare
             # make a shared export first, so the lease is held only for the PyTorch rows
-            order = sorted(groups, key=lambda g: g.target.runner == "local")
+            order = sorted(groups, key=lambda g: runner_class(g.target.runner).ON_HOST)
             for m in spec.models:
                 for g in order:
                     key = export_key(m, spec.data, g.target, bench)
@@ -179,7 +180,7 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
                     # the same export for two groups: the second waits (same directory)
                     # PyTorch rows of a local group are measured on that device: hold its lease
                     lease = ({"resources": {ray_resource(g.devices[0].id): 1}}
-                             if g.target.runner == "local" else {})
+                             if runner_class(g.target.runner).ON_HOST else {})
                     ref = prep.options(**prep_opts, **lease).remote(job, g.devices[0].target,
                                                                  last.get(key))
                     last[key] = ref

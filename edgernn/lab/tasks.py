@@ -20,7 +20,7 @@ from typing import Any
 
 from edgernn.convert.exporting import load_manifest
 from edgernn.hashing import sha256_file
-from edgernn.lab.spec import ModelEntry
+from edgernn.lab.sweep_file import ModelEntry
 from edgernn.measure.bench import (
     BASELINE,
     BenchSettings,
@@ -30,6 +30,7 @@ from edgernn.measure.bench import (
     target_runtimes,
     vname,
 )
+from edgernn.runners.base import runner_class
 from edgernn.runners.target import Target
 
 
@@ -149,7 +150,7 @@ SHARED_HOST = ("measured in a sweep on the host that also ran the sweep's other 
 
 def shared_host(target: Target) -> tuple[str, ...]:
     """The note a sweep puts on rows of a local device: the host was not idle."""
-    return (SHARED_HOST,) if target.runner == "local" else ()
+    return (SHARED_HOST,) if runner_class(target.runner).ON_HOST else ()
 
 
 def failed_row(job: Job, variant: str, device: str, reason: str,

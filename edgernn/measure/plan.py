@@ -1,0 +1,93 @@
+"""What a bench measures: the formats a target runs, the variants of an export manifest
+(``bench_plan``), and whether an earlier export can be reused as it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgernn.convert.artifact import Artifact
+from edgernn.convert.exporting import load_manifest, opt_in_groups
+from edgernn.convert.formats import expand_formats, get_format
+from edgernn.convert.quantize import NOT_RELEVANT, OPT_IN, labels_for, opt_in_labels, quantizers_for
+from edgernn.convert.quantize.base import CALIBRATED
+from edgernn.errors import EdgeRNNError
+from edgernn.measure.settings import BenchSettings
+from edgernn.model.loading import LoadedModel, sha256_file
+from edgernn.runners import sub_variants
+from edgernn.runners.target import Target
+
+
+def bench_plan(manifest: dict[str, Any], target: Target,
+               settings: BenchSettings) -> list[tuple[Artifact, str | None]]:
+    """(artifact, sub-variant) pairs a bench measures from an export manifest: not the
+    variants about an op the graph lacks, nor a reused manifest's other opt-ins; with
+    ``settings.only``, just those variants."""
+    not_asked = opt_in_labels(frozenset(OPT_IN) - opt_in_groups(settings.opt_in,
+                                                                 settings.max_drop is not None))
+    arts = [Artifact.from_dict(a) for a in manifest["artifacts"]
+            if a.get("status") != NOT_RELEVANT  # a variant about an op the graph lacks
+            and a.get("quantization") not in not_asked]  # a reused manifest's other opt-ins
+    subs = sub_variants(target)
+    plan = [(a, d) for a in arts for d in (subs if a.status == "ok" else [None])]
+    if settings.only is not None:
+        plan = [(a, d) for a, d in plan if vname(a, d) in settings.only]
+    return plan
+
+
+def vname(art: Artifact, sub: str | None) -> str:
+    """A variant's name on a target: the artifact's, with the runner's sub-variant."""
+    return art.variant + (f"@{sub}" if sub else "")
+
+
+def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
+                   modes: list[str], calib_sha: str | None = None,
+                   max_drop: float | None = None,
+                   opt_in: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+    """The existing manifest in ``work`` when it is for this exact model file, was calibrated
+    on the same inputs and covers every requested variant with intact files; else None."""
+    try:
+        manifest, arts = load_manifest(work)
+    except EdgeRNNError:
+        return None
+    if manifest.get("model", {}).get("sha256") != model.sha256:
+        return None
+    if manifest["model"].get("signature") != model.sig.to_dict():
+        return None  # the same file read with other --input/--state
+    if max_drop is not None and manifest.get("max_drop") != max_drop:
+        return None
+    if any(m in CALIBRATED for m in modes) and manifest.get("calibration_sha256") != calib_sha:
+        return None
+    have = {(a.plugin, a.quantization) for a in arts}
+    for plugin in formats:
+        if (plugin, "fp32") not in have:
+            return None
+        groups = opt_in_groups(opt_in, max_drop is not None)
+        wanted = [q.label for q in quantizers_for(plugin, modes, groups)]
+        if any((plugin, label) not in have for label in wanted) or \
+                any((plugin, m) not in have for m in modes if labels_for(plugin, m) == [m]):
+            return None
+    for a in arts:
+        if a.status == "ok" and (not Path(a.path).exists() or sha256_file(Path(a.path)) != a.sha256):
+            return None
+    manifest["reused"] = True
+    return manifest
+
+
+def check_formats(target: Target, formats: list[str]) -> list[str]:
+    """Plug-in names for ``formats``; error when the target has no runtime for one."""
+    names = expand_formats(formats)
+    bad = [n for n in names if get_format(n).family not in target.runtimes]
+    if bad:
+        raise EdgeRNNError(
+            f"target {target.name} has no runtime for format(s) {', '.join(bad)}; "
+            f"it runs {', '.join(target.runtimes)}"
+        )
+    return names
+
+
+def runtime_module(runtime: str) -> str:
+    """The importable top-level module behind a runtime name ("litert" -> "ai_edge_litert")."""
+    from edgernn.probe.runtimes import runtime_package
+
+    return runtime_package(runtime)
