@@ -106,6 +106,37 @@ def count(kind: str, n: int = 1) -> None:
     RELIABILITY[kind] = RELIABILITY.get(kind, 0) + n
 
 
+def pytest_configure(config):
+    """The session's Ray token, in a temporary folder, before any test module imports ray."""
+    import os
+    import tempfile
+
+    from tests import testbeds
+
+    if "RAY_AUTH_TOKEN_PATH" not in os.environ:
+        folder = Path(tempfile.mkdtemp(prefix="edgernn-ray-"))
+        os.environ.update(testbeds.ray_token(folder))
+        config._ray_token_dir = folder
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    folder = getattr(config, "_ray_token_dir", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the slow tests (tests/tiers.py); ``-m "not slow"`` is the quick tier."""
+    from tests.tiers import is_slow
+
+    for item in items:
+        param = getattr(getattr(item, "callspec", None), "params", {}).get("backend")
+        if is_slow(item.nodeid, item.fixturenames, param):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_sessionstart(session):
     """Remember which test beds are up before the suite: those are the developer's."""
     from tests import testbeds

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import signal
 import socket
 import sqlite3
@@ -108,20 +107,8 @@ def lab(tmp_path_factory, pi_pair) -> dict:
              "data": "eval.npz", "targets": ["x86-lab", "pi-lab"], "bench": BENCH,
              "artifacts": "artifacts"}
     (d / "sweep.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
-    env = {**os.environ, "EDGERNN_TARGETS": str(tdir), "PYTHONUNBUFFERED": "1",
-           **ray_token_env(d)}
+    env = {**os.environ, "EDGERNN_TARGETS": str(tdir), "PYTHONUNBUFFERED": "1"}
     return {"dir": d, "sweep": d / "sweep.yaml", "env": env, "devices": [x["id"] for x in devices]}
-
-
-def ray_token_env(folder: Path) -> dict[str, str]:
-    """A fresh Ray auth token in this test's own folder, never ~/.ray/auth_token: Ray 2.59+
-    turns token auth on for local clusters, and `ray start --head` refuses to start when no
-    token exists (a new machine has none). RAY_AUTH_TOKEN_PATH is read by every Ray process
-    (head, worker node, driver); the token never leaves the temporary folder."""
-    path = folder / "ray_auth_token"
-    path.write_text(secrets.token_hex(32))
-    path.chmod(0o600)
-    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +134,9 @@ def cluster(lab) -> str:
 
 
 def cluster_env(lab: dict) -> dict:
-    """The cluster's head, worker node and the sweep's driver share the lab's token file."""
+    """The cluster's head, worker node and the sweep's driver share the session's Ray token
+    (conftest: ``testbeds.ray_token``, never ~/.ray)."""
+    assert lab["env"].get("RAY_AUTH_TOKEN_PATH"), "conftest sets the session's Ray token"
     return lab["env"]
 
 
@@ -257,8 +246,7 @@ def test_sweep_on_a_ray_cluster_into_postgres_survives_a_killed_worker(lab, clus
 
 def test_sweep_into_sqlite_with_ray_started_here_stops_on_ctrl_c_and_resumes(lab, tmp_path,
                                                                             monkeypatch):
-    for key in ("EDGERNN_TARGETS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
-        monkeypatch.setenv(key, lab["env"][key])
+    monkeypatch.setenv("EDGERNN_TARGETS", lab["env"]["EDGERNN_TARGETS"])
     db = tmp_path / "lab.db"
     cmd = [*EDGERNN, "sweep", str(lab["sweep"]), "--db", str(db), "--cpus", "2",
            "--out", str(tmp_path / "cut")]
@@ -334,8 +322,6 @@ def test_a_dead_board_leaves_the_rotation_and_the_other_measures_its_variants(la
     tdir.mkdir()
     (tdir / "pi-half.yaml").write_text(yaml.safe_dump(spec))
     monkeypatch.setenv("EDGERNN_TARGETS", str(tdir))
-    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
-        monkeypatch.setenv(key, lab["env"][key])
     sweep = tmp_path / "half.yaml"
     sweep.write_text(yaml.safe_dump({
         "models": [{"path": str(lab["dir"] / "gru_cls.pt"), "input_shape": "batch=1,seq=10,4",

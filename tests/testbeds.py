@@ -85,3 +85,18 @@ def stop_started(before: set[str]) -> list[str]:
             bed.stop()
             stopped.append(bed.name)
     return stopped
+
+
+def ray_token(folder: Path) -> dict[str, str]:
+    """A fresh Ray auth token for this test session, in ``folder`` (never ~/.ray/auth_token:
+    a new machine has none, and Ray 2.59+ refuses `ray start --head` without one). Set in the
+    environment before anything imports ray: Ray reads RAY_AUTH_MODE when it is imported, so a
+    driver that imported ray without it cannot talk to a cluster started with it. Every Ray
+    process of the session (heads, worker nodes, drivers in and out of this process) shares it."""
+    import secrets
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ray_auth_token"
+    path.write_text(secrets.token_hex(32))
+    path.chmod(0o600)
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
