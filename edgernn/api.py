@@ -14,6 +14,7 @@ from edgernn.errors import EdgeRNNError
 from edgernn.measure.bench import PARITY_SAMPLES, BenchSettings, bench_model, check_formats
 from edgernn.model.loading import load_model
 from edgernn.models.layers import parse_layers
+from edgernn.runners.base import runner_class
 from edgernn.runners.target import load_target
 from edgernn.study.training import TrainResult, train, write_outputs
 
@@ -65,10 +66,11 @@ def export(
                                "--calib")
         budget = AccuracyBudget(max_drop, cx, None, lm.spec.task or "classify",
                                 lm.spec.batch_axis, source or "calibration inputs")
+    seven_bit = runner_class(t.runner).int8_saturates(t.extra)
     manifest = export_model(lm, out_dir, names, modes, t.name, on_step=on_step, calib=cx,
                             calib_source=source,
                             parity_inputs=None if x is None else x[:PARITY_SAMPLES],
-                            budget=budget, opt_in=opt_in)
+                            budget=budget, opt_in=opt_in, seven_bit_weights=seven_bit)
     if streaming:
         from edgernn.model.streaming import make_step_model, step_data
 
@@ -76,7 +78,8 @@ def export(
         step_lm = make_step_model(lm, step_dir, chunk)
         manifest["step"] = export_model(
             step_lm, step_dir, names, modes, t.name, on_step=on_step,
-            parity_inputs=None if x is None else step_data(x[:PARITY_SAMPLES], chunk))
+            parity_inputs=None if x is None else step_data(x[:PARITY_SAMPLES], chunk),
+            seven_bit_weights=seven_bit)
     return manifest
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -189,7 +190,7 @@ def export_model(
     target: str = "x86", on_step: Callable[[str], None] | None = None,
     calib: np.ndarray | None = None, calib_source: str | None = None,
     parity_inputs: np.ndarray | None = None, budget: Any = None,
-    opt_in: frozenset[str] = frozenset(),
+    opt_in: frozenset[str] = frozenset(), seven_bit_weights: bool = False,
 ) -> dict[str, Any]:
     """Export fp32 and quantized artifacts of ``model`` into ``out_dir``; return the manifest.
 
@@ -197,7 +198,9 @@ def export_model(
     quantizers, and ``calib_source`` says where it came from; ``parity_inputs`` (real
     samples, sample axis first) are checked besides random inputs; ``budget`` (an
     ``AccuracyBudget``, from ``--max-drop``) turns on the accuracy-aware quantizers;
-    ``opt_in`` names the other opt-in groups asked for ("per-op", "tune").
+    ``opt_in`` names the other opt-in groups asked for ("per-op", "tune");
+    ``seven_bit_weights``: the target's CPU saturates 8-bit integer products (x86 without VNNI,
+    ``Runner.int8_saturates``), so quantizers that compute in int8 store 7-bit weights.
     """
     groups = opt_in_groups(opt_in, budget is not None)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -238,6 +241,7 @@ def export_model(
             if why:
                 arts.append(failed(f"{pname}-{mode}", mode, why, status="skipped"))
         for q in quantizers_for(pname, modes, groups):
+            q = seven_bit(q) if seven_bit_weights else q
             aware = getattr(q, "accuracy_aware", False)
             step(f"{model.name}: {pname} {q.label}")
             qpath = out_dir / f"{model.name}.{pname}.{q.label}{fmt.suffix}"
@@ -264,6 +268,8 @@ def export_model(
                 continue
             art.export_seconds = time.perf_counter() - t0
             art.plugin = pname
+            if getattr(q, "seven_bit_reason", None):
+                art.notes.append(q.seven_bit_reason)
             if art.calibration is None and calib_source and q.mode in CALIBRATED:
                 art.calibration = calib_source
             arts.append(_finish(art, model, parity_inputs))
@@ -280,10 +286,27 @@ def export_model(
         "calibration_sha256": array_sha256(calib),
         "max_drop": budget.max_drop if budget is not None else None,
         "opt_in": sorted(groups),
+        "seven_bit_weights": seven_bit_weights,
         "artifacts": [_relative(a.to_dict(), out_dir) for a in arts],
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+SEVEN_BIT_REASON = (
+    "7-bit weights (reduce_range): this target's x86 CPU has no VNNI, where onnxruntime's "
+    "8-bit u8 x s8 products saturate int16 and lose accuracy")
+
+
+def seven_bit(q: Any) -> Any:
+    """``q`` storing 7-bit weights when it computes in int8 with 8-bit ones (a copy; the
+    registered quantizer is left as it is); quantizers without the choice come back as they are."""
+    if getattr(q, "reduce_range", None) is not False:
+        return q
+    q7 = copy.copy(q)
+    q7.reduce_range = True
+    q7.seven_bit_reason = SEVEN_BIT_REASON
+    return q7
 
 
 def load_manifest(out_dir: Path) -> tuple[dict[str, Any], list[Artifact]]:

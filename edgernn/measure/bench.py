@@ -144,15 +144,17 @@ class ModelBench:
     def manifest(self) -> dict[str, Any]:
         """The export of every variant: the earlier one when it covers them, else a new one."""
         s, model = self.settings, self.model
+        seven_bit = runner_class(self.target.runner).int8_saturates(self.target.extra)
         manifest = None if s.force else reuse_manifest(self.work, model, self.formats, self.modes,
-                                                       self.calib_sha, s.max_drop, s.opt_in)
+                                                       self.calib_sha, s.max_drop, s.opt_in,
+                                                       seven_bit)
         if manifest is None:
             manifest = export_model(model, self.work, self.formats, self.modes, self.target.name,
                                     on_step=self.step, calib=self.calib,
                                     calib_source=self.calib_source,
                                     parity_inputs=self.x[:PARITY_SAMPLES],
                                     budget=accuracy_budget(model, self.x, self.data.y, self.task, s),
-                                    opt_in=s.opt_in)
+                                    opt_in=s.opt_in, seven_bit_weights=seven_bit)
         return manifest
 
     def stored_rows(self, manifest: dict[str, Any],

@@ -43,7 +43,8 @@ def vname(art: Artifact, sub: str | None) -> str:
 def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
                    modes: list[str], calib_sha: str | None = None,
                    max_drop: float | None = None,
-                   opt_in: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+                   opt_in: frozenset[str] = frozenset(),
+                   seven_bit_weights: bool = False) -> dict[str, Any] | None:
     """The existing manifest in ``work`` when it is for this exact model file, was calibrated
     on the same inputs and covers every requested variant with intact files; else None."""
     try:
@@ -56,6 +57,8 @@ def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
         return None  # the same file read with other --input/--state
     if max_drop is not None and manifest.get("max_drop") != max_drop:
         return None
+    if bool(manifest.get("seven_bit_weights")) != seven_bit_weights:
+        return None  # made for a CPU with the other int8 arithmetic
     if any(m in CALIBRATED for m in modes) and manifest.get("calibration_sha256") != calib_sha:
         return None
     have = {(a.plugin, a.quantization) for a in arts}

@@ -9,7 +9,9 @@ of that runner may say and how their devices are named:
   (``hosts: [...]`` sets ``host`` per device), else None;
 - ``ON_HOST``: the runner measures on this host, so a group of it is ``count: N`` slots here;
 - ``device_id(name, extra, index)``: the id of a device whose file gives it none;
-- ``open_lock_key(extra)``: devices with the same key are opened one at a time (None: no lock).
+- ``open_lock_key(extra)``: devices with the same key are opened one at a time (None: no lock);
+- ``int8_saturates(extra)``: the device's CPU saturates 8-bit integer products (x86 without
+  VNNI), so int8 files for it store 7-bit weights.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ class Runner:
     def open_lock_key(cls, extra: dict[str, Any]) -> Hashable | None:
         """Devices whose keys are equal are opened one at a time; None: no lock."""
         return None
+
+    @classmethod
+    def int8_saturates(cls, extra: dict[str, Any]) -> bool:
+        """Whether the device's CPU saturates 8-bit u8 x s8 products in int16 (x86 without
+        VNNI); False where it cannot be known before the device is opened."""
+        return False
 
     def facts(self) -> dict[str, Any]:
         """What the target is (CPU, OS, runtime versions)."""

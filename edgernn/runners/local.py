@@ -21,6 +21,11 @@ from edgernn.runners.base import Runner, register_runner
 class LocalRunner(Runner):
     ON_HOST = True  # a group is ``count: N`` slots on this host, ids ``<name>#<i>``
 
+    @classmethod
+    def int8_saturates(cls, extra: dict[str, Any]) -> bool:
+        """This host's CPU: an x86 CPU without VNNI."""
+        return x86_without_vnni()
+
     def __init__(self, target: Any):
         self.target = target
         self.tmp = Path(tempfile.mkdtemp(prefix="edgernn-local-"))
@@ -65,3 +70,23 @@ def read_result(out_path: Path, returncode: int, stderr: str) -> dict[str, Any]:
     if not result.get("ok"):
         raise RunnerError(result.get("error", "probe failed"))
     return result
+
+
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def x86_without_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """This host is x86 and its CPU lacks every VNNI form: onnxruntime's int8 kernels then use
+    ``vpmaddubsw``, whose 16-bit sums of two u8 x s8 products saturate (8-bit weights lose
+    accuracy; 7-bit weights, |w| <= 64, cannot: 2 x 255 x 64 < 32767)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386"):
+        return False
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    return bool(flags) and not any(f in flags for f in VNNI_FLAGS)

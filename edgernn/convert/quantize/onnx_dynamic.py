@@ -217,7 +217,8 @@ class OnnxDynamicInt8:
         from edgernn.convert.quantize.onnx_rnn_int8 import decompose_rnn_int8
 
         res = decompose_rnn_int8(src, dst, lstm=self.rnn_lstm, form=self.rnn_form,
-                                 recurrent="dynamic", pre_processed=pre_processed)
+                                 recurrent="dynamic", reduce_range=self.reduce_range,
+                                 pre_processed=pre_processed)
         done = Counter(op for _, op, _ in res["nodes"])
         if not done:
             return set()
