@@ -14,7 +14,6 @@ from edgernn.errors import EdgeRNNError
 from edgernn.measure.bench import PARITY_SAMPLES, BenchSettings, bench_model, check_formats
 from edgernn.model.loading import load_model
 from edgernn.models.layers import parse_layers
-from edgernn.runners.base import runner_class
 from edgernn.runners.target import load_target
 from edgernn.study.training import TrainResult, train, write_outputs
 
@@ -66,7 +65,7 @@ def export(
                                "--calib")
         budget = AccuracyBudget(max_drop, cx, None, lm.spec.task or "classify",
                                 lm.spec.batch_axis, source or "calibration inputs")
-    seven_bit = runner_class(t.runner).int8_saturates(t.extra)
+    seven_bit = t.seven_bit_weights()
     manifest = export_model(lm, out_dir, names, modes, t.name, on_step=on_step, calib=cx,
                             calib_source=source,
                             parity_inputs=None if x is None else x[:PARITY_SAMPLES],

@@ -242,15 +242,13 @@ def _weights_of(path: Path, shape: tuple[int, ...]) -> list[np.ndarray]:
     return [a for a in _stored(path).values() if a.shape == shape]
 
 
-@pytest.fixture(scope="module")
-def token_variants(tmp_path_factory):
-    d = tmp_path_factory.mktemp("token-gru")
+def _token_export(d: Path, target: str | Path):
     torch.manual_seed(0)
     model = TokenGRU().eval()
     p = d / "tok.pt"
     torch.jit.save(torch.jit.script(model), str(p))
     base = ["export", p, "--input-shape", "batch=1,seq=12", "--input-dtype", "int64",
-            "--format", "onnx", "--quantize", "dynamic"]
+            "--format", "onnx", "--quantize", "dynamic", "--target", target]
     code, out, err = cli([*base, "--out", d / "plain"])
     assert code == 0, err + out
     plain = json.loads((d / "plain" / "manifest.json").read_text())
@@ -261,8 +259,25 @@ def token_variants(tmp_path_factory):
     return model, plain, arts, {q: d / "all" / a["path"] for q, a in arts.items() if a["path"]}
 
 
-def test_per_op_and_setting_variants_only_when_asked(token_variants):
-    _, plain, arts, _ = token_variants
+@pytest.fixture(scope="module")
+def token_variants(tmp_path_factory):
+    """Every per-op and setting variant for this host (files that run here)."""
+    return _token_export(tmp_path_factory.mktemp("token-gru"), "x86")
+
+
+@pytest.fixture(scope="module")
+def token_settings(tmp_path_factory):
+    """The setting variants for a CPU whose int8 products do not saturate, whatever this host
+    is: onnxruntime's settings around its 8-bit default (stored weights only, never run here)."""
+    d = tmp_path_factory.mktemp("token-gru-vnni")
+    target = d / "vnni.yaml"
+    target.write_text("name: vnni\nrunner: local\nformats: [onnx]\nruntimes: {onnx: onnxruntime}\n"
+                      "int8_saturates: false\n")
+    return _token_export(d, target)
+
+
+def test_per_op_and_setting_variants_only_when_asked(token_settings):
+    _, plain, arts, _ = token_settings
     asked = {"int8-dynamic-fp32rnn", "int8-dynamic-fp32matmul", "int8-dynamic-fp32gather",
              "int8-dynamic-perchannel", "int8-dynamic-u8", "int8-dynamic-reducerange"}
     assert {a["quantization"] for a in plain["artifacts"]}.isdisjoint(asked)
@@ -295,8 +310,8 @@ def test_each_op_class_kept_fp32_is_float_in_its_file(token_variants):
         np.testing.assert_allclose(got, ref, atol=0.05 * max(1.0, np.abs(ref).max()), err_msg=q)
 
 
-def test_settings_really_change_the_stored_weights(token_variants):
-    model, _, arts, files = token_variants
+def test_settings_really_change_the_stored_weights(token_settings):
+    model, _, arts, files = token_settings
     head = (32, 4)
     w = model.head.weight.detach().numpy().T
 
@@ -393,3 +408,27 @@ def test_the_host_cpu_check_reads_the_vnni_flags(tmp_path):
     x86 = platform.machine().lower() in ("x86_64", "amd64")
     assert x86_without_vnni(avx2) is x86  # never on ARM, whatever the file says
     assert x86_without_vnni(vnni) is False
+
+
+def test_on_a_saturating_cpu_the_reduce_range_setting_is_the_default(tmp_path):
+    """--tune's 7-bit setting adds nothing where the default is 7-bit already; the uint8
+    setting keeps 8-bit weights (u8 x u8 kernels widen to 16 bits before multiplying)."""
+    torch.manual_seed(0)
+    p = tmp_path / "tok.pt"
+    torch.jit.save(torch.jit.script(TokenGRU().eval()), str(p))
+    target = tmp_path / "avx2.yaml"
+    target.write_text("name: avx2\nrunner: local\nformats: [onnx]\nruntimes: {onnx: onnxruntime}\n"
+                      "int8_saturates: true\n")
+    code, out, err = cli(["export", p, "--input-shape", "batch=1,seq=12", "--input-dtype", "int64",
+                          "--format", "onnx", "--quantize", "dynamic", "--tune", "--target", target,
+                          "--out", tmp_path / "o"])
+    assert code == 0, err + out
+    arts = {a["quantization"]: a for a in
+            json.loads((tmp_path / "o" / "manifest.json").read_text())["artifacts"]}
+    assert arts["int8-dynamic-reducerange"]["status"] == "skipped"
+    assert "7-bit weights already" in arts["int8-dynamic-reducerange"]["error"]
+    head = TokenGRU().head.weight.shape[::-1]
+    default = _weights_of(tmp_path / "o" / arts["int8-dynamic"]["path"], tuple(head))[0]
+    u8 = _weights_of(tmp_path / "o" / arts["int8-dynamic-u8"]["path"], tuple(head))[0]
+    assert default.dtype == np.int8 and np.abs(default).max() == 64
+    assert u8.dtype == np.uint8 and int(u8.max()) - int(u8.min()) > 128  # all 8 bits in use

@@ -23,6 +23,18 @@ TESTBED_FIXTURES = frozenset({
     "lab", "cluster",  # Ray
 })
 
+# session/module fixtures whose setup converts with TensorFlow/LiteRT or benches many variants
+SLOW_FIXTURES = frozenset({
+    "fused", "gru_unrolled", "lstm_quantized", "foreign",  # test_tflite_keras: TF conversions
+    "converted",  # test_tflite_litert: litert-torch conversions
+    "made",  # test_tflite_quant_choices: LiteRT quantized files
+    "fused_lstm",  # test_runtimes: a tf_keras conversion
+    "weather_bench",  # test_bench: every variant of two models
+    "compared",  # test_compare: training + bench of every contender
+    "trial_bench",  # test_truth: three timing trials of every variant
+    "kws_export",  # test_streaming: the step model through every format
+})
+
 # single tests (name without parameters) that take 4 s or more, or convert with TF/LiteRT
 SLOW_TESTS = frozenset({
     # TensorFlow / LiteRT conversions
@@ -84,7 +96,7 @@ def is_slow(nodeid: str, fixtures: list[str], param: object = None) -> bool:
     """Whether the test ``nodeid`` (``tests/mod.py::name[params]``) is slow."""
     path, _, name = nodeid.partition("::")
     module = path.rsplit("/", 1)[-1]
-    if module in SLOW_MODULES or TESTBED_FIXTURES & set(fixtures):
+    if module in SLOW_MODULES or (TESTBED_FIXTURES | SLOW_FIXTURES) & set(fixtures):
         return True
     if param == "postgres":  # a store test's PostgreSQL backend
         return True

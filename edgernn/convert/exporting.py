@@ -241,11 +241,17 @@ def export_model(
             if why:
                 arts.append(failed(f"{pname}-{mode}", mode, why, status="skipped"))
         for q in quantizers_for(pname, modes, groups):
-            q = seven_bit(q) if seven_bit_weights else q
             aware = getattr(q, "accuracy_aware", False)
             step(f"{model.name}: {pname} {q.label}")
             qpath = out_dir / f"{model.name}.{pname}.{q.label}{fmt.suffix}"
             variant = f"{pname}-{q.label}"
+            if seven_bit_weights:
+                if getattr(q, "kind", None) == "setting" and getattr(q, "reduce_range", False):
+                    arts.append(failed(variant, q.label, "the default int8 file for this target "
+                                       "stores 7-bit weights already (its CPU saturates 8-bit "
+                                       "products)", status="skipped"))
+                    continue
+                q = seven_bit(q)
             reason = q.available()
             if reason:
                 arts.append(failed(variant, q.label, reason))
@@ -299,9 +305,11 @@ SEVEN_BIT_REASON = (
 
 
 def seven_bit(q: Any) -> Any:
-    """``q`` storing 7-bit weights when it computes in int8 with 8-bit ones (a copy; the
-    registered quantizer is left as it is); quantizers without the choice come back as they are."""
-    if getattr(q, "reduce_range", None) is not False:
+    """``q`` storing 7-bit weights when it computes u8 x s8 products with 8-bit int8 weights
+    (a copy; the registered quantizer is left as it is). Quantizers without the choice, and
+    uint8 weights (u8 x u8 kernels widen to 16 bits first: no saturation), come back as they
+    are."""
+    if getattr(q, "reduce_range", None) is not False or getattr(q, "weight_type", "QInt8") != "QInt8":
         return q
     q7 = copy.copy(q)
     q7.reduce_range = True

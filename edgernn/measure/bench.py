@@ -144,7 +144,7 @@ class ModelBench:
     def manifest(self) -> dict[str, Any]:
         """The export of every variant: the earlier one when it covers them, else a new one."""
         s, model = self.settings, self.model
-        seven_bit = runner_class(self.target.runner).int8_saturates(self.target.extra)
+        seven_bit = self.target.seven_bit_weights()
         manifest = None if s.force else reuse_manifest(self.work, model, self.formats, self.modes,
                                                        self.calib_sha, s.max_drop, s.opt_in,
                                                        seven_bit)

@@ -34,7 +34,7 @@ _SCHEMA: dict[str, type | tuple[type, ...]] = {
     "name": str, "description": str, "runner": str, "formats": list, "runtimes": dict,
     "quantize": list, "threads": int, "cpus": list, "emulated": bool, "options": dict,
     "timeout_s": (int, float), "aliases": list, "setup": str,
-    "count": int, "devices": list,
+    "count": int, "devices": list, "int8_saturates": bool,
 }  # and each runner's group shorthand (hosts, serials): a list
 
 
@@ -93,6 +93,15 @@ class Target:
     count: int = 1  # local runner: measurement slots on this host
     group: list[dict[str, Any]] = field(default_factory=list)  # per-device overrides (+ "id")
     device_id: str = ""  # set on a device's Target (edgernn.runners.inventory.devices) and plain targets
+    # the device's CPU saturates 8-bit int8 products (x86 without VNNI); None: the runner knows
+    int8_saturates: bool | None = None
+
+    def seven_bit_weights(self) -> bool:
+        """Whether int8 files for this target store 7-bit weights: the file's
+        ``int8_saturates``, else what the runner knows of the device (``Runner.int8_saturates``)."""
+        if self.int8_saturates is not None:
+            return self.int8_saturates
+        return RUNNERS[self.runner].int8_saturates(self.extra) if self.runner in RUNNERS else False
 
     def __post_init__(self) -> None:
         self.extra = RunnerKeys(self.extra)
