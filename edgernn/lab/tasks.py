@@ -54,15 +54,16 @@ class Job:
 
 def export_key(model: ModelEntry, data: Path, target: Target, bench: dict[str, Any]) -> str:
     """Content hash naming a model's exports: the model file, how it is read, the data (the
-    calibration fallback), the formats, quantizations and opt-ins asked for. Target groups
-    asking for the same share one export."""
+    calibration fallback), the formats, quantizations and opt-ins asked for, and whether the
+    group's CPU needs 7-bit int8 weights. Target groups asking for the same share one export."""
     key = {"model": sha256_file(model.path), "load": {k: list(v) if isinstance(v, tuple) else v
                                                       for k, v in model.load.items()},
            "data": sha256_file(data),
            "formats": sorted(check_formats(target, bench.get("formats") or target.formats)),
            "modes": sorted(bench["modes"] if bench.get("modes") is not None else target.quantize),
            "opt_in": sorted(bench.get("opt_in") or ()), "max_drop": bench.get("max_drop"),
-           "calib": sha256_file(bench["calib_path"]) if bench.get("calib_path") else None}
+           "calib": sha256_file(bench["calib_path"]) if bench.get("calib_path") else None,
+           "seven_bit_weights": target.seven_bit_weights()}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -241,8 +241,9 @@ class ModelBench:
                "runtime": target.runtimes[art.format], "path": "artifact", **self.described,
                **({"delegate": sub} if sub else {})}
         files = {"data": self.data_file, "artifact": self.work / art.path}
+        runner = self.target_runner()  # a target that cannot be opened ends the bench (one line)
         try:
-            fill_row(row, timed_use(row, self.target_runner(), job, files))
+            fill_row(row, timed_use(row, runner, job, files))
         except RunnerError as e:
             row.update(status="run failed", reason=str(e))
         except KeyboardInterrupt:
