@@ -247,3 +247,23 @@ def test_adb_devices_behind_one_server_all_get_their_own_answer(only_tmp_targets
     assert [(r["device"], r["status"].split(";")[0]) for r in rows] == [
         (f"phones@{s}", f"unreachable: Android device {s} not found (adb devices lists: none)")
         for s in serials]
+
+
+def test_groups_share_an_export_unless_their_int8_arithmetic_differs(tmp_path):
+    """An x86 group whose CPU saturates 8-bit int8 products gets files with 7-bit weights, so it
+    cannot share a sweep's export directory with a group that takes 8-bit ones."""
+    from edgernn.lab.sweep_file import ModelEntry
+    from edgernn.lab.tasks import export_key
+
+    (tmp_path / "m.pt").write_bytes(b"model")
+    (tmp_path / "d.npz").write_bytes(b"data")
+    keys = {}
+    for name, sat in (("a", False), ("b", False), ("c", True)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({
+            "name": name, "runner": "local", "formats": ["onnx"],
+            "runtimes": {"onnx": "onnxruntime"}, "quantize": ["dynamic"],
+            "int8_saturates": sat}))
+        t = load_target(str(tmp_path / f"{name}.yaml"))
+        assert t.seven_bit_weights() is sat
+        keys[name] = export_key(ModelEntry(tmp_path / "m.pt"), tmp_path / "d.npz", t, {})
+    assert keys["a"] == keys["b"] != keys["c"]
