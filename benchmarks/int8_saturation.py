@@ -26,7 +26,8 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from edgernn.runners.local import VNNI_FLAGS, x86_without_vnni  # noqa: E402
+from edgernn.probe.main import device_facts  # noqa: E402
+from edgernn.runners.local import VNNI_FLAGS, cpu_flags, x86_without_vnni  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "int8_saturation.json"
 
@@ -71,10 +72,8 @@ def main() -> None:
             r = rows[-1]
             print(f"{r['weights']} weights, first LSTM fp32={first_fp32!s:5}: agreement "
                   f"{r['agreement']:.3f}, max |score diff| {r['max_abs_score_diff']:.4f}")
-    flags = next((ln.split(":", 1)[1].split() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("flags")), [])
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    flags = cpu_flags()
+    cpu = device_facts().get("cpu_model") or platform.processor()
     OUT.write_text(json.dumps({
         "cpu": cpu, "machine": platform.machine(), "x86_without_vnni": x86_without_vnni(),
         "vnni_flags_present": [f for f in VNNI_FLAGS if f in flags],

@@ -33,10 +33,11 @@ from edgernn.measure.inputs import (
     score_threshold,
 )
 from edgernn.measure.pending import Pending, finish_trials, more_trials
-from edgernn.measure.plan import bench_plan, check_formats, reuse_manifest, runtime_module, vname
+from edgernn.measure.plan import bench_plan, check_formats, reuse_manifest, vname
 from edgernn.measure.rows import base_row, fill_row, judge, set_rtf, target_runtimes, timed_use
 from edgernn.measure.settings import BenchSettings, probe_job, settings_key
 from edgernn.model.loading import LoadedModel, load_model, sha256_file
+from edgernn.probe.runtimes import runtime_package
 from edgernn.runners import get_runner
 from edgernn.runners.base import runner_class
 from edgernn.runners.target import Target
@@ -172,7 +173,7 @@ class ModelBench:
                 installed = installed()
             for variant, hit in hits.items():
                 if hit and hit.get("runtime_version") and \
-                        installed.get(runtime_module(hit["runtime"])) != hit["runtime_version"]:
+                        installed.get(runtime_package(hit["runtime"])) != hit["runtime_version"]:
                     hits[variant] = None
         return hits
 

@@ -87,10 +87,3 @@ def check_formats(target: Target, formats: list[str]) -> list[str]:
             f"it runs {', '.join(target.runtimes)}"
         )
     return names
-
-
-def runtime_module(runtime: str) -> str:
-    """The importable top-level module behind a runtime name ("litert" -> "ai_edge_litert")."""
-    from edgernn.probe.runtimes import runtime_package
-
-    return runtime_package(runtime)

@@ -83,10 +83,15 @@ def x86_without_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
     if platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386"):
         return False
+    flags = cpu_flags(cpuinfo)
+    return bool(flags) and not any(f in flags for f in VNNI_FLAGS)
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The first CPU's feature flags in ``cpuinfo`` ([] when it cannot be read or has none)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])
-    return bool(flags) and not any(f in flags for f in VNNI_FLAGS)
+        return []
+    return next((line.split(":", 1)[1].split() for line in text.splitlines()
+                 if line.startswith("flags")), [])

@@ -101,7 +101,7 @@ class Target:
         ``int8_saturates``, else what the runner knows of the device (``Runner.int8_saturates``)."""
         if self.int8_saturates is not None:
             return self.int8_saturates
-        return RUNNERS[self.runner].int8_saturates(self.extra) if self.runner in RUNNERS else False
+        return runner_class(self.runner).int8_saturates(self.extra)
 
     def __post_init__(self) -> None:
         self.extra = RunnerKeys(self.extra)
