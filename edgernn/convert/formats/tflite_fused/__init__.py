@@ -1,0 +1,165 @@
+"""``tflite-fused``: TFLite for any model litert-torch converts, with fused recurrent kernels.
+
+Route (recorded in each artifact's ``backend``): every ``nn.LSTM`` / ``nn.GRU`` of an eager
+model is swapped for StableHLO composites (``tflite_fused.markers``; TorchScript archives are
+rewritten on their ExportedProgram graph instead), litert-torch converts the whole model in a
+child process (every other op as it always does, nothing unrolled), and
+``tflite_fused.legalize`` turns each composite into ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (one per
+layer and direction; a reverse direction runs between two ``REVERSE_V2``) or, for a GRU, a
+``WHILE`` loop. Conversion takes seconds, not the minutes an unrolled file takes.
+
+Limits (each a note or a skip, never a wrong file): the input shape is fixed at the example's
+(litert-torch converts static shapes); a layer called with a given initial state runs unrolled
+(the fused op keeps its state in variable tensors); a graph that reads an LSTM's final cell
+state is refused. The runtime must reset variable tensors before each sequence (edgernn's
+probe does).
+
+The pre-legalization file and the layers' weights are kept in this process for the
+quantizers (``edgernn.convert.quantize.tflite_fused``), which quantize the rest of the graph
+with ai-edge-quantizer and choose per recurrent layer whether its weights are int8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgernn.convert.artifact import Artifact
+from edgernn.convert.formats.base import register_format
+from edgernn.convert.formats.tflite_common import io_details, one_line, op_census
+from edgernn.convert.formats.tflite_fused.legalize import legalize
+from edgernn.convert.formats.tflite_fused.markers import Layer, Marked, mark_graph, mark_modules
+from edgernn.convert.formats.tflite_litert import INSTALL, _missing, _trace, run_child
+from edgernn.errors import ExportError, Unsupported
+from edgernn.model.loading import LoadedModel
+
+NAME = "tflite-fused"
+
+
+@dataclass
+class Converted:
+    """What the quantizers need: the file before legalization and the layers it stands for."""
+
+    raw: bytes
+    layers: dict[int, Layer]
+    kept: list[str]
+    litert_torch: str
+    scripted: bool = False
+
+
+_CONVERTED: dict[str, Converted] = {}  # fp32 file path -> its conversion (this process)
+
+
+def converted(model: LoadedModel, fp32_path: str) -> Converted:
+    """The conversion behind an fp32 file, redone when this process did not make it."""
+    key = str(Path(fp32_path).resolve())
+    if key not in _CONVERTED:
+        _CONVERTED[key] = _convert(model)
+    return _CONVERTED[key]
+
+
+def _convert(model: LoadedModel) -> Converted:
+    import torch
+
+    example = tuple(model.example_inputs(batch=1))
+    scripted = isinstance(model.module, torch.jit.ScriptModule)
+    with tempfile.TemporaryDirectory(prefix="edgernn-fused-") as tmp:
+        program, ex_file, raw = Path(tmp) / "model.pt2", Path(tmp) / "example.npz", Path(tmp) / "raw.tflite"
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+                warnings.simplefilter("ignore")
+                marked = _marked(model.module, example, scripted)
+                ep = torch.export.export(marked.module, example, strict=False)
+                torch.export.save(ep, str(program))
+        except Unsupported:
+            raise
+        except Exception as e:
+            raise ExportError(f"torch.export of the marked model failed: {one_line(e)}") from None
+        if not marked.layers:
+            raise Unsupported("no nn.LSTM or nn.GRU to fuse (tflite-litert converts this model)")
+        np.savez(ex_file, **{f"a{k}": t.numpy() for k, t in enumerate(example)})
+        res = run_child("edgernn.convert.formats.tflite_litert", {
+            "program": str(program), "example": str(ex_file), "out": str(raw),
+        }, "litert-torch conversion")
+        if not raw.exists():
+            raise ExportError("litert-torch conversion wrote no file")
+        return Converted(raw.read_bytes(), marked.layers, marked.kept, res.get("litert_torch", "?"),
+                         scripted)
+
+
+def _marked(module: Any, example: tuple[Any, ...], scripted: bool) -> Marked:
+    if not scripted:
+        return mark_modules(module)
+    ep = _trace(module, example, scripted=True)  # TorchScript -> specialised ExportedProgram
+    return mark_graph(ep.module())
+
+
+class TfliteFusedFormat:
+    name = NAME
+    family = "tflite"
+    suffix = ".tflite"
+    runtime = "litert"
+
+    def available(self) -> str | None:
+        missing = _missing("litert_torch", "ai_edge_litert")
+        if missing:
+            dist = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}[missing]
+            return f"{dist} is not installed ({INSTALL})"
+        return None
+
+    def export(self, model: LoadedModel, path: Path) -> Artifact:
+        t0 = time.perf_counter()
+        conv = _convert(model)
+        _CONVERTED[str(path.resolve())] = conv
+        return write_variant(model, conv, path, int8_layers=(), quantization="fp32",
+                             seconds=time.perf_counter() - t0)
+
+
+def write_variant(model: LoadedModel, conv: Converted, path: Path, int8_layers: Any,
+                  quantization: str, seconds: float, raw: bytes | None = None) -> Artifact:
+    """Legalize ``raw`` (default: the fp32 conversion) into ``path`` and describe it."""
+    done = legalize(raw if raw is not None else conv.raw, conv.layers, int8_layers)
+    path.unlink(missing_ok=True)
+    path.write_bytes(done.blob)
+    ops = op_census(path)
+    shape = list(model.example_inputs(batch=1)[0].shape)
+    int8 = set(int8_layers)
+    notes = [route_note(conv, done.fused_lstm, done.gru_loops)]
+    if int8 and len(int8) < len(conv.layers):
+        kept = [conv.layers[i].describe() for i in sorted(set(conv.layers) - int8)]
+        notes.append(f"recurrent weights int8 except {', '.join(kept)} (kept fp32)")
+    notes.append(f"fixed input shape {shape} (litert-torch converts static shapes); the fused "
+                 "LSTM's state is a variable tensor: reset it before each sequence")
+    notes += conv.kept
+    if conv.scripted:
+        notes.append("TorchScript archive turned into an ExportedProgram (torch's TS2EPConverter) "
+                     "and its recurrent nodes rewritten there; parity checked")
+    info = io_details(path)
+    if model.spec.dtype == "int64" and info.get("input_dtype") == "int32":
+        notes.append("int64 token input became int32; feed int32 ids on the device")
+    return Artifact(
+        variant=f"{NAME}-{quantization}", format="tflite", quantization=quantization,
+        runtime="litert", path=str(path), export_seconds=seconds, accepts_other_seq_len=False,
+        dynamic_batch=False, notes=notes, ops=ops,
+        backend=f"litert-torch {conv.litert_torch} + edgernn composites legalized to fused ops",
+    )
+
+
+def route_note(conv: Converted, lstm: int, gru: int) -> str:
+    parts = []
+    if lstm:
+        parts.append(f"{lstm} UNIDIRECTIONAL_SEQUENCE_LSTM (one per layer and direction)")
+    if gru:
+        parts.append(f"{gru} GRU WHILE loop(s)")
+    return "route: composites -> " + (" and ".join(parts) or "no recurrent op")
+
+
+register_format(TfliteFusedFormat())

@@ -1,0 +1,141 @@
+"""Quantizers for ``tflite-fused`` files.
+
+- ``int8-dynamic``: ai-edge-quantizer's ``dynamic_wi8_afp32`` recipe over every op litert-torch
+  wrote (FULLY_CONNECTED, convolutions, embeddings), and every recurrent layer's weights int8
+  with one symmetric scale per tensor (the fused LSTM's hybrid kernel: int8 weights, float
+  state and activations, inputs quantized on the fly).
+- ``int8-mixed`` (accuracy-aware; made when data gives an accuracy budget and all-int8 misses
+  it): recurrent layers kept fp32 one at a time, the most sensitive first (each layer's drop
+  measured alone with LiteRT), until the drop fits; the rest of the graph stays int8.
+
+fp16 and full int8 are not offered: the fused LSTM kernel takes neither float16 weights nor,
+without per-gate intermediate scales, int8 activations (``tflite-litert`` makes those files).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edgernn.convert.artifact import Artifact
+from edgernn.convert.formats.tflite_common import weight_census
+from edgernn.convert.formats.tflite_fused import NAME, converted, write_variant
+from edgernn.convert.formats.tflite_litert import INSTALL, _missing, run_child
+from edgernn.convert.quantize.base import NotApplicable, register_quantizer, register_unsupported
+from edgernn.errors import EdgeRNNError
+from edgernn.model.loading import LoadedModel
+
+
+def _rest_int8(raw: bytes, work: Path) -> tuple[bytes, str]:
+    """The pre-legalization file with ai-edge-quantizer's dynamic recipe applied (composites
+    are left alone), and the quantizer's version."""
+    src, out = work / "raw.tflite", work / "raw-int8.tflite"
+    src.write_bytes(raw)
+    res = run_child("edgernn.convert.quantize.tflite_litert",
+                    {"src": str(src), "out": str(out), "mode": "dynamic", "recipe": "dynamic"},
+                    "ai-edge-quantizer int8-dynamic")
+    if not out.exists():
+        raise EdgeRNNError("ai-edge-quantizer int8-dynamic wrote no file")
+    return out.read_bytes(), str(res.get("ai_edge_quantizer", "?"))
+
+
+class _FusedQuantizer:
+    format = NAME
+    mode = "dynamic"
+
+    def available(self) -> str | None:
+        missing = _missing("ai_edge_quantizer", "ai_edge_litert", "litert_torch")
+        return f"{missing.replace('_', '-')} is not installed ({INSTALL})" if missing else None
+
+    def _finish(self, art: Artifact, path: Path, version: str) -> Artifact:
+        census = weight_census(path)
+        total = sum(census.values())
+        frac = census.get("INT8", 0) / total if total else 0.0
+        if frac == 0.0:
+            path.unlink(missing_ok=True)
+            raise NotApplicable("no weight became int8")
+        art.quantized_fraction = frac
+        art.notes.insert(1, f"int8 weights: {frac:.0%} of weight elements (counted in the file); "
+                            "activations float (hybrid kernels)")
+        art.backend = f"{art.backend}; ai-edge-quantizer {version} dynamic_wi8_afp32 + " \
+                      "edgernn per-tensor int8 recurrent weights"
+        return art
+
+
+class FusedDynamicInt8(_FusedQuantizer):
+    label = "int8-dynamic"
+
+    def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
+        t0 = time.perf_counter()
+        conv = converted(model, fp32.path)
+        with tempfile.TemporaryDirectory(prefix="edgernn-fused-q-") as tmp:
+            raw, version = _rest_int8(conv.raw, Path(tmp))
+        art = write_variant(model, conv, path, conv.layers.keys(), self.label,
+                            time.perf_counter() - t0, raw=raw)
+        return self._finish(art, path, version)
+
+
+class FusedMixedInt8(_FusedQuantizer):
+    """Recurrent layers kept fp32, most sensitive first, until the measured drop fits."""
+
+    label = "int8-mixed"
+    accuracy_aware = True
+    opt_in = "max-drop"
+
+    def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None,
+                 budget: Any = None) -> Artifact:
+        from edgernn.convert.quantize.accuracy_budget import needs_budget
+
+        needs_budget(model, budget)
+        t0 = time.perf_counter()
+        conv = converted(model, fp32.path)
+        what, limit = budget.describe(), budget.max_drop
+        ids = sorted(conv.layers)
+        with tempfile.TemporaryDirectory(prefix="edgernn-fused-mix-") as tmp:
+            work = Path(tmp)
+            raw, version = _rest_int8(conv.raw, work)
+            reference = budget.outputs(Path(fp32.path))
+
+            def drop_with(int8: list[int]) -> float:
+                p = work / "try.tflite"
+                write_variant(model, conv, p, int8, self.label, 0.0, raw=raw)
+                return budget.drop(reference, budget.outputs(p))
+
+            d_full = drop_with(ids)
+            if d_full <= limit:
+                raise NotApplicable(f"all-int8 is within the budget {limit:g} already ({what}: "
+                                    f"{d_full:.4g})")
+            sens = {i: drop_with([j for j in ids if j != i]) for i in ids}
+            kept: list[int] = []
+            reached = d_full
+            for i in sorted(ids, key=lambda k: sens[k]):
+                if len(kept) + 1 == len(ids):
+                    break  # every layer float: that is the fp32 recurrence, not a mix
+                kept.append(i)
+                reached = drop_with([j for j in ids if j not in kept])
+                if reached <= limit:
+                    break
+            if reached > limit:
+                raise NotApplicable(
+                    f"no mix of recurrent layers fits the budget {limit:g}: with "
+                    f"{len(kept)} of {len(ids)} kept fp32 the {what} is {reached:.4g} "
+                    f"(all-int8: {d_full:.4g})")
+        int8 = [j for j in ids if j not in kept]
+        art = write_variant(model, conv, path, int8, self.label, time.perf_counter() - t0, raw=raw)
+        art.notes.insert(0, (
+            "mixed precision: kept fp32 " + "; ".join(
+                f"{conv.layers[k].describe()} (drop with only it fp32: {sens[k]:.4g})" for k in kept)
+            + f"; {what}: {reached:.4g} (all-int8: {d_full:.4g})"))
+        return self._finish(art, path, version)
+
+
+register_quantizer(FusedDynamicInt8())
+register_quantizer(FusedMixedInt8())
+register_unsupported(NAME, "fp16", "the fused LSTM kernel takes no float16 weights; "
+                                   "tflite-litert makes fp16 files")
+register_unsupported(NAME, "int8", "full int8 of the fused LSTM needs per-gate intermediate "
+                                   "scales edgernn does not calibrate yet; tflite-litert makes "
+                                   "full-int8 files")
+register_unsupported(NAME, "int16x8", "no int16x8 fused LSTM; tflite-litert makes int16x8 files")
