@@ -27,6 +27,7 @@ TESTBED_FIXTURES = frozenset({
 SLOW_FIXTURES = frozenset({
     "fused", "gru_unrolled", "lstm_quantized", "foreign",  # test_tflite_keras: TF conversions
     "converted",  # test_tflite_litert: litert-torch conversions
+    "fused_corpus",  # test_tflite_fused: litert-torch conversions of 12 architectures
     "made",  # test_tflite_quant_choices: LiteRT quantized files
     "fused_lstm",  # test_runtimes: a tf_keras conversion
     "weather_bench",  # test_bench: every variant of two models
@@ -38,6 +39,9 @@ SLOW_FIXTURES = frozenset({
 # single tests (name without parameters) that take 4 s or more, or convert with TF/LiteRT
 SLOW_TESTS = frozenset({
     # TensorFlow / LiteRT conversions
+    "test_tflite_fused.py::test_learned_initial_state_runs_unrolled_and_says_so",
+    "test_tflite_fused.py::test_final_cell_state_use_is_refused_in_one_line",
+    "test_tflite_fused.py::test_traced_torchscript_speaker_encoder_is_fused",
     "test_tflite_keras.py::test_weight_transfer_parity",
     "test_tflite_keras.py::test_scripted_conv_lstm_is_fused_with_dynamic_sequence",
     "test_tflite_keras.py::test_scripted_conv_lstm_unrolled_has_dynamic_batch",

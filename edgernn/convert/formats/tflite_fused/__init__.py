@@ -127,6 +127,9 @@ def write_variant(model: LoadedModel, conv: Converted, path: Path, int8_layers: 
                   quantization: str, seconds: float, raw: bytes | None = None) -> Artifact:
     """Legalize ``raw`` (default: the fp32 conversion) into ``path`` and describe it."""
     done = legalize(raw if raw is not None else conv.raw, conv.layers, int8_layers)
+    if not done.fused_lstm and not done.gru_loops:
+        raise Unsupported("nothing to fuse: " + ("; ".join(conv.kept) or "no recurrent layer ran")
+                          + " (tflite-litert makes this file)")
     path.unlink(missing_ok=True)
     path.write_bytes(done.blob)
     ops = op_census(path)
