@@ -27,7 +27,7 @@ def bench_plan(manifest: dict[str, Any], target: Target,
                                                                  settings.max_drop is not None))
     arts = [Artifact.from_dict(a) for a in manifest["artifacts"]
             if a.get("status") != NOT_RELEVANT  # a variant about an op the graph lacks
-            and a.get("quantization") not in not_asked]  # a reused manifest's other opt-ins
+            and (a.get("plugin"), a.get("quantization")) not in not_asked]  # other opt-ins
     subs = sub_variants(target)
     plan = [(a, d) for a in arts for d in (subs if a.status == "ok" else [None])]
     if settings.only is not None:

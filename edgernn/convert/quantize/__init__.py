@@ -2,6 +2,7 @@
 
 from edgernn.convert.quantize import onnx_dynamic as _onnx_dynamic  # noqa: F401
 from edgernn.convert.quantize import onnx_fp16 as _onnx_fp16  # noqa: F401
+from edgernn.convert.quantize import onnx_weight_only as _onnx_weight_only  # noqa: F401
 from edgernn.convert.quantize import tflite_fused as _tflite_fused  # noqa: F401
 from edgernn.convert.quantize import tflite_keras as _tflite_keras  # noqa: F401
 from edgernn.convert.quantize import tflite_litert as _tflite_litert  # noqa: F401

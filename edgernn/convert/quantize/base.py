@@ -80,9 +80,10 @@ def quantizers_for(fmt: str, modes: list[str], opt_in: frozenset[str] | set[str]
             if getattr(q, "opt_in", None) in (None, *opt_in)]
 
 
-def opt_in_labels(groups: frozenset[str] | set[str]) -> set[str]:
-    """Labels of the quantizers that only the ``groups`` given turn on."""
-    return {q.label for group in _QUANTIZERS.values() for q in group
+def opt_in_labels(groups: frozenset[str] | set[str]) -> set[tuple[str, str]]:
+    """(format, label) of the quantizers that only the ``groups`` given turn on (one label
+    may be opt-in for one format and made by default for another)."""
+    return {(q.format, q.label) for group in _QUANTIZERS.values() for q in group
             if getattr(q, "opt_in", None) in groups}
 
 
