@@ -22,6 +22,7 @@ same classes at deployment sizes. What each stands for:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -218,3 +219,44 @@ CORPUS = {
     "gru_lstm_mix": (GRULSTMMix, (16, 8), "float", 1, 2),
     "time_major": (TimeMajor, (16, 6), "float", 2, 0),
 }
+
+
+# --------------------------------------------------------------------------- data where int8 hurts
+
+def speaker_data(n: int, frames: int = 40, feats: int = 40, speakers: int = 6,
+                 seed: int = 0, offset: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
+    """Unnormalised features: every bin sits near ``offset`` (a raw energy level) and each
+    speaker's identity is a small pattern (+-0.3) on top. An int8 input scale must span the
+    offset, so the pattern keeps a few levels only: the first recurrent layer is where int8
+    hurts, as on real speech models fed raw (not mean-removed) features."""
+    patterns = np.random.default_rng(1234).uniform(-0.3, 0.3, size=(speakers, feats))
+    rng = np.random.default_rng(seed)  # the speakers are fixed; ``seed`` draws utterances
+    y = rng.integers(0, speakers, size=n)
+    drift = rng.uniform(0.7, 1.3, size=(n, frames, 1))
+    x = offset + patterns[y][:, None, :] * drift + rng.normal(0, 0.08, size=(n, frames, feats))
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def train_speaker_encoder(x: np.ndarray, y: np.ndarray, hidden: int = 32, layers: int = 3,
+                          epochs: int = 8, seed: int = 0) -> SpeakerEncoder:
+    """A SpeakerEncoder trained on standardised features, with the standardisation then folded
+    into the first LSTM layer's input weights and bias (exact in fp32): the deployed model takes
+    the raw features, as many shipped models do."""
+    torch.manual_seed(seed)
+    mean, std = float(x.mean()), float(x.std())
+    model = SpeakerEncoder(x.shape[2], hidden, layers, int(y.max()) + 1)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    xt, yt = torch.from_numpy((x - mean) / std), torch.from_numpy(y)
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), 32):
+            idx = perm[i:i + 32]
+            loss = F.cross_entropy(10.0 * model(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():  # W (x - m) / s + b  ==  (W / s) x + (b - (W / s) m)
+        w = model.lstm.weight_ih_l0
+        w.div_(std)
+        model.lstm.bias_ih_l0.sub_(w.sum(dim=1) * mean)
+    return model.eval()

@@ -240,7 +240,7 @@ def test_mixed_keeps_the_front_float_within_the_budget(made):
     int8_tensors = {w["index"] for w, _ in rest}
     assert len(int8_tensors) == 3  # GRU input, GRU recurrent, head
     text = art.notes[0]
-    assert text.startswith(f"mixed precision for --max-drop {BUDGET:g}: kept float front "
+    assert text.startswith(f"mixed precision for the accuracy budget {BUDGET:g}: kept float front "
                            "(Linear) weight [8x2]"), text
     assert f"(all-int8: {d_all:.4g})" in text and f": {d_mixed:.4g} (all-int8" in text, text
     assert "3 of 4 int8 weight tensor(s) stay int8" in text
@@ -253,7 +253,7 @@ def test_mixed_is_not_applicable_when_all_int8_fits(made):
     with pytest.raises(NotApplicable) as e:
         LitertMixedInt8().quantize(made["lm"], made["fp32"], made["out"] / "never.tflite",
                                    budget=AccuracyBudget(1.0, x, None, "classify"))
-    assert str(e.value) == ("all-int8 is within --max-drop 1 already (share of changed "
+    assert str(e.value) == ("all-int8 is within the accuracy budget 1 already (share of changed "
                             f"predictions vs fp32 on {N} calibration inputs: {d_all:.4g})")
     with pytest.raises(NotApplicable, match="needs --max-drop"):
         LitertMixedInt8().quantize(made["lm"], made["fp32"], made["out"] / "never.tflite")

@@ -11,6 +11,7 @@ nothing; a row waiting for more trials is provisional and rewritten when they ar
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ class ModelBench:
         self.data = data = load_eval(data_path)
         self.data_sha = sha256_file(Path(data_path))
         self.task = task = model.spec.task or data.task
+        if settings.max_drop is None and default_max_drop(model, task, data.y) is not None:
+            settings = replace(settings, max_drop=default_max_drop(model, task, data.y))
+            self.settings = settings
         self.x = x = fit_data(model, data)
         steps = per_step(model, data.y, task)
         check_targets(data, model.spec, task, model_classes(model, x, task, steps))
@@ -303,6 +307,18 @@ def model_classes(model: LoadedModel, x: np.ndarray, task: str,
     except Exception as e:
         raise EdgeRNNError(f"{model.path}: the model does not run on the evaluation data "
                            f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+
+DEFAULT_MAX_DROP = 0.005  # 0.5 percentage points of accuracy
+
+
+def default_max_drop(model: LoadedModel, task: str, y: Any) -> float | None:
+    """The accuracy budget a bench uses when ``--max-drop`` is not given: 0.5 pp for a
+    whole-sequence classifier with labels (int8-mixed is then built whenever all-int8 loses
+    more); None otherwise (other metrics have no unit-free default)."""
+    if task != "classify" or y is None or model.sig.is_streaming:
+        return None
+    return DEFAULT_MAX_DROP
 
 
 def accuracy_budget(model: LoadedModel, x: np.ndarray, y: np.ndarray, task: str,

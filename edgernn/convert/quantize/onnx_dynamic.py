@@ -261,18 +261,18 @@ class OnnxMixedInt8(OnnxDynamicInt8):
             d_full = budget.drop(reference, budget.outputs(Path(full.path)))
             what = budget.describe()
             if d_full <= budget.max_drop:
-                raise NotApplicable(f"all-int8 is within --max-drop {budget.max_drop:g} already "
-                                    f"({what}: {d_full:.4g})")
+                raise NotApplicable(f"all-int8 is within the accuracy budget {budget.max_drop:g} "
+                                    f"already ({what}: {d_full:.4g})")
             cands = [(n.name, n.op_type) for n in self.last_nodes if n.fate.startswith("->")]
             kept, reached, sens = greedy_float_ops(
                 lambda names, p: self._quantize(fp32, p, tuple(names), prep), cands, budget,
                 reference, work)
             if reached > budget.max_drop:
-                raise NotApplicable(f"no mix fits --max-drop {budget.max_drop:g}: with all {len(kept)} "
-                                    f"quantizable op(s) float the {what} is {reached:.4g}")
+                raise NotApplicable(f"no mix fits the accuracy budget {budget.max_drop:g}: with all "
+                                    f"{len(kept)} quantizable op(s) float the {what} is {reached:.4g}")
             art = self._quantize(fp32, path, tuple(n for n, _ in kept), prep)
         art.notes.insert(0, (
-            f"mixed precision for --max-drop {budget.max_drop:g}: kept float "
+            f"mixed precision for the accuracy budget {budget.max_drop:g}: kept float "
             + ", ".join(f"{n} ({op}, alone-float drop {sens[n]:.4g})" for n, op in kept)
             + f"; {what}: {reached:.4g} (all-int8: {d_full:.4g}); "
             f"{len(cands) - len(kept)} of {len(cands)} quantizable op(s) stay int8"))

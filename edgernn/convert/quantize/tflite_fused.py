@@ -105,7 +105,7 @@ class FusedMixedInt8(_FusedQuantizer):
 
             d_full = drop_with(ids)
             if d_full <= limit:
-                raise NotApplicable(f"all-int8 is within the budget {limit:g} already ({what}: "
+                raise NotApplicable(f"all-int8 is within the accuracy budget {limit:g} already ({what}: "
                                     f"{d_full:.4g})")
             sens = {i: drop_with([j for j in ids if j != i]) for i in ids}
             kept: list[int] = []
@@ -119,7 +119,7 @@ class FusedMixedInt8(_FusedQuantizer):
                     break
             if reached > limit:
                 raise NotApplicable(
-                    f"no mix of recurrent layers fits the budget {limit:g}: with "
+                    f"no mix of recurrent layers fits the accuracy budget {limit:g}: with "
                     f"{len(kept)} of {len(ids)} kept fp32 the {what} is {reached:.4g} "
                     f"(all-int8: {d_full:.4g})")
         int8 = [j for j in ids if j not in kept]

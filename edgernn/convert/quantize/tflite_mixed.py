@@ -269,7 +269,7 @@ class LitertMixedInt8(LitertDynamicInt8):
             self._run(fp32, full)
             d_full = budget.drop(reference, budget.outputs(full))
             if d_full <= limit:
-                raise NotApplicable(f"all-int8 is within --max-drop {limit:g} already "
+                raise NotApplicable(f"all-int8 is within the accuracy budget {limit:g} already "
                                     f"({what}: {d_full:.4g})")
             cands = candidates(full)
             if not cands:
@@ -292,11 +292,11 @@ class LitertMixedInt8(LitertDynamicInt8):
                 write, [(k, w.ops) for k, w in cands.items()], budget, reference, work,
                 suffix=".tflite")
             if reached > limit:
-                raise NotApplicable(f"no mix fits --max-drop {limit:g}: with all {len(kept)} "
+                raise NotApplicable(f"no mix fits the accuracy budget {limit:g}: with all {len(kept)} "
                                     f"int8 weight(s) float the {what} is {reached:.4g}")
             if len(kept) == len(cands):
                 raise NotApplicable(
-                    f"no mix fits --max-drop {limit:g} short of keeping all {len(cands)} int8 "
+                    f"no mix fits the accuracy budget {limit:g} short of keeping all {len(cands)} int8 "
                     f"weight(s) float (the fp32 file); all-int8 {what}: {d_full:.4g}")
             full_size = full.stat().st_size
             res = self._run(fp32, path, exclude=[regex[k] for k, _ in kept])
@@ -310,7 +310,7 @@ class LitertMixedInt8(LitertDynamicInt8):
         frac, notes = self._dynamic_notes(path, fp32)
         int8_left = sum(1 for w in uses if w.dtype == "INT8")
         notes.insert(0, (
-            f"mixed precision for --max-drop {limit:g}: kept float "
+            f"mixed precision for the accuracy budget {limit:g}: kept float "
             + "; ".join(f"{cands[k].label()} (alone-float drop {sens[k]:.4g})" for k, _ in kept)
             + f"; {what}: {reached:.4g} (all-int8: {d_full:.4g}); {len(cands) - len(kept)} of "
             f"{len(cands)} int8 weight tensor(s) stay int8 ({int8_left} in the file); "
