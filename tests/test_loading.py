@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import edgernn
-from edgernn.errors import EdgeRNNError, ExportError
+from edgernn.errors import EdgeRNNError
 from edgernn.model.loading import load_model
 from tests.user_models import BiLSTMConv, Evil, ProjLSTM, SeqFirstGRU
 
@@ -170,7 +170,14 @@ def test_zip_with_path_traversal_is_rejected(tmp_path):
         load_model(p)
 
 
-def test_proj_size_is_named(tmp_path):
+def test_proj_size_loads_and_onnx_names_it(tmp_path):
+    """A projection LSTM loads (tflite-fused exports it); ONNX, whose LSTM has no projection,
+    skips it with a reason that names the layer."""
+    from edgernn.convert.exporting import export_model
+
     p = edgernn.save(ProjLSTM(), tmp_path / "proj.pt", torch.randn(1, 5, 4))
-    with pytest.raises(ExportError, match="proj_size=4 is not supported"):
-        load_model(p)
+    lm = load_model(p)
+    art = export_model(lm, tmp_path / "out", ["onnx"], [])["artifacts"][0]
+    assert art["status"] == "skipped"
+    assert art["error"] == ("layer rnn: LSTM with proj_size=4: ONNX's LSTM has no projection "
+                            "(tflite-fused exports it)")

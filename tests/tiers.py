@@ -27,6 +27,7 @@ TESTBED_FIXTURES = frozenset({
 SLOW_FIXTURES = frozenset({
     "fused", "gru_unrolled", "lstm_quantized", "foreign",  # test_tflite_keras: TF conversions
     "converted",  # test_tflite_litert: litert-torch conversions
+    "encoder_bench",  # test_int8_budget: trains an encoder and benches every ONNX int8 form
     "fused_corpus",  # test_tflite_fused: litert-torch conversions of 12 architectures
     "made",  # test_tflite_quant_choices: LiteRT quantized files
     "fused_lstm",  # test_runtimes: a tf_keras conversion

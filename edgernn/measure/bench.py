@@ -37,7 +37,7 @@ from edgernn.measure.pending import Pending, finish_trials, more_trials
 from edgernn.measure.plan import bench_plan, check_formats, reuse_manifest, vname
 from edgernn.measure.rows import base_row, fill_row, judge, set_rtf, target_runtimes, timed_use
 from edgernn.measure.settings import BenchSettings, probe_job, settings_key
-from edgernn.model.loading import LoadedModel, load_model, sha256_file
+from edgernn.model.loading import LoadedModel, load_model_for_data, sha256_file
 from edgernn.probe.runtimes import runtime_package
 from edgernn.runners import get_runner
 from edgernn.runners.base import runner_class
@@ -65,8 +65,12 @@ class ModelBench:
                  on_step: Callable[[str], None] | None = None):
         self.target, self.settings, self.on_row = target, settings, on_row
         self.step = on_step or (lambda _m: None)
-        self.model = model = load_model(model_path, **settings.load_options)
         self.data = data = load_eval(data_path)
+        self.model, options = load_model_for_data(model_path, data.x, settings.load_options)
+        model = self.model
+        if options is not settings.load_options:  # the shape came from the data: reload with it
+            settings = replace(settings, load_options=options)
+            self.settings = settings
         self.data_sha = sha256_file(Path(data_path))
         self.task = task = model.spec.task or data.task
         if settings.max_drop is None and default_max_drop(model, task, data.y) is not None:

@@ -156,7 +156,6 @@ def load_model(
             input_shape = None
     spec = _resolve_spec(p, spec_d, input_shape, input_dtype, task)
     module.eval()
-    check_supported(module)
     lm = LoadedModel(module, spec, kind, p, sha256_file(p), config, meta)
     pairs = [parse_state(t) for t in states]
     try:
@@ -310,7 +309,7 @@ def _resolve_spec(
             horizon=spec.horizon if spec else None,
         )
     elif spec is None:
-        raise EdgeRNNError(
+        raise NoInputSpec(
             f"{p} carries no input spec; pass --input-shape (e.g. batch=1,seq=64,4 where named "
             "axes are dynamic) and --input-dtype (float32 or int64)"
         )
@@ -322,15 +321,44 @@ def _resolve_spec(
     return spec
 
 
-def check_supported(module: nn.Module) -> None:
-    """Reject constructs the exporters cannot handle, naming them."""
+class NoInputSpec(EdgeRNNError):
+    """The file carries no input spec and none was given."""
+
+
+def load_model_for_data(path: str | Path, x: np.ndarray,
+                        options: dict[str, Any]) -> tuple[LoadedModel, dict[str, Any]]:
+    """``load_model`` with ``options``; a one-input file that carries no spec and got no
+    --input-shape takes its shape from the evaluation inputs ``x`` (sample-first). Returns the
+    model and the options that load it again (with the shape, when it came from ``x``)."""
+    try:
+        return load_model(path, **options), options
+    except NoInputSpec:
+        shape, dtype = shape_from_data(x, options.get("input_dtype"))
+        if shape is None or options.get("input_shape") or options.get("inputs"):
+            raise
+    options = {**options, "input_shape": shape, "input_dtype": dtype}
+    return load_model(path, **options), options
+
+
+def shape_from_data(x: np.ndarray, dtype: str | None) -> tuple[str | None, str | None]:
+    """``--input-shape`` and dtype read off evaluation inputs ``[N, T, F]`` (features) or
+    ``[N, T]`` integer ids (tokens): batch and sequence named (dynamic), batch 1; (None, dtype)
+    for other shapes."""
+    if x.ndim == 3 and x.dtype.kind == "f":
+        return f"batch=1,seq={x.shape[1]},{x.shape[2]}", dtype or "float32"
+    if x.ndim == 2 and x.dtype.kind in "iu":
+        return f"batch=1,seq={x.shape[1]}", dtype or "int64"
+    return None, dtype
+
+
+def projection_lstm(module: nn.Module) -> str | None:
+    """The first LSTM with ``proj_size`` > 0, named with its size (ONNX's LSTM has no
+    projection; tflite-fused exports it), else None."""
     for name, m in module.named_modules():
         kind = type(m).__name__ if not hasattr(m, "original_name") else m.original_name
         if kind == "LSTM" and int(getattr(m, "proj_size", 0) or 0) > 0:
-            raise ExportError(
-                f"layer {name or 'model'}: LSTM with proj_size={m.proj_size} is not supported "
-                "(ONNX LSTM and TFLite fused LSTM have no projection); use proj_size=0"
-            )
+            return f"layer {name or 'model'}: LSTM with proj_size={m.proj_size}"
+    return None
 
 
 def run_failure(lm: LoadedModel, e: BaseException) -> EdgeRNNError:

@@ -17,8 +17,8 @@ import torch
 
 from edgernn.convert.artifact import Artifact
 from edgernn.convert.formats.base import register_format
-from edgernn.errors import ExportError
-from edgernn.model.loading import LoadedModel
+from edgernn.errors import ExportError, Unsupported
+from edgernn.model.loading import LoadedModel, projection_lstm
 
 OPSET = 17
 
@@ -49,6 +49,9 @@ class OnnxFormat:
 
     def export(self, model: LoadedModel, path: Path) -> Artifact:
         spec, sig = model.spec, model.sig
+        proj = projection_lstm(model.module)
+        if proj:
+            raise Unsupported(f"{proj}: ONNX's LSTM has no projection (tflite-fused exports it)")
         example = tuple(model.example_inputs())
         t0 = time.perf_counter()
         try:
