@@ -191,6 +191,7 @@ def export_model(
     calib: np.ndarray | None = None, calib_source: str | None = None,
     parity_inputs: np.ndarray | None = None, budget: Any = None,
     opt_in: frozenset[str] = frozenset(), seven_bit_weights: bool = False,
+    skip: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Export fp32 and quantized artifacts of ``model`` into ``out_dir``; return the manifest.
 
@@ -200,7 +201,8 @@ def export_model(
     ``AccuracyBudget``, from ``--max-drop``) turns on the accuracy-aware quantizers;
     ``opt_in`` names the other opt-in groups asked for ("per-op", "tune");
     ``seven_bit_weights``: the target's CPU saturates 8-bit integer products (x86 without VNNI,
-    ``Runner.int8_saturates``), so quantizers that compute in int8 store 7-bit weights.
+    ``Runner.int8_saturates``), so quantizers that compute in int8 store 7-bit weights;
+    ``skip``: plug-ins left out on purpose, with the reason (a skipped row each).
     """
     groups = opt_in_groups(opt_in, budget is not None)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -279,6 +281,10 @@ def export_model(
             if art.calibration is None and calib_source and q.mode in CALIBRATED:
                 art.calibration = calib_source
             arts.append(_finish(art, model, parity_inputs))
+    for pname, why in (skip or {}).items():
+        sfmt = get_format(pname)
+        arts.append(Artifact(f"{pname}-fp32", sfmt.family, "fp32", sfmt.runtime, status="skipped",
+                             error=why, plugin=pname))
     manifest = {
         "edgernn_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -34,7 +34,7 @@ from edgernn.measure.inputs import (
     score_threshold,
 )
 from edgernn.measure.pending import Pending, finish_trials, more_trials
-from edgernn.measure.plan import bench_plan, check_formats, reuse_manifest, vname
+from edgernn.measure.plan import bench_plan, check_formats, reuse_manifest, unrolled_skips, vname
 from edgernn.measure.rows import base_row, fill_row, judge, set_rtf, target_runtimes, timed_use
 from edgernn.measure.settings import BenchSettings, probe_job, settings_key
 from edgernn.model.loading import LoadedModel, load_model_for_data, sha256_file
@@ -85,7 +85,9 @@ class ModelBench:
         self.inits = initial_states(model, Path(data_path), len(x))
         self.work = out_dir / model.name
         self.work.mkdir(parents=True, exist_ok=True)
-        self.formats = check_formats(target, settings.formats or target.formats)
+        formats = check_formats(target, settings.formats or target.formats)
+        self.skipped_formats = unrolled_skips(formats, settings.formats or [], model)
+        self.formats = [f for f in formats if f not in self.skipped_formats]
         self.modes = settings.modes if settings.modes is not None else target.quantize
         self.threads = settings.threads or target.threads
         self.store = settings.store
@@ -163,7 +165,8 @@ class ModelBench:
                                     calib_source=self.calib_source,
                                     parity_inputs=self.x[:PARITY_SAMPLES],
                                     budget=accuracy_budget(model, self.x, self.data.y, self.task, s),
-                                    opt_in=s.opt_in, seven_bit_weights=seven_bit)
+                                    opt_in=s.opt_in, seven_bit_weights=seven_bit,
+                                    skip=self.skipped_formats)
         return manifest
 
     def stored_rows(self, manifest: dict[str, Any],

@@ -77,6 +77,27 @@ def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
     return manifest
 
 
+UNROLLED = ("tflite-litert", "tflite-keras-unrolled")  # one copy of the cell per time step
+FUSED = ("tflite-fused", "tflite-keras")
+LONG_UNROLL = 32  # sequence length above which unrolled forms are made only on request
+
+
+def unrolled_skips(names: list[str], asked: list[str], model: LoadedModel) -> dict[str, str]:
+    """Unrolled TFLite plug-ins to leave out, with the reason: for a whole-sequence model
+    longer than ``LONG_UNROLL`` steps when a fused plug-in is made, unless named explicitly
+    (``--format tflite-litert``; a family name such as ``tflite`` is not explicit)."""
+    spec = model.spec
+    if model.sig.is_streaming or spec.seq_axis is None or not set(FUSED) & set(names):
+        return {}
+    steps = spec.shape[spec.seq_axis]
+    if steps <= LONG_UNROLL:
+        return {}
+    return {n: (f"unrolled over {steps} steps (> {LONG_UNROLL}): one copy of every recurrent "
+                f"cell per step is slow to convert and to run; the fused TFLite file is made "
+                f"instead (--format {n} makes this one)")
+            for n in names if n in UNROLLED and n not in asked}
+
+
 def check_formats(target: Target, formats: list[str]) -> list[str]:
     """Plug-in names for ``formats``; error when the target has no runtime for one."""
     names = expand_formats(formats)
