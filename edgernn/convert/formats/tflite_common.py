@@ -281,3 +281,147 @@ def io_details(path: str | Path) -> dict[str, Any]:
         "output_quantization": [float(o["quantization"][0]), int(o["quantization"][1])],
         "signatures": {k: v for k, v in it.get_signature_list().items()},
     }
+
+
+_EXTERNAL_MIN = 1024  # like ai-edge-quantizer: buffers this large go after the flatbuffer
+
+
+def _quant_key(q: Any) -> tuple[Any, ...] | None:
+    """Quantization parameters by value (None: not quantized). Custom or blockwise details are
+    not compared: they make the tensor unsharable (ValueError)."""
+    if q is None:
+        return None
+    if q.details is not None:
+        raise ValueError("quantization details")
+
+    def arr(v: Any, dtype: Any) -> bytes | None:
+        return None if v is None else np.asarray(v, dtype).tobytes()
+
+    return (arr(q.scale, np.float64), arr(q.zeroPoint, np.int64), int(q.quantizedDimension),
+            arr(q.min, np.float64), arr(q.max, np.float64), int(q.detailsType))
+
+
+def _sharing_builder(size: int) -> Any:
+    """A flatbuffers Builder that writes each distinct numeric vector once and points every
+    table holding an equal one at it (FlatBuffers allow shared sub-objects, as flatc's shared
+    strings do). Byte vectors (buffer data, custom options) are left alone: a runtime may key
+    packed weights by their address."""
+    import flatbuffers
+
+    class Sharing(flatbuffers.Builder):
+        def __init__(self, n: int):
+            super().__init__(n)
+            self._seen: dict[tuple[str, bytes], int] = {}
+
+        def CreateNumpyVector(self, x: np.ndarray) -> int:  # noqa: N802 (flatbuffers' name)
+            if x.dtype.itemsize == 1 or x.nbytes > 1 << 20:
+                return super().CreateNumpyVector(x)
+            key = (x.dtype.str, x.tobytes())
+            if key not in self._seen:
+                self._seen[key] = super().CreateNumpyVector(x)
+            return self._seen[key]
+
+    return Sharing(size)
+
+
+def _pack(m: Any, size: int) -> bytes:
+    builder = _sharing_builder(size)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _pack_external(m: Any, data: dict[int, np.ndarray], size: int) -> bytes | None:
+    """The model with ``data`` (buffer index -> bytes) stored after the flatbuffer, each
+    16-byte aligned at ``offset`` from the file's start, as ai-edge-quantizer writes files over
+    256 kB. None if the flatbuffer's length moved between the two packings (it should not:
+    ``offset``/``size`` are fixed-width fields present both times)."""
+    for b in data:
+        m.buffers[b].data, m.buffers[b].offset, m.buffers[b].size = None, 1, 1
+    head = _pack(m, size)
+    pos = (len(head) + 15) & ~15
+    for b, d in data.items():
+        m.buffers[b].offset, m.buffers[b].size = pos, len(d)
+        pos = (pos + len(d) + 15) & ~15
+    head2 = _pack(m, size)
+    if len(head2) != len(head):
+        return None
+    out = bytearray(pos)
+    out[:len(head2)] = head2
+    for b, d in data.items():
+        o = int(m.buffers[b].offset)
+        out[o:o + len(d)] = d.tobytes()
+    return bytes(out)
+
+
+def share_identical_buffers(blob: bytes) -> tuple[bytes, int]:
+    """Make constant tensors with byte-identical data, the same type and shape and the same
+    quantization parameters (scale, zero point, quantized dimension) share one buffer, and
+    store equal numeric vectors of the flatbuffer (quantization scales and zero points,
+    shapes) once.
+
+    ai-edge-quantizer gives every tensor it quantizes its own buffer: tensors that shared one
+    buffer in the float file each get their own quantized copy. And where litert-torch unrolled
+    an LSTM/GRU, full-integer quantization gives every time step its own int32 bias with one
+    scale and one int64 zero point per output channel: the zero-point tables (all zeros) are
+    then most of the file. Merged buffers are left empty (indices stay valid). Variable tensors,
+    tensors without data, sparse or externally stored tensors and buffers named by metadata are
+    never merged. Buffers stored after the flatbuffer (``offset``/``size``, how ai-edge-quantizer
+    writes files over 256 kB) are written back that way, 16-byte aligned.
+
+    Returns the file and the number of buffers merged away; ``blob`` itself when nothing
+    changed or the rewrite would not be smaller. Outputs are bit-identical: no value changes.
+    """
+    import hashlib
+
+    fb = schema()
+    m = fb.ModelT.InitFromPackedBuf(bytearray(blob), 0)
+    buffers = m.buffers or []
+
+    def data(b: Any) -> np.ndarray | None:
+        if b.offset is not None and int(b.offset) > 1:
+            return np.frombuffer(blob, np.uint8, int(b.size), int(b.offset))
+        return None if b.data is None or len(b.data) == 0 else np.asarray(b.data, np.uint8)
+
+    pinned = {int(md.buffer) for md in m.metadata or []}
+    used_before: set[int] = set()
+    canon: dict[tuple[Any, ...], list[int]] = {}  # key -> buffers holding that content
+    digests: dict[int, tuple[int, bytes] | None] = {}
+    for sg in m.subgraphs or []:
+        for t in sg.tensors or []:
+            b = int(t.buffer)
+            used_before.add(b)
+            if (b <= 0 or b >= len(buffers) or b in pinned or t.isVariable or t.sparsity is not None
+                    or getattr(t, "externalBuffer", 0)):
+                continue
+            if b not in digests:
+                d = data(buffers[b])
+                digests[b] = None if d is None else (len(d), hashlib.sha256(d.tobytes()).digest())
+            if digests[b] is None:
+                continue
+            try:
+                q = _quant_key(t.quantization)
+            except ValueError:
+                continue
+            shape = tuple(int(s) for s in (t.shape if t.shape is not None else []))
+            same = canon.setdefault((int(t.type), shape, q, digests[b]), [])
+            hit = next((c for c in same if c == b or np.array_equal(data(buffers[c]),
+                                                                    data(buffers[b]))), None)
+            if hit is None:
+                same.append(b)
+            else:
+                t.buffer = hit
+    used_after = {int(t.buffer) for sg in m.subgraphs or [] for t in sg.tensors or []}
+    dropped = [b for b in used_before - used_after if 0 < b < len(buffers) and b not in pinned]
+    for b in dropped:
+        buffers[b] = fb.BufferT()
+    if any(b.offset is not None and int(b.offset) > 1 for b in buffers):
+        moved = {i: d for i, b in enumerate(buffers) if i not in pinned
+                 for d in [data(b)] if d is not None and len(d) >= _EXTERNAL_MIN}
+        new = _pack_external(m, moved, len(blob) + 4096)
+        if new is None:
+            return blob, 0
+    else:
+        new = _pack(m, len(blob) + 4096)
+    if len(new) >= len(blob):
+        return blob, 0
+    return new, len(dropped)

@@ -41,6 +41,7 @@ from edgernn.convert.formats.tflite_common import (
     opcode_names,
     read_model,
     schema,
+    share_identical_buffers,
     weight_census,
 )
 from edgernn.convert.formats.tflite_litert import INSTALL, _missing, run_child
@@ -106,6 +107,75 @@ def _io_note(which: str, dtype: str | None, q: list | None) -> str:
     if dtype in ("int8", "int16", "uint8") and scale:
         return f"{which} {dtype} (scale {scale:.4g}, zero point {zero})"
     return f"{which} stays {dtype}"
+
+
+def file_parts(path: str | Path) -> Counter[str]:
+    """Where a .tflite file's bytes go: ``data`` (distinct constant buffers), ``bias`` (the
+    int32/int64 ones among them, with ``bias_buffers``), ``vectors`` (how many distinct 1-D
+    constants of 16 or more elements: biases of any type), ``qtables`` (distinct scale and
+    zero-point vectors, as stored after :func:`share_identical_buffers`), ``graph`` (the rest:
+    tensors, ops, names), ``tensors`` and ``quant_ops`` (QUANTIZE/DEQUANTIZE)."""
+    blob = Path(path).read_bytes()
+    m = read_model(blob)
+    codes = opcode_names(m)
+    wide = {schema().TensorType.INT32, schema().TensorType.INT64}
+    seen: set[int] = set()
+    vectors: set[tuple[int, bytes]] = set()
+    out = Counter(file=len(blob))
+    for g in range(m.SubgraphsLength()):
+        sg = m.Subgraphs(g)
+        out["tensors"] += sg.TensorsLength()
+        out["quant_ops"] += sum(codes[sg.Operators(o).OpcodeIndex()] in _IO_OPS
+                                for o in range(sg.OperatorsLength()))
+        for t in range(sg.TensorsLength()):
+            ten = sg.Tensors(t)
+            q = ten.Quantization()
+            if q is not None:
+                for kind, vec in ((0, q.ScaleAsNumpy()), (1, q.ZeroPointAsNumpy())):
+                    if isinstance(vec, np.ndarray):
+                        vectors.add((kind, vec.tobytes()))
+            b = ten.Buffer()
+            if b <= 0 or b in seen or b >= m.BuffersLength():
+                continue
+            buf = m.Buffers(b)
+            n = int(buf.Size()) if int(buf.Offset()) > 1 else buf.DataLength()
+            if n:
+                seen.add(b)
+                out["data"] += n
+                if ten.ShapeLength() == 1 and ten.Shape(0) >= 16:
+                    out["vectors"] += 1
+                    if ten.Type() in wide:
+                        out["bias"] += n
+                        out["bias_buffers"] += 1
+    out["qtables"] = sum(len(v) for _, v in vectors)
+    out["graph"] = out["file"] - out["data"] - out["qtables"]
+    return out  # a Counter: absent parts are 0
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1000:.1f} kB"
+
+
+def size_note(path: str | Path, fp32_path: str | Path, label: str) -> str | None:
+    """None when ``path`` is no larger than its fp32 source; else a note with both sizes and
+    where the extra bytes are (per-step integer biases, quantization tables, graph)."""
+    q, f = file_parts(path), file_parts(fp32_path)
+    if q["file"] <= f["file"]:
+        return None
+    why = []
+    if q["bias_buffers"] > f["vectors"]:
+        why.append(f"{q['bias_buffers']} integer bias buffer(s), {_kb(q['bias'])}, where fp32 "
+                   f"has {f['vectors']} bias vector(s): an integer bias is rescaled to each op's "
+                   "input scale, so every unrolled time step gets its own")
+    if q["qtables"] > 0:
+        why.append(f"{_kb(q['qtables'])} of distinct scale / zero-point tables (per-channel "
+                   "scales of each int8 weight and integer bias)")
+    if q["graph"] > f["graph"]:
+        why.append(f"graph +{_kb(q['graph'] - f['graph'])} ({q['tensors'] - f['tensors']:+d} "
+                   f"tensors, {q['quant_ops']} QUANTIZE/DEQUANTIZE op(s))")
+    why.append(f"constant data {_kb(q['data'])} vs {_kb(f['data'])} in fp32")
+    return (f"the {label} file ({_kb(q['file'])}) is larger than its fp32 source "
+            f"({_kb(f['file'])}): " + "; ".join(why))
 
 
 # --------------------------------------------------------------------------- child side
@@ -177,12 +247,26 @@ def _child_main(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     res = qt.quantize(calib_result, enable_progress_report=False)
     res.export_model(job["out"], overwrite=True)
+    before, merged = _share(job["out"])
     seconds = time.perf_counter() - t0
     for more in job.get("extra") or ():  # more files from the same source (no calibration)
         other = quantizer.Quantizer(job["src"], _recipe(more["recipe"], more.get("exclude") or ()))
         other.quantize(None, enable_progress_report=False).export_model(more["out"], overwrite=True)
+        _share(more["out"])
     return {"calib_samples": n, "quantize_seconds": seconds,
-            "ai_edge_quantizer": _version("ai-edge-quantizer"), **io_details(job["out"])}
+            "ai_edge_quantizer": _version("ai-edge-quantizer"), "shared_buffers": merged,
+            "size_before_sharing": before, **io_details(job["out"])}
+
+
+def _share(path: str) -> tuple[int, int]:
+    """Rewrite ``path`` with repeated buffers and quantization tables stored once
+    (:func:`share_identical_buffers`); its size before, and the number of buffers merged."""
+    p = Path(path)
+    blob = p.read_bytes()
+    new, merged = share_identical_buffers(blob)
+    if new is not blob:
+        p.write_bytes(new)
+    return len(blob), merged
 
 
 def _version(dist: str) -> str:
@@ -228,6 +312,9 @@ class _LitertQuantizer:
 
     def _artifact(self, fp32: Artifact, path: Path, notes: list[str], frac: float | None,
                   res: dict[str, Any]) -> Artifact:
+        bigger = size_note(path, fp32.path, self.label)
+        if bigger:
+            notes = [*notes, bigger]
         return Artifact(
             variant=f"{FORMAT}-{self.label}", format=fp32.format, quantization=self.label,
             runtime=fp32.runtime, path=str(path), ops=op_census(path), notes=notes,
@@ -337,9 +424,24 @@ class LitertStatic(_LitertQuantizer):
               if res.get("input_dtype") in ("int8", "int16") and not model.spec.is_tokens
               and model.spec.shape[-1] > 1 else []),
             "inputs outside the calibrated range are clipped: check accuracy, not just parity",
+            *self._sharing_notes(res, path),
             *self._fixed_shape_note(fp32),
         ]
         return self._artifact(fp32, path, notes, frac, res)
+
+    @staticmethod
+    def _sharing_notes(res: dict[str, Any], path: Path) -> list[str]:
+        out = []
+        merged = int(res.get("shared_buffers") or 0)
+        if merged:
+            out.append(f"{merged} duplicate per-step weight copies merged (ai-edge-quantizer "
+                       "gave the uses of one float weight their own quantized copies): one copy "
+                       "of each weight")
+        before, after = int(res.get("size_before_sharing") or 0), path.stat().st_size
+        if before > after:
+            out.append(f"repeated quantization tables stored once ({_kb(before)} as "
+                       f"ai-edge-quantizer wrote it, {_kb(after)} now; no value changed)")
+        return out
 
 
 class LitertInt8(LitertStatic):
