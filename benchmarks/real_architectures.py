@@ -137,7 +137,7 @@ def encoder_job(work: Path, hidden: int, frames: int, train_n: int, epochs: int)
     print(f"encoder: 3 x LSTM {hidden}, {frames} frames, trained in {train_s:.0f} s, "
           f"fp32 accuracy {acc:.3f}", flush=True)
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "edgernn", "bench", str(work / "encoder.pt"), "--data",
+    cmd = [sys.executable, "-m", "edgernn.cli", "bench", str(work / "encoder.pt"), "--data",
            str(work / "eval.npz"), "--out", str(work / "bench"), "--db", str(work / "store.sqlite")]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
     wall = time.perf_counter() - t0
@@ -148,10 +148,33 @@ def encoder_job(work: Path, hidden: int, frames: int, train_n: int, epochs: int)
     rows = {r["variant"].split("/", 1)[1]: r for r in found}
     manifest = json.loads((work / "bench" / "encoder" / "manifest.json").read_text())
     export_s = sum(a.get("export_seconds") or 0 for a in manifest["artifacts"])
+    unrolled = _unrolled_vs_fused(work, xe[:1], rows)
     return {"hidden": hidden, "frames": frames, "train_samples": train_n, "epochs": epochs,
+            "unrolled_litert_vs_fused": unrolled,
             "train_seconds": round(train_s, 1), "fp32_accuracy": acc, "bench_wall_seconds": round(wall, 1),
             "export_seconds_all_variants": round(export_s, 1), "command": " ".join(cmd[2:]),
             "rows": {v: _brief(r) for v, r in rows.items()}, "checks": _checks(rows)}
+
+
+def _unrolled_vs_fused(work: Path, x: np.ndarray, rows: dict) -> dict:
+    """The unrolled litert-torch file (what TFLite users get elsewhere) timed beside the fused
+    file and onnx-fp32 in one process: conversion seconds, size, p50."""
+    from edgernn.model.loading import load_model
+
+    lm = load_model(work / "encoder.pt", input_shape=f"batch=1,seq={x.shape[1]},{x.shape[2]}")
+    t0 = time.perf_counter()
+    man = export_model(lm, work / "unrolled", ["tflite-litert"], [])
+    seconds = time.perf_counter() - t0
+    art = man["artifacts"][0]
+    if art["status"] != "ok":
+        return {"status": art["status"], "error": art["error"]}
+    paths = {"tflite-litert-fp32 (unrolled)": str(work / "unrolled" / art["path"])}
+    for v in ("tflite-fused-fp32", "onnx-fp32"):
+        ext = ".tflite" if v.startswith("tflite") else ".onnx"
+        paths[v] = str(work / "bench" / "encoder" / f"encoder.{v.rsplit('-', 1)[0]}.fp32{ext}")
+    timing = _timed({k: _session(p) for k, p in paths.items()}, x, 30)
+    return {"convert_seconds": round(seconds, 1), "ops": sum(art["ops"].values()),
+            "timing": {k: {**t, "size_bytes": Path(paths[k]).stat().st_size} for k, t in timing.items()}}
 
 
 def _brief(r: dict) -> dict:
