@@ -123,10 +123,11 @@ def corpus_table(work: Path, n: int) -> list[dict]:
     return rows
 
 
-def encoder_job(work: Path, hidden: int, frames: int, train_n: int, epochs: int) -> dict:
+def encoder_job(work: Path, hidden: int, frames: int, train_n: int, epochs: int,
+                offset: float) -> dict:
     t0 = time.perf_counter()
-    x, y = corpus.speaker_data(train_n, frames=frames, seed=0, offset=100.0)
-    xe, ye = corpus.speaker_data(300, frames=frames, seed=1, offset=100.0)
+    x, y = corpus.speaker_data(train_n, frames=frames, seed=0, offset=offset)
+    xe, ye = corpus.speaker_data(300, frames=frames, seed=1, offset=offset)
     torch.set_num_threads(2)
     model = corpus.train_speaker_encoder(x, y, hidden=hidden, layers=3, epochs=epochs)
     train_s = time.perf_counter() - t0
@@ -150,7 +151,7 @@ def encoder_job(work: Path, hidden: int, frames: int, train_n: int, epochs: int)
     export_s = sum(a.get("export_seconds") or 0 for a in manifest["artifacts"])
     unrolled = _unrolled_vs_fused(work, xe[:1], rows)
     return {"hidden": hidden, "frames": frames, "train_samples": train_n, "epochs": epochs,
-            "unrolled_litert_vs_fused": unrolled,
+            "feature_offset": offset, "unrolled_litert_vs_fused": unrolled,
             "train_seconds": round(train_s, 1), "fp32_accuracy": acc, "bench_wall_seconds": round(wall, 1),
             "export_seconds_all_variants": round(export_s, 1), "command": " ".join(cmd[2:]),
             "rows": {v: _brief(r) for v, r in rows.items()}, "checks": _checks(rows)}
@@ -215,7 +216,10 @@ def _checks(rows: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--skip-corpus", action="store_true")
+    ap.add_argument("--skip-corpus", action="store_true",
+                    help="keep the corpus table of the last results file")
+    ap.add_argument("--offset", type=float, default=1000.0,
+                    help="feature level the speaker pattern sits on (corpus.speaker_data)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgernn-real-") as tmp:
         work = Path(tmp)
@@ -223,9 +227,11 @@ def main() -> None:
                   "note": "x86 host only; no real Pi or phone reachable here"}
         if not a.skip_corpus:
             result["corpus"] = corpus_table(work / "corpus", 50 if a.quick else 200)
+        elif OUT.exists():
+            result["corpus"] = json.loads(OUT.read_text()).get("corpus")
         hidden, frames, n, epochs = (64, 60, 400, 4) if a.quick else (256, 160, 600, 6)
         (work / "enc").mkdir()
-        result["encoder"] = encoder_job(work / "enc", hidden, frames, n, epochs)
+        result["encoder"] = encoder_job(work / "enc", hidden, frames, n, epochs, a.offset)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=1))
     print(json.dumps(result["encoder"]["checks"], indent=1))

@@ -35,7 +35,7 @@ import numpy as np
 from edgernn.convert.artifact import Artifact
 from edgernn.convert.formats.base import register_format
 from edgernn.convert.formats.tflite_common import io_details, one_line, op_census
-from edgernn.convert.formats.tflite_fused.legalize import legalize
+from edgernn.convert.formats.tflite_fused.legalize import composite_ids, legalize
 from edgernn.convert.formats.tflite_fused.markers import Layer, Marked, mark_graph, mark_modules
 from edgernn.convert.formats.tflite_litert import INSTALL, _missing, _trace, run_child
 from edgernn.errors import ExportError, Unsupported
@@ -91,8 +91,10 @@ def _convert(model: LoadedModel) -> Converted:
         }, "litert-torch conversion")
         if not raw.exists():
             raise ExportError("litert-torch conversion wrote no file")
-        return Converted(raw.read_bytes(), marked.layers, marked.kept, res.get("litert_torch", "?"),
-                         scripted)
+        blob = raw.read_bytes()
+        used = composite_ids(blob)
+        layers = {k: v for k, v in marked.layers.items() if k in used}
+        return Converted(blob, layers, marked.kept, res.get("litert_torch", "?"), scripted)
 
 
 def _marked(module: Any, example: tuple[Any, ...], scripted: bool) -> Marked:

@@ -133,11 +133,12 @@ def legalize(blob: bytes, layers: dict[int, Layer], int8_layers: Iterable[int] =
     return Legalized(md.pack(), n_lstm, n_gru)
 
 
-def composite_names(blob: bytes) -> list[str]:
-    """Names of the composites left in a .tflite file (tests and notes)."""
+def composite_ids(blob: bytes) -> set[int]:
+    """Layer ids of the ``edgernn.lstm`` / ``edgernn.gru`` composites in a .tflite file (the
+    layers a conversion really uses: one called with a given state left none)."""
     md = _Model(blob)
-    return [n for sg in md.m.subgraphs for op in sg.operators or []
-            for n, _ in [_composite(md, op)] if n]
+    return {lid for sg in md.m.subgraphs for op in sg.operators or []
+            for name, lid in [_composite(md, op)] if name in (LSTM, GRU)}
 
 
 def _composite(md: _Model, op: Any) -> tuple[str, int]:

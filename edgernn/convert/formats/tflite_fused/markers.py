@@ -58,7 +58,7 @@ class Marked:
 def mark_modules(module: Any) -> Marked:
     """A copy of an eager ``module`` whose ``nn.LSTM`` / ``nn.GRU`` submodules run as composites
     (called with a given initial state or a PackedSequence, a layer runs as itself: unrolled).
-    Swapping modules before ``torch.export`` keeps the sequence axis free to be dynamic."""
+    Swapping modules before ``torch.export`` means the export never traces the recurrence."""
     import copy
 
     import torch
