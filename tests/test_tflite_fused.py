@@ -1,10 +1,12 @@
-"""tflite-fused on a corpus of recurrent architectures nobody here wrote (``tests/corpus.py``).
+"""tflite-fused and tflite-loop on a corpus of recurrent architectures nobody here wrote
+(``tests/corpus.py``).
 
-For each: the real export pipeline writes the file; the test then counts its ops with LiteRT's
-own interpreter (not edgernn's flatbuffer reader), runs it directly (reset_all_variables before
-each sequence, as an app must) and compares with PyTorch on data. Every fp32 file must hold
-each LSTM as UNIDIRECTIONAL_SEQUENCE_LSTM and each GRU as a WHILE loop, with parity <= 1e-4.
-One conversion per model per session (a litert-torch child takes several seconds).
+For each: the real export pipeline writes the files; the test then counts their ops with
+LiteRT's own interpreter (not edgernn's flatbuffer reader), runs them directly
+(reset_all_variables before each sequence, as an app must) and compares with PyTorch on data.
+Every tflite-fused file must hold each LSTM as UNIDIRECTIONAL_SEQUENCE_LSTM and each GRU as a
+WHILE loop; every tflite-loop file each LSTM and GRU as a WHILE loop; parity <= 1e-4. One
+litert-torch conversion per model per session serves both forms.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def fused_corpus(tmp_path_factory):
             lm, x = _build(name)
             out = tmp_path_factory.mktemp(f"fused-{name}")
             modes = ["dynamic"] if name in QUANTIZED else []
-            manifest = export_model(lm, out, ["tflite-fused"], modes)
+            manifest = export_model(lm, out, ["tflite-fused", "tflite-loop"], modes)
             arts = {a["variant"]: {**a, "path": str(out / a["path"]) if a["path"] else ""}
                     for a in manifest["artifacts"]}
             made[name] = (lm, x, arts)
@@ -80,8 +82,10 @@ def _run(path: str, x: np.ndarray) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def n_gru_of(name: str) -> int:
-    return corpus.CORPUS[name][4]
+def _subgraphs(path: str) -> int:
+    from ai_edge_litert import schema_py_generated as fb
+
+    return fb.Model.GetRootAs(Path(path).read_bytes(), 0).SubgraphsLength()
 
 
 def _main_ops(path: str) -> list[str]:
@@ -113,6 +117,21 @@ def test_every_architecture_fuses_with_parity(fused_corpus, name):
     assert np.max(np.abs(got - ref)) <= FP32_TOL * max(1.0, float(np.max(np.abs(ref))))
 
 
+@pytest.mark.parametrize("name", sorted(corpus.CORPUS))
+def test_every_architecture_as_loops_with_parity(fused_corpus, name):
+    lm, x, arts = fused_corpus(name)
+    art = arts["tflite-loop-fp32"]
+    assert art["status"] == "ok", art["error"]
+    _, _, _, n_lstm, n_gru = corpus.CORPUS[name]
+    ops = _main_ops(art["path"])
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops
+    assert ops.count("WHILE") == n_lstm + n_gru
+    assert len(ops) < 60, ops
+    got = _run(art["path"], x)
+    ref = _torch(lm, x)
+    assert np.max(np.abs(got - ref)) <= FP32_TOL * max(1.0, float(np.max(np.abs(ref))))
+
+
 def test_state_is_reset_between_sequences_not_carried(fused_corpus):
     """Two different sequences, then the first again: the same answer both times (the fused
     LSTM's variables were reset), and a different one for the second sequence."""
@@ -122,24 +141,28 @@ def test_state_is_reset_between_sequences_not_carried(fused_corpus):
     assert np.max(np.abs(got[0] - got[1])) > 1e-3
 
 
+@pytest.mark.parametrize("plugin", ["tflite-fused", "tflite-loop"])
 @pytest.mark.parametrize("name", sorted(QUANTIZED))
-def test_dynamic_int8_is_smaller_with_int8_recurrent_weights(fused_corpus, name):
+def test_dynamic_int8_is_smaller_with_int8_recurrent_weights(fused_corpus, name, plugin):
     lm, x, arts = fused_corpus(name)
-    fp32, q = arts["tflite-fused-fp32"], arts["tflite-fused-int8-dynamic"]
+    fp32, q = arts[f"{plugin}-fp32"], arts[f"{plugin}-int8-dynamic"]
     assert q["status"] == "ok", q["error"]
     # small models carry fixed overhead (names, zero states): 0.7, not the 0.25 of weights alone
     assert Path(q["path"]).stat().st_size < 0.7 * Path(fp32["path"]).stat().st_size
-    # the recurrent ops read int8 weights: counted from LiteRT's tensor tables (a GRU's
-    # weights live in its loop body, subgraph 2 of main, cond, body per loop)
+    # the recurrent ops read int8 weights: counted from LiteRT's tensor tables over every
+    # subgraph (a loop's recurrent weight lives in its body)
     it = Interpreter(model_path=q["path"])
     it.allocate_tensors()
-    dtypes = {d["name"]: d["dtype"] for g in range(1 + 2 * n_gru_of(name))
+    dtypes = {d["name"]: d["dtype"] for g in range(_subgraphs(q["path"]))
               for d in it.get_tensor_details(g)}
-    rec = [n for n in dtypes if n.startswith(("edgernn_lstm", "edgernn_gru")) and "/w_" in n]
+    rec = [n for n in dtypes if n.startswith(("edgernn_lstm", "edgernn_gru"))
+           and ("/w_" in n or n.endswith("_w"))]
     assert rec and all(dtypes[n] == np.int8 for n in rec)
     ops = _main_ops(q["path"])
     _, _, _, n_lstm, n_gru = corpus.CORPUS[name]
-    assert ops.count("UNIDIRECTIONAL_SEQUENCE_LSTM") == n_lstm and ops.count("WHILE") == n_gru
+    fused = n_lstm if plugin == "tflite-fused" else 0
+    assert ops.count("UNIDIRECTIONAL_SEQUENCE_LSTM") == fused
+    assert ops.count("WHILE") == n_lstm + n_gru - fused
     ref = _torch(lm, x)
     got = _run(q["path"], x)
     assert np.max(np.abs(got - ref)) < 0.05 * max(1.0, float(np.max(np.abs(ref))))

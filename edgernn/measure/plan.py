@@ -78,7 +78,7 @@ def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
 
 
 UNROLLED = ("tflite-litert", "tflite-keras-unrolled")  # one copy of the cell per time step
-FUSED = ("tflite-fused", "tflite-keras")
+FUSED = ("tflite-fused", "tflite-loop", "tflite-keras")
 LONG_UNROLL = 32  # sequence length above which unrolled forms are made only on request
 
 

@@ -1,4 +1,4 @@
-"""Quantizers for ``tflite-fused`` files.
+"""Quantizers for ``tflite-fused`` and ``tflite-loop`` files.
 
 - ``int8-dynamic``: ai-edge-quantizer's ``dynamic_wi8_afp32`` recipe over every op litert-torch
   wrote (FULLY_CONNECTED, convolutions, embeddings), and every recurrent layer's weights int8
@@ -21,29 +21,34 @@ from typing import Any
 
 from edgernn.convert.artifact import Artifact
 from edgernn.convert.formats.tflite_common import weight_census
-from edgernn.convert.formats.tflite_fused import NAME, converted, write_variant
+from edgernn.convert.formats.tflite_fused import TFLITE_FUSED, TFLITE_LOOP, converted, write_variant
 from edgernn.convert.formats.tflite_litert import INSTALL, _missing, run_child
 from edgernn.convert.quantize.base import NotApplicable, register_quantizer, register_unsupported
 from edgernn.errors import EdgeRNNError
 from edgernn.model.loading import LoadedModel
 
 
-def _rest_int8(raw: bytes, work: Path) -> tuple[bytes, str]:
+def _rest_int8(conv: Any, work: Path) -> tuple[bytes, str]:
     """The pre-legalization file with ai-edge-quantizer's dynamic recipe applied (composites
-    are left alone), and the quantizer's version."""
+    are left alone), and the quantizer's version; made once per conversion."""
+    if conv.raw_int8 is not None:
+        return conv.raw_int8
     src, out = work / "raw.tflite", work / "raw-int8.tflite"
-    src.write_bytes(raw)
+    src.write_bytes(conv.raw)
     res = run_child("edgernn.convert.quantize.tflite_litert",
                     {"src": str(src), "out": str(out), "mode": "dynamic", "recipe": "dynamic"},
                     "ai-edge-quantizer int8-dynamic")
     if not out.exists():
         raise EdgeRNNError("ai-edge-quantizer int8-dynamic wrote no file")
-    return out.read_bytes(), str(res.get("ai_edge_quantizer", "?"))
+    conv.raw_int8 = (out.read_bytes(), str(res.get("ai_edge_quantizer", "?")))
+    return conv.raw_int8
 
 
 class _FusedQuantizer:
-    format = NAME
     mode = "dynamic"
+
+    def __init__(self, fmt: Any):
+        self.format, self.form = fmt.name, fmt.form
 
     def available(self) -> str | None:
         missing = _missing("ai_edge_quantizer", "ai_edge_litert", "litert_torch")
@@ -69,11 +74,11 @@ class FusedDynamicInt8(_FusedQuantizer):
 
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
         t0 = time.perf_counter()
-        conv = converted(model, fp32.path)
+        conv = converted(model)
         with tempfile.TemporaryDirectory(prefix="edgernn-fused-q-") as tmp:
-            raw, version = _rest_int8(conv.raw, Path(tmp))
+            raw, version = _rest_int8(conv, Path(tmp))
         art = write_variant(model, conv, path, conv.layers.keys(), self.label,
-                            time.perf_counter() - t0, raw=raw)
+                            time.perf_counter() - t0, raw=raw, form=self.form)
         return self._finish(art, path, version)
 
 
@@ -90,17 +95,17 @@ class FusedMixedInt8(_FusedQuantizer):
 
         needs_budget(model, budget)
         t0 = time.perf_counter()
-        conv = converted(model, fp32.path)
+        conv = converted(model)
         what, limit = budget.describe(), budget.max_drop
         ids = sorted(conv.layers)
         with tempfile.TemporaryDirectory(prefix="edgernn-fused-mix-") as tmp:
             work = Path(tmp)
-            raw, version = _rest_int8(conv.raw, work)
+            raw, version = _rest_int8(conv, work)
             reference = budget.outputs(Path(fp32.path))
 
             def drop_with(int8: list[int]) -> float:
                 p = work / "try.tflite"
-                write_variant(model, conv, p, int8, self.label, 0.0, raw=raw)
+                write_variant(model, conv, p, int8, self.label, 0.0, raw=raw, form=self.form)
                 return budget.drop(reference, budget.outputs(p))
 
             d_full = drop_with(ids)
@@ -123,7 +128,8 @@ class FusedMixedInt8(_FusedQuantizer):
                     f"{len(kept)} of {len(ids)} kept fp32 the {what} is {reached:.4g} "
                     f"(all-int8: {d_full:.4g})")
         int8 = [j for j in ids if j not in kept]
-        art = write_variant(model, conv, path, int8, self.label, time.perf_counter() - t0, raw=raw)
+        art = write_variant(model, conv, path, int8, self.label, time.perf_counter() - t0, raw=raw,
+                            form=self.form)
         art.notes.insert(0, (
             "mixed precision: kept fp32 " + "; ".join(
                 f"{conv.layers[k].describe()} (drop with only it fp32: {sens[k]:.4g})" for k in kept)
@@ -131,11 +137,13 @@ class FusedMixedInt8(_FusedQuantizer):
         return self._finish(art, path, version)
 
 
-register_quantizer(FusedDynamicInt8())
-register_quantizer(FusedMixedInt8())
-register_unsupported(NAME, "fp16", "the fused LSTM kernel takes no float16 weights; "
-                                   "tflite-litert makes fp16 files")
-register_unsupported(NAME, "int8", "full int8 of the fused LSTM needs per-gate intermediate "
-                                   "scales edgernn does not calibrate yet; tflite-litert makes "
-                                   "full-int8 files")
-register_unsupported(NAME, "int16x8", "no int16x8 fused LSTM; tflite-litert makes int16x8 files")
+for _fmt in (TFLITE_FUSED, TFLITE_LOOP):
+    register_quantizer(FusedDynamicInt8(_fmt))
+    register_quantizer(FusedMixedInt8(_fmt))
+    register_unsupported(_fmt.name, "fp16", "the fused LSTM and the loops' hybrid kernels take no "
+                                            "float16 weights; tflite-litert makes fp16 files")
+    register_unsupported(_fmt.name, "int8", "full int8 of the recurrent kernels needs per-gate "
+                                            "intermediate scales edgernn does not calibrate yet; "
+                                            "tflite-litert makes full-int8 files")
+    register_unsupported(_fmt.name, "int16x8", "no int16x8 recurrent kernel here; tflite-litert "
+                                               "makes int16x8 files")

@@ -1,4 +1,4 @@
-"""``tflite-fused``: TFLite for any model litert-torch converts, with fused recurrent kernels.
+"""``tflite-fused`` / ``tflite-loop``: TFLite for any model litert-torch converts, recurrence kept.
 
 Route (recorded in each artifact's ``backend``): every ``nn.LSTM`` / ``nn.GRU`` of an eager
 model is swapped for StableHLO composites (``tflite_fused.markers``; TorchScript archives are
@@ -6,7 +6,11 @@ rewritten on their ExportedProgram graph instead), litert-torch converts the who
 child process (every other op as it always does, nothing unrolled), and
 ``tflite_fused.legalize`` turns each composite into ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (one per
 layer and direction; a reverse direction runs between two ``REVERSE_V2``) or, for a GRU, a
-``WHILE`` loop. Conversion takes seconds, not the minutes an unrolled file takes.
+``WHILE`` loop. ``tflite-loop`` is the same conversion with every LSTM as a ``WHILE`` loop
+whose input projection is one matrix product over all steps (``tflite_fused.loops``): on x86
+it beats the fused kernel from hidden ~128 and loses below, so the bench measures both. One
+conversion serves both plug-ins and their quantizers. Conversion takes seconds, not the
+minutes an unrolled file takes.
 
 Limits (each a note or a skip, never a wrong file): the input shape is fixed at the example's
 (litert-torch converts static shapes); a layer called with a given initial state runs unrolled
@@ -26,6 +30,7 @@ import io
 import tempfile
 import time
 import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,7 @@ from edgernn.errors import ExportError, Unsupported
 from edgernn.model.loading import LoadedModel
 
 NAME = "tflite-fused"
+LOOP = "tflite-loop"
 
 
 @dataclass
@@ -53,17 +59,19 @@ class Converted:
     kept: list[str]
     litert_torch: str
     scripted: bool = False
+    raw_int8: tuple[bytes, str] | None = None  # the rest quantized (ai-edge-quantizer), once
 
 
-_CONVERTED: dict[str, Converted] = {}  # fp32 file path -> its conversion (this process)
+_BY_MODULE: weakref.WeakKeyDictionary[Any, Converted] = weakref.WeakKeyDictionary()
 
 
-def converted(model: LoadedModel, fp32_path: str) -> Converted:
-    """The conversion behind an fp32 file, redone when this process did not make it."""
-    key = str(Path(fp32_path).resolve())
-    if key not in _CONVERTED:
-        _CONVERTED[key] = _convert(model)
-    return _CONVERTED[key]
+def converted(model: LoadedModel) -> Converted:
+    """The conversion of ``model`` (one per module in this process: the fused and loop forms
+    and every quantizer share it)."""
+    conv = _BY_MODULE.get(model.module)
+    if conv is None:
+        conv = _BY_MODULE[model.module] = _convert(model)
+    return conv
 
 
 def _convert(model: LoadedModel) -> Converted:
@@ -105,10 +113,12 @@ def _marked(module: Any, example: tuple[Any, ...], scripted: bool) -> Marked:
 
 
 class TfliteFusedFormat:
-    name = NAME
     family = "tflite"
     suffix = ".tflite"
     runtime = "litert"
+
+    def __init__(self, name: str, form: str):
+        self.name, self.form = name, form
 
     def available(self) -> str | None:
         missing = _missing("litert_torch", "ai_edge_litert")
@@ -119,17 +129,17 @@ class TfliteFusedFormat:
 
     def export(self, model: LoadedModel, path: Path) -> Artifact:
         t0 = time.perf_counter()
-        conv = _convert(model)
-        _CONVERTED[str(path.resolve())] = conv
+        conv = converted(model)
         return write_variant(model, conv, path, int8_layers=(), quantization="fp32",
-                             seconds=time.perf_counter() - t0)
+                             seconds=time.perf_counter() - t0, form=self.form)
 
 
 def write_variant(model: LoadedModel, conv: Converted, path: Path, int8_layers: Any,
-                  quantization: str, seconds: float, raw: bytes | None = None) -> Artifact:
-    """Legalize ``raw`` (default: the fp32 conversion) into ``path`` and describe it."""
-    done = legalize(raw if raw is not None else conv.raw, conv.layers, int8_layers)
-    if not done.fused_lstm and not done.gru_loops:
+                  quantization: str, seconds: float, raw: bytes | None = None,
+                  form: str = "fused") -> Artifact:
+    """Legalize ``raw`` (default: the fp32 conversion) into ``path`` in ``form`` and describe it."""
+    done = legalize(raw if raw is not None else conv.raw, conv.layers, int8_layers, form)
+    if not done.fused_lstm and not done.loops:
         raise Unsupported("nothing to fuse: " + ("; ".join(conv.kept) or "no recurrent layer ran")
                           + " (tflite-litert makes this file)")
     path.unlink(missing_ok=True)
@@ -137,12 +147,13 @@ def write_variant(model: LoadedModel, conv: Converted, path: Path, int8_layers: 
     ops = op_census(path)
     shape = list(model.example_inputs(batch=1)[0].shape)
     int8 = set(int8_layers)
-    notes = [route_note(conv, done.fused_lstm, done.gru_loops)]
+    notes = [route_note(done.fused_lstm, done.loops)]
     if int8 and len(int8) < len(conv.layers):
         kept = [conv.layers[i].describe() for i in sorted(set(conv.layers) - int8)]
         notes.append(f"recurrent weights int8 except {', '.join(kept)} (kept fp32)")
-    notes.append(f"fixed input shape {shape} (litert-torch converts static shapes); the fused "
-                 "LSTM's state is a variable tensor: reset it before each sequence")
+    notes.append(f"fixed input shape {shape} (litert-torch converts static shapes)"
+                 + ("; the fused LSTM's state is a variable tensor: reset it before each sequence"
+                    if done.fused_lstm else ""))
     notes += conv.kept
     if conv.scripted:
         notes.append("TorchScript archive turned into an ExportedProgram (torch's TS2EPConverter) "
@@ -150,21 +161,24 @@ def write_variant(model: LoadedModel, conv: Converted, path: Path, int8_layers: 
     info = io_details(path)
     if model.spec.dtype == "int64" and info.get("input_dtype") == "int32":
         notes.append("int64 token input became int32; feed int32 ids on the device")
+    plugin = NAME if form == "fused" else LOOP
     return Artifact(
-        variant=f"{NAME}-{quantization}", format="tflite", quantization=quantization,
+        variant=f"{plugin}-{quantization}", format="tflite", quantization=quantization,
         runtime="litert", path=str(path), export_seconds=seconds, accepts_other_seq_len=False,
         dynamic_batch=False, notes=notes, ops=ops,
-        backend=f"litert-torch {conv.litert_torch} + edgernn composites legalized to fused ops",
+        backend=f"litert-torch {conv.litert_torch} + edgernn composites legalized to "
+                + ("fused LSTM ops and GRU loops" if form == "fused" else "recurrent WHILE loops"),
     )
 
 
-def route_note(conv: Converted, lstm: int, gru: int) -> str:
+def route_note(lstm: int, loops: int) -> str:
     parts = []
     if lstm:
         parts.append(f"{lstm} UNIDIRECTIONAL_SEQUENCE_LSTM (one per layer and direction)")
-    if gru:
-        parts.append(f"{gru} GRU WHILE loop(s)")
+    if loops:
+        parts.append(f"{loops} WHILE loop(s) with the input projection hoisted")
     return "route: composites -> " + (" and ".join(parts) or "no recurrent op")
 
 
-register_format(TfliteFusedFormat())
+TFLITE_FUSED = register_format(TfliteFusedFormat(NAME, "fused"))
+TFLITE_LOOP = register_format(TfliteFusedFormat(LOOP, "loop"))

@@ -1,11 +1,12 @@
 """Flatbuffer side of the fused TFLite route: ``edgernn.*`` composites become fused kernels.
 
 litert-torch keeps a composite it does not know as a ``STABLEHLO_COMPOSITE`` op whose
-decomposition is a subgraph (here a placeholder, see ``tflite_fused.markers``). Each
-``edgernn.lstm`` op becomes one ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (PyTorch gates i, f, g, o;
-the two biases summed; ``proj_size`` as projection weights; state in two variable tensors that
-the runtime must reset before each sequence). Each ``edgernn.gru`` op becomes a ``WHILE`` loop
-over time (TFLite has no fused GRU; see ``tflite_fused.gru_loop``).
+decomposition is a subgraph (here a placeholder, see ``tflite_fused.markers``). In the
+``fused`` form each ``edgernn.lstm`` op becomes one ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (PyTorch
+gates i, f, g, o; the two biases summed; ``proj_size`` as projection weights; state in two
+variable tensors that the runtime must reset before each sequence); in the ``loop`` form a
+``WHILE`` loop with the input projection hoisted out (``tflite_fused.loops``). Each
+``edgernn.gru`` op becomes such a loop in both forms (TFLite has no fused GRU).
 
 Weights are fp32, or int8 with one symmetric scale per tensor for layers in ``int8_layers``
 (the "hybrid" kernels: int8 weights, float activations, inputs quantized on the fly with
@@ -27,11 +28,14 @@ from edgernn.errors import ExportError, Unsupported
 _TANH = 4  # ActivationFunctionType.TANH
 
 
+FORMS = ("fused", "loop")
+
+
 @dataclass
 class Legalized:
     blob: bytes
     fused_lstm: int
-    gru_loops: int
+    loops: int
 
 
 class _Model:
@@ -102,11 +106,15 @@ class _Model:
         return bytes(b.Output())
 
 
-def legalize(blob: bytes, layers: dict[int, Layer], int8_layers: Iterable[int] = ()) -> Legalized:
-    """Replace every ``edgernn.*`` composite of ``blob`` (a .tflite file's bytes)."""
+def legalize(blob: bytes, layers: dict[int, Layer], int8_layers: Iterable[int] = (),
+             form: str = "fused") -> Legalized:
+    """Replace every ``edgernn.*`` composite of ``blob`` (a .tflite file's bytes); ``form``
+    "fused" or "loop" decides what an LSTM becomes."""
+    from edgernn.convert.formats.tflite_fused.loops import recurrent_while
+
     md = _Model(blob)
     int8 = set(int8_layers)
-    n_lstm = n_gru = 0
+    n_lstm = n_loops = 0
     for sg in md.m.subgraphs:
         ops = []
         for op in sg.operators or []:
@@ -120,17 +128,15 @@ def legalize(blob: bytes, layers: dict[int, Layer], int8_layers: Iterable[int] =
             layer = layers.get(lid)
             if layer is None:
                 raise ExportError(f"composite {name}.{lid} names an unknown layer")
-            if name == LSTM:
+            if name == LSTM and form == "fused":
                 ops.append(_fused_lstm(md, sg, op, layer, layer.id in int8))
                 n_lstm += 1
             else:
-                from edgernn.convert.formats.tflite_fused.gru_loop import gru_while
-
-                ops.append(gru_while(md, sg, op, layer, layer.id in int8))
-                n_gru += 1
+                ops += recurrent_while(md, sg, op, layer, layer.id in int8)
+                n_loops += 1
         sg.operators = ops
     _drop_unused_subgraphs(md)
-    return Legalized(md.pack(), n_lstm, n_gru)
+    return Legalized(md.pack(), n_lstm, n_loops)
 
 
 def composite_ids(blob: bytes) -> set[int]:
