@@ -261,8 +261,8 @@ class OnnxMixedInt8(OnnxDynamicInt8):
             d_full = budget.drop(reference, budget.outputs(Path(full.path)))
             what = budget.describe()
             if d_full <= budget.max_drop:
-                raise NotApplicable(f"all-int8 is within the accuracy budget {budget.max_drop:g} "
-                                    f"already ({what}: {d_full:.4g})")
+                raise NotRelevant(f"all-int8 is within the accuracy budget {budget.max_drop:g} "
+                                  f"already ({what}: {d_full:.4g})")
             cands = [(n.name, n.op_type) for n in self.last_nodes if n.fate.startswith("->")]
             kept, reached, sens = greedy_float_ops(
                 lambda names, p: self._quantize(fp32, p, tuple(names), prep), cands, budget,

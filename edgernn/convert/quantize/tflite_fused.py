@@ -23,7 +23,7 @@ from edgernn.convert.artifact import Artifact
 from edgernn.convert.formats.tflite_common import weight_census
 from edgernn.convert.formats.tflite_fused import TFLITE_FUSED, TFLITE_LOOP, converted, write_variant
 from edgernn.convert.formats.tflite_litert import INSTALL, _missing, run_child
-from edgernn.convert.quantize.base import NotApplicable, register_quantizer, register_unsupported
+from edgernn.convert.quantize.base import NotApplicable, NotRelevant, register_quantizer, register_unsupported
 from edgernn.errors import EdgeRNNError
 from edgernn.model.loading import LoadedModel
 
@@ -110,8 +110,8 @@ class FusedMixedInt8(_FusedQuantizer):
 
             d_full = drop_with(ids)
             if d_full <= limit:
-                raise NotApplicable(f"all-int8 is within the accuracy budget {limit:g} already ({what}: "
-                                    f"{d_full:.4g})")
+                raise NotRelevant(f"all-int8 is within the accuracy budget {limit:g} already ({what}: "
+                                  f"{d_full:.4g})")
             sens = {i: drop_with([j for j in ids if j != i]) for i in ids}
             kept: list[int] = []
             reached = d_full

@@ -29,7 +29,7 @@ import numpy as np
 
 from edgernn.convert.artifact import Artifact
 from edgernn.convert.formats.tflite_common import op_census, opcode_names, read_model, schema
-from edgernn.convert.quantize.base import NotApplicable, register_quantizer
+from edgernn.convert.quantize.base import NotApplicable, NotRelevant, register_quantizer
 from edgernn.convert.quantize.tflite_litert import LitertDynamicInt8
 from edgernn.errors import EdgeRNNError
 from edgernn.model.loading import LoadedModel
@@ -269,8 +269,8 @@ class LitertMixedInt8(LitertDynamicInt8):
             self._run(fp32, full)
             d_full = budget.drop(reference, budget.outputs(full))
             if d_full <= limit:
-                raise NotApplicable(f"all-int8 is within the accuracy budget {limit:g} already "
-                                    f"({what}: {d_full:.4g})")
+                raise NotRelevant(f"all-int8 is within the accuracy budget {limit:g} already "
+                                  f"({what}: {d_full:.4g})")
             cands = candidates(full)
             if not cands:
                 raise NotApplicable("ai-edge-quantizer dynamic int8 left every weight in fp32")
