@@ -21,10 +21,11 @@ from edgernn.runners.target import Target
 def bench_plan(manifest: dict[str, Any], target: Target,
                settings: BenchSettings) -> list[tuple[Artifact, str | None]]:
     """(artifact, sub-variant) pairs a bench measures from an export manifest: not the
-    variants about an op the graph lacks, nor a reused manifest's other opt-ins; with
-    ``settings.only``, just those variants."""
-    not_asked = opt_in_labels(frozenset(OPT_IN) - opt_in_groups(settings.opt_in,
-                                                                 settings.max_drop is not None))
+    variants about an op the graph lacks, nor a reused manifest's other opt-ins (an export made
+    with an accuracy budget, e.g. bench's default one, has its int8-mixed variants measured);
+    with ``settings.only``, just those variants."""
+    budget = settings.max_drop is not None or manifest.get("max_drop") is not None
+    not_asked = opt_in_labels(frozenset(OPT_IN) - opt_in_groups(settings.opt_in, budget))
     arts = [Artifact.from_dict(a) for a in manifest["artifacts"]
             if a.get("status") != NOT_RELEVANT  # a variant about an op the graph lacks
             and (a.get("plugin"), a.get("quantization")) not in not_asked]  # other opt-ins
