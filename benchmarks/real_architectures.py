@@ -1,7 +1,7 @@
-"""Recurrent architectures nobody here wrote, through tflite-fused and ONNX (issue 21).
+"""Recurrent architectures nobody here wrote, through tflite-fused, tflite-loop and ONNX (issue 21).
 
 Part 1, the corpus (``tests/corpus.py``, test sizes): each model exported with the real
-pipeline (onnx, tflite-fused; fp32 and int8-dynamic); per variant the route taken (ops of the
+pipeline (onnx, tflite-fused, tflite-loop; fp32 and int8-dynamic); per variant the route taken (ops of the
 main graph), file size, parity with PyTorch and p50 latency (LiteRT / onnxruntime called
 directly, 1 thread, 20 warm-up calls, median of 200, interleaved across variants).
 
@@ -104,10 +104,11 @@ def corpus_table(work: Path, n: int) -> list[dict]:
             x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
         lm = LoadedModel(module, spec, "pickle", Path(f"{name}.pt"), "0" * 64)
         t0 = time.perf_counter()
-        man = export_model(lm, work / name, ["onnx", "tflite-fused"], ["dynamic"])
+        man = export_model(lm, work / name, ["onnx", "tflite-fused", "tflite-loop"], ["dynamic"])
         seconds = time.perf_counter() - t0
         arts = {a["variant"]: a for a in man["artifacts"] if a["status"] == "ok"}
-        keep = ["onnx-fp32", "onnx-int8-dynamic", "tflite-fused-fp32", "tflite-fused-int8-dynamic"]
+        keep = ["onnx-fp32", "onnx-int8-dynamic", "tflite-fused-fp32", "tflite-fused-int8-dynamic",
+                "tflite-loop-fp32", "tflite-loop-int8-dynamic"]
         runs = {v: _session(str(work / name / arts[v]["path"])) for v in keep if v in arts}
         timing = _timed(runs, x, n)
         fused = arts.get("tflite-fused-fp32", {})
@@ -170,7 +171,7 @@ def _unrolled_vs_fused(work: Path, x: np.ndarray, rows: dict) -> dict:
     if art["status"] != "ok":
         return {"status": art["status"], "error": art["error"]}
     paths = {"tflite-litert-fp32 (unrolled)": str(work / "unrolled" / art["path"])}
-    for v in ("tflite-fused-fp32", "onnx-fp32"):
+    for v in ("tflite-fused-fp32", "tflite-loop-fp32", "onnx-fp32"):
         ext = ".tflite" if v.startswith("tflite") else ".onnx"
         paths[v] = str(work / "bench" / "encoder" / f"encoder.{v.rsplit('-', 1)[0]}.fp32{ext}")
     timing = _timed({k: _session(p) for k, p in paths.items()}, x, 30)
