@@ -126,6 +126,15 @@ def _missing(*modules: str) -> str | None:
     return None
 
 
+def litert_missing() -> str | None:
+    """None when litert-torch and ai-edge-litert import, else which is missing and its install."""
+    missing = _missing("litert_torch", "ai_edge_litert")
+    if missing:
+        dist = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}[missing]
+        return f"{dist} is not installed ({INSTALL})"
+    return None
+
+
 class TfliteLitertFormat:
     name = "tflite-litert"
     family = "tflite"
@@ -133,11 +142,7 @@ class TfliteLitertFormat:
     runtime = "litert"
 
     def available(self) -> str | None:
-        missing = _missing("litert_torch", "ai_edge_litert")
-        if missing:
-            dist = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}[missing]
-            return f"{dist} is not installed ({INSTALL})"
-        return None
+        return litert_missing()
 
     def export(self, model: LoadedModel, path: Path) -> Artifact:
         import torch

@@ -73,6 +73,15 @@ RNN_NOTES = {
 }
 
 
+def ort_quantization_missing() -> str | None:
+    """None when onnxruntime's quantization package imports, else the reason."""
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError:
+        return "onnxruntime.quantization is not importable (pip install onnxruntime)"
+    return None
+
+
 @dataclass
 class Prepared:
     """An fp32 graph ready for ``quantize_dynamic``: pre-processed once (and its RNNs rewritten)
@@ -97,11 +106,7 @@ class OnnxDynamicInt8:
     reduce_range = False  # 7-bit weights
 
     def available(self) -> str | None:
-        try:
-            import onnxruntime.quantization  # noqa: F401
-        except ImportError:
-            return "onnxruntime.quantization is not importable (pip install onnxruntime)"
-        return None
+        return ort_quantization_missing()
 
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
         return self._quantize(fp32, path)

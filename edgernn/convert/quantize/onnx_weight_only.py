@@ -206,11 +206,9 @@ class OnnxWeightOnlyInt8:
     # no ``reduce_range``: fp32 compute cannot saturate, so ``exporting.seven_bit`` leaves it as is
 
     def available(self) -> str | None:
-        try:
-            import onnxruntime.quantization  # noqa: F401
-        except ImportError:
-            return "onnxruntime.quantization is not importable (pip install onnxruntime)"
-        return None
+        from edgernn.convert.quantize.onnx_dynamic import ort_quantization_missing
+
+        return ort_quantization_missing()
 
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None) -> Artifact:
         import onnx

@@ -42,7 +42,7 @@ from edgernn.convert.formats.base import register_format
 from edgernn.convert.formats.tflite_common import io_details, one_line, op_census
 from edgernn.convert.formats.tflite_fused.legalize import composite_ids, legalize
 from edgernn.convert.formats.tflite_fused.markers import Layer, Marked, mark_graph, mark_modules
-from edgernn.convert.formats.tflite_litert import INSTALL, _missing, _trace, run_child
+from edgernn.convert.formats.tflite_litert import _trace, litert_missing, run_child
 from edgernn.errors import ExportError, Unsupported
 from edgernn.model.loading import LoadedModel
 
@@ -121,11 +121,7 @@ class TfliteFusedFormat:
         self.name, self.form = name, form
 
     def available(self) -> str | None:
-        missing = _missing("litert_torch", "ai_edge_litert")
-        if missing:
-            dist = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}[missing]
-            return f"{dist} is not installed ({INSTALL})"
-        return None
+        return litert_missing()
 
     def export(self, model: LoadedModel, path: Path) -> Artifact:
         t0 = time.perf_counter()
