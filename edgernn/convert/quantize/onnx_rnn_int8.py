@@ -121,12 +121,20 @@ def decompose_rnn_int8(src: Path, dst: Path, *, lstm: bool = False, form: str = 
             "form": form, "recurrent": recurrent, "kernels": kernels}
 
 
-def quantize_columns(w: np.ndarray, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 per column of ``w`` [K, N]: (int8 [K, N], float32 scale [N])."""
-    amax = np.abs(w).max(axis=0)
+def quantize_axis(w: np.ndarray, axis: int, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per slice of ``w`` along ``axis``: (int8 like ``w``, float32 scale with
+    ``w``'s rank, 1 everywhere but ``axis``, so ``q * scale`` broadcasts back to ``w``)."""
+    axis = axis % w.ndim
+    amax = np.abs(w).max(axis=tuple(i for i in range(w.ndim) if i != axis), keepdims=True)
     scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
     q = np.clip(np.rint(w / scale), -qmax, qmax).astype(np.int8)
     return q, scale
+
+
+def quantize_columns(w: np.ndarray, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per column of ``w`` [K, N]: (int8 [K, N], float32 scale [N])."""
+    q, scale = quantize_axis(w, 1, qmax)
+    return q, scale.reshape(-1)
 
 
 def _attrs(node: NodeProto) -> dict[str, Any]:

@@ -39,16 +39,6 @@ WEIGHT_AXIS = {"MatMul": (1, -1), "Gemm": (1, None), "Conv": (1, 0), "ConvTransp
                "Gather": (0, 0)}
 
 
-def quantize_axis(w: np.ndarray, axis: int, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 per slice of ``w`` along ``axis``: (int8 like ``w``, float32 scale with
-    ``w``'s rank, 1 everywhere but ``axis``, so ``q * scale`` broadcasts back to ``w``)."""
-    axis = axis % w.ndim
-    amax = np.abs(w).max(axis=tuple(i for i in range(w.ndim) if i != axis), keepdims=True)
-    scale = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
-    q = np.clip(np.rint(w / scale), -qmax, qmax).astype(np.int8)
-    return q, scale
-
-
 def _weight_axis(node: Any) -> tuple[int, int] | None:
     spec = WEIGHT_AXIS.get(node.op_type)
     if spec is None or node.domain not in ("", "ai.onnx"):
@@ -71,6 +61,7 @@ def store_weights_int8(model: Any, min_elements: int = MIN_ELEMENTS) -> tuple[in
     from onnx import TensorProto, helper, numpy_helper
 
     from edgernn.convert.formats.onnx_weights import graphs
+    from edgernn.convert.quantize.onnx_rnn_int8 import quantize_axis
 
     done = small = 0
     for g in list(graphs(model.graph)):
