@@ -73,8 +73,9 @@ class ModelBench:
             self.settings = settings
         self.data_sha = sha256_file(Path(data_path))
         self.task = task = model.spec.task or data.task
-        if settings.max_drop is None and default_max_drop(model, task, data.y) is not None:
-            settings = replace(settings, max_drop=default_max_drop(model, task, data.y))
+        default = default_max_drop(model, task, data.y)
+        if settings.max_drop is None and default is not None:
+            settings = replace(settings, max_drop=default)
             self.settings = settings
         self.x = x = fit_data(model, data)
         steps = per_step(model, data.y, task)

@@ -6,7 +6,8 @@
   state and activations, inputs quantized on the fly).
 - ``int8-mixed`` (accuracy-aware; made when data gives an accuracy budget and all-int8 misses
   it): recurrent layers kept fp32 one at a time, the most sensitive first (each layer's drop
-  measured alone with LiteRT), until the drop fits; the rest of the graph stays int8.
+  measured alone with LiteRT; the search is ``accuracy_budget.greedy_float_ops``, shared with
+  the other mixed quantizers), until the drop fits; the rest of the graph stays int8.
 
 fp16 and full int8 are not offered: the fused LSTM kernel takes neither float16 weights nor,
 without per-gate intermediate scales, int8 activations (``tflite-litert`` makes those files).
@@ -91,7 +92,7 @@ class FusedMixedInt8(_FusedQuantizer):
 
     def quantize(self, model: LoadedModel, fp32: Artifact, path: Path, calib: Any = None,
                  budget: Any = None) -> Artifact:
-        from edgernn.convert.quantize.accuracy_budget import needs_budget
+        from edgernn.convert.quantize.accuracy_budget import greedy_float_ops, needs_budget
 
         needs_budget(model, budget)
         t0 = time.perf_counter()
@@ -103,36 +104,32 @@ class FusedMixedInt8(_FusedQuantizer):
             raw, version = _rest_int8(conv, work)
             reference = budget.outputs(Path(fp32.path))
 
-            def drop_with(int8: list[int]) -> float:
-                p = work / "try.tflite"
+            def write(float_names: list[str], p: Path) -> None:
+                int8 = [j for j in ids if str(j) not in float_names]
                 write_variant(model, conv, p, int8, self.label, 0.0, raw=raw, form=self.form)
-                return budget.drop(reference, budget.outputs(p))
 
-            d_full = drop_with(ids)
+            full = work / "full.tflite"
+            write([], full)
+            d_full = budget.drop(reference, budget.outputs(full))
             if d_full <= limit:
                 raise NotRelevant(f"all-int8 is within the accuracy budget {limit:g} already ({what}: "
                                   f"{d_full:.4g})")
-            sens = {i: drop_with([j for j in ids if j != i]) for i in ids}
-            kept: list[int] = []
-            reached = d_full
-            for i in sorted(ids, key=lambda k: sens[k]):
-                if len(kept) + 1 == len(ids):
-                    break  # every layer float: that is the fp32 recurrence, not a mix
-                kept.append(i)
-                reached = drop_with([j for j in ids if j not in kept])
-                if reached <= limit:
-                    break
-            if reached > limit:
+            floated, reached, sens = greedy_float_ops(
+                write, [(str(i), conv.layers[i].describe()) for i in ids], budget, reference, work,
+                suffix=".tflite")
+            kept = [int(n) for n, _ in floated]
+            if reached > limit or len(kept) == len(ids):  # every layer fp32 is no mix
                 raise NotApplicable(
-                    f"no mix of recurrent layers fits the accuracy budget {limit:g}: with "
-                    f"{len(kept)} of {len(ids)} kept fp32 the {what} is {reached:.4g} "
-                    f"(all-int8: {d_full:.4g})")
+                    f"no mix of recurrent layers fits the accuracy budget {limit:g} short of "
+                    f"keeping all {len(ids)} fp32 (then the {what} is {reached:.4g}; all-int8: "
+                    f"{d_full:.4g})")
         int8 = [j for j in ids if j not in kept]
         art = write_variant(model, conv, path, int8, self.label, time.perf_counter() - t0, raw=raw,
                             form=self.form)
         art.notes.insert(0, (
             "mixed precision: kept fp32 " + "; ".join(
-                f"{conv.layers[k].describe()} (drop with only it fp32: {sens[k]:.4g})" for k in kept)
+                f"{conv.layers[k].describe()} (drop with only it fp32: {sens[str(k)]:.4g})"
+                for k in kept)
             + f"; {what}: {reached:.4g} (all-int8: {d_full:.4g})"))
         return self._finish(art, path, version)
 
