@@ -108,6 +108,9 @@ def lab(tmp_path_factory, pi_pair) -> dict:
     shape = {"input_shape": "batch=1,seq=10,4", "task": "classify"}
     sweep = {"models": [{"path": "conv_lstm.pt", **shape}, {"path": "gru_cls.pt", **shape}],
              "data": "eval.npz", "targets": ["x86-lab", "pi-lab"], "bench": BENCH,
+             # one TFLite route (the fused Keras one) of the four: what is tested here is the
+             # sweep's scheduling, not the formats, and each route costs a TF conversion per model
+             "formats": ["onnx", "tflite-keras"],
              "artifacts": "artifacts"}
     (d / "sweep.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
     env = {**os.environ, "EDGERNN_TARGETS": str(tdir), "PYTHONUNBUFFERED": "1"}
