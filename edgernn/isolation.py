@@ -1,5 +1,6 @@
-"""Helpers for work done in child processes (converters, probes): kill a child's whole
-process group, and name the signal that ended a process."""
+"""Helpers for work done in child processes (converters, probes): the isolated interpreter
+command every child runs, kill a child's whole process group, and name the signal that ended a
+process."""
 
 from __future__ import annotations
 
@@ -7,6 +8,27 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
+from pathlib import Path
+
+# edgernn's own source root, when it runs from a checkout (not an installed package)
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def python_argv(module: str | None = None, code: str | None = None) -> list[str]:
+    """``python -I`` running ``module`` as ``__main__`` (or ``code``): no current directory,
+    PYTHONPATH or user site on ``sys.path`` (a file named ``onnxruntime.py`` where edgernn was
+    started is never imported), and no PYTHON* variables read. A source checkout's root (this
+    package's own folder, never the working directory) is put on the path so edgernn imports.
+    Arguments follow the returned list; the child sees them as ``sys.argv[1:]``."""
+    boot = "import sys\n"
+    if _ROOT.name not in ("site-packages", "dist-packages"):
+        boot += f"sys.path.insert(0, {str(_ROOT)!r})\n"
+    if module is not None:
+        boot += f"import runpy\nrunpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+    elif code is not None:
+        boot += code
+    return [sys.executable, "-I", "-c", boot]
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgernn.errors import ExportError
-from edgernn.isolation import kill_group, signal_name
+from edgernn.isolation import kill_group, python_argv, signal_name
 
 # --------------------------------------------------------------------------- child processes
 
@@ -96,14 +96,12 @@ def run_child(module: str, job: dict[str, Any], what: str, settings: ChildSettin
         job_path.write_text(json.dumps({**job, "module": module, "result": str(result_path),
                                         "files": files, "fault_env": settings.fault_env}))
         env = {**os.environ, **_BASE_ENV, **settings.env}
-        root = Path(__file__).resolve().parents[3]  # so a source checkout imports in the child
-        if root.name not in ("site-packages", "dist-packages"):
-            env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
-        code = f"import sys; from {__name__} import _child_entry; _child_entry(sys.argv[1])"
+        # python -I: no cwd/PYTHONPATH imports; a source checkout's root is put on the path
+        code = f"from {__name__} import _child_entry; _child_entry(sys.argv[1])"
         t0 = time.perf_counter()
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-c", code, str(job_path)], stdin=subprocess.DEVNULL,
+                [*python_argv(code=code), str(job_path)], stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=os.name == "posix",
             )
             try:

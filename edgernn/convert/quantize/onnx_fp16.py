@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -66,12 +65,12 @@ def opens_in_a_child(path: Path) -> None:
     dies with SIGSEGV building the session of some fp16 graphs (an LSTM's all-step output into
     a Linear on a 3-D tensor, at the default optimisation level), which would take the whole
     export down with it. Raises a one-line EdgeRNNError naming the signal instead."""
-    from edgernn.isolation import signal_name
+    from edgernn.isolation import python_argv, signal_name
 
     code = ("import sys, onnxruntime as o; "
             "o.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])")
     try:
-        r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+        r = subprocess.run([*python_argv(code=code), str(path)], capture_output=True,
                            text=True, timeout=300, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise EdgeRNNError("onnxruntime did not open the fp16 file within 300 s") from None
