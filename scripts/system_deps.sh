@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the test suite uses, installed in one apt run when missing (root only):
 # the emulated Pi (qemu-user, mmdebstrap, OpenSSH), headless Chromium for the report test,
-# the adb client, and PostgreSQL (scripts/postgres.sh, the results-store tests).
+# the adb client, PostgreSQL (scripts/postgres.sh, the results-store tests) and bubblewrap
+# (the sandbox user model files run in; without it TorchScript needs --trust-model).
 # Without root or apt, the tests that need them skip and say why.
 set -uo pipefail
 PKGS=(qemu-user-static binfmt-support mmdebstrap openssh-server openssh-client zstd
-      ca-certificates chromium chromium-driver adb postgresql)
+      ca-certificates chromium chromium-driver adb postgresql bubblewrap)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -68,7 +68,26 @@ def load_options(f: Callable) -> Callable:
                      help="Module or .py file defining the classes of a trusted pickle.")(f)
     f = click.option("--trust-pickle", is_flag=True,
                      help="Allow loading a pickled nn.Module (can run arbitrary code).")(f)
+    f = click.option("--call-timeout", type=click.FloatRange(min=1), metavar="SECONDS",
+                     expose_value=False, callback=_sandbox_setting("call_timeout"),
+                     help="Longest one call of a sandboxed model (and its load) may take before "
+                          "it is stopped (default 60; an export gets 30 times this).")(f)
+    f = click.option("--trust-model", is_flag=True, expose_value=False,
+                     callback=_sandbox_setting("sandbox", lambda trusted: not trusted),
+                     help="Run a TorchScript archive or trusted pickle in edgernn's own "
+                          "process instead of the sandbox (only for files you trust: they are "
+                          "programs).")(f)
     return f
+
+
+def _sandbox_setting(name: str, convert: Callable[[Any], Any] = lambda v: v) -> Callable:
+    """A click callback setting this command's sandbox policy (``edgernn.model.sandbox``)."""
+    def set_it(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is not None and value is not False:
+            from edgernn.model.sandbox import configure
+
+            configure(**{name: convert(value)})
+    return set_it
 
 
 def _load_kwargs(kw: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,9 @@ from edgernn.errors import EdgeRNNError
 
 def main() -> None:
     """Entry point: user errors become one line and exit 1; Ctrl-C exits 130."""
+    from edgernn.model import sandbox
+
+    sandbox.configure(sandbox=True)  # model files that are programs run sandboxed (--trust-model)
     try:
         cli.main(standalone_mode=False)
     except EdgeRNNError as e:
@@ -37,3 +40,5 @@ def main() -> None:
                   f"{rich_escape(str(e).splitlines()[0][:300])} "
                   "(set EDGERNN_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
         sys.exit(1)
+    finally:
+        sandbox.reset()

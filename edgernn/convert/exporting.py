@@ -28,7 +28,7 @@ from edgernn.convert.quantize.base import CALIBRATED
 from edgernn.data.evalfile import to_model_layout
 from edgernn.errors import EdgeRNNError, Unsupported
 from edgernn.hashing import array_sha256
-from edgernn.model.loading import LoadedModel, sha256_file
+from edgernn.model.loading import LoadedModel, SandboxedModel, sha256_file
 from edgernn.model.signature import plan_of
 from edgernn.probe import runtimes
 from edgernn.probe.stepping import Stepper
@@ -204,6 +204,12 @@ def export_model(
     ``Runner.int8_saturates``), so quantizers that compute in int8 store 7-bit weights;
     ``skip``: plug-ins left out on purpose, with the reason (a skipped row each).
     """
+    if isinstance(model, SandboxedModel):  # a program file, loaded in the sandbox: export there
+        from edgernn.model.sandbox import export_sandboxed
+
+        return export_sandboxed(model, out_dir, formats, modes, target, on_step, calib,
+                                calib_source, parity_inputs, budget, opt_in, seven_bit_weights,
+                                skip)
     groups = opt_in_groups(opt_in, budget is not None)
     out_dir.mkdir(parents=True, exist_ok=True)
     arts: list[Artifact] = []

@@ -20,6 +20,7 @@ from torch import nn
 
 from edgernn.errors import EdgeRNNError, ExportError
 from edgernn.hashing import sha256_file  # noqa: F401  (re-exported)
+from edgernn.model import sandbox
 from edgernn.model.checkpoint import CHECKPOINT_KEY, SPEC_EXTRA_FILE
 from edgernn.model.signature import error_line, flat_tensors, resolve_signature
 from edgernn.model.spec import (
@@ -111,6 +112,38 @@ class LoadedModel:
         return sum(p.numel() for p in self.module.parameters())
 
 
+class _Program(Exception):
+    """The file is a program (TorchScript, trusted pickle) and must load in the sandbox."""
+
+
+class SandboxedModel(LoadedModel):
+    """A model file loaded in a sandboxed worker (``edgernn.model.sandbox``): spec, signature
+    and facts came back as data; ``module`` stands for the module there (calls go there)."""
+
+    @classmethod
+    def from_facts(cls, path: Path, facts: dict[str, Any], module: Any) -> SandboxedModel:
+        try:
+            spec = InputSpec.from_dict(facts["spec"])
+            sig = Signature.from_dict(facts["signature"])
+            kind = facts["kind"] if facts["kind"] in KINDS else "torchscript"
+            config = facts.get("config") if isinstance(facts.get("config"), dict) else None
+            meta = facts.get("meta") if isinstance(facts.get("meta"), dict) else {}
+        except Exception as e:
+            module.worker.close()
+            raise EdgeRNNError(f"{path}: the sandboxed load returned no usable signature "
+                               f"({type(e).__name__})") from None
+        lm = cls(module, spec, kind, path, sha256_file(path), config, meta)  # type: ignore[arg-type]
+        lm.signature = sig
+        return lm
+
+    def parameters_count(self) -> int:
+        return int(self.module.facts.get("parameters") or 0)
+
+    def close(self) -> None:
+        """Stop the worker (it also stops when this object is collected or edgernn exits)."""
+        self.module.worker.close()
+
+
 def load_model(
     path: str | Path, *, trust_pickle: bool = False, imports: tuple[str, ...] = (),
     input_shape: str | None = None, input_dtype: str | None = None, task: str | None = None,
@@ -129,16 +162,27 @@ def load_model(
         raise EdgeRNNError(f"model file {p} is empty")
     with open(p, "rb") as f:
         head = f.read(4)
-    if head == b"PK\x03\x04":
-        names = _zip_names(p)
-        if any(n.split("/", 1)[-1].startswith("code/") for n in names):
-            module, spec_d, meta = _load_torchscript(p)
-            kind, config = "torchscript", None
-        else:
+    # a TorchScript archive or a trusted pickle is a program: from the CLI it runs in a sandbox
+    options = {"trust_pickle": trust_pickle, "imports": imports, "input_shape": input_shape,
+               "input_dtype": input_dtype, "task": task, "inputs": inputs, "states": states,
+               "name_axes": name_axes}
+    try:
+        if head == b"PK\x03\x04":
+            names = _zip_names(p)
+            if any(n.split("/", 1)[-1].startswith("code/") for n in names):
+                if sandbox.wanted():
+                    raise _Program
+                module, spec_d, meta = _load_torchscript(p)
+                kind, config = "torchscript", None
+            else:
+                module, spec_d, meta, kind, config = _load_torch_save(p, trust_pickle, imports)
+        elif head[:1] == b"\x80":
             module, spec_d, meta, kind, config = _load_torch_save(p, trust_pickle, imports)
-    elif head[:1] == b"\x80":
-        module, spec_d, meta, kind, config = _load_torch_save(p, trust_pickle, imports)
-    else:
+        else:
+            module = None
+    except _Program:
+        return sandbox.load_sandboxed(p, options)
+    if module is None:
         raise EdgeRNNError(
             f"{p} is not a PyTorch model file (expected a torch.save/torch.jit.save file, "
             f"it starts with bytes {head!r})"
@@ -167,6 +211,32 @@ def load_model(
     return lm
 
 
+def is_program(path: Path, trust_pickle: bool = False) -> bool:
+    """True when loading ``path`` runs code from it: a TorchScript archive, or (only with
+    ``trust_pickle``) a pickle that a weights-only load refuses. Unreadable zips count as
+    programs (the sandbox then refuses them)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    if head == b"PK\x03\x04":
+        try:
+            if any(n.split("/", 1)[-1].startswith("code/") for n in _zip_names(path)):
+                return True
+        except EdgeRNNError:
+            return True
+    if not trust_pickle:
+        return False
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        return pickle_global(str(e)) is not None
+    except Exception:
+        return False
+    return False
+
+
 def _zip_names(p: Path) -> list[str]:
     try:
         with zipfile.ZipFile(p) as z:
@@ -185,6 +255,11 @@ def _load_torchscript(p: Path) -> tuple[nn.Module, dict | None, dict]:
     try:
         module = torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
     except Exception as e:
+        blocked = sandbox_blocked(e)
+        if blocked:
+            raise EdgeRNNError(f"{p}: loading it tried to {blocked}, which the sandbox blocks; "
+                               "refused (--trust-model runs it unsandboxed: only for a file "
+                               "you trust)") from None
         raise EdgeRNNError(f"{p} is a damaged TorchScript archive ({_first_line(e)})") from None
     spec_d, meta = None, {}
     if extra[SPEC_EXTRA_FILE]:
@@ -213,7 +288,11 @@ def _load_torch_save(p: Path, trust: bool, imports: tuple[str, ...]):
                 "--trust-pickle (with --import MODULE so its classes resolve), or re-save the "
                 "model with edgernn.save() or torch.jit.save"
             ) from None
+        if sandbox.wanted():
+            raise _Program from None
         return _load_trusted_pickle(p, imports)
+    except _Program:
+        raise
     except Exception as e:  # the restricted unpickler raises anything on a damaged stream
         raise EdgeRNNError(f"{p} is truncated or corrupt ({type(e).__name__}: "
                            f"{_first_line(e)})") from None
@@ -364,6 +443,11 @@ def projection_lstm(module: nn.Module) -> str | None:
 def run_failure(lm: LoadedModel, e: BaseException) -> EdgeRNNError:
     """The one-line error for a model that fails on its example inputs, naming the cause."""
     text = f"{type(e).__name__}: {e}"
+    blocked = sandbox_blocked(e)
+    if blocked:
+        return EdgeRNNError(f"{lm.path}: calling the model tried to {blocked}, which the sandbox "
+                            "blocks; refused (--trust-model runs it unsandboxed: only for a "
+                            "file you trust)")
     fwd = getattr(lm.module, "forward", None)
     ann = str(getattr(fwd, "__annotations__", {})) if fwd else ""
     if "PackedSequence" in ann or "batch_sizes" in text or "PackedSequence" in text:
@@ -374,6 +458,23 @@ def run_failure(lm: LoadedModel, e: BaseException) -> EdgeRNNError:
     shapes = ", ".join(f"{t.name} {t.shape} {t.dtype}" for t in sig.inputs) if sig else "?"
     return EdgeRNNError(f"the model fails on an input of shape(s) {shapes}: {error_line(e)}; "
                         "check --input-shape/--input-dtype (or --input for each input)")
+
+
+_BLOCKED = {"Read-only file system": "write a file", "Network is unreachable": "use the network",
+            "Operation not permitted": "do something not permitted"}
+
+
+def sandbox_blocked(e: BaseException) -> str | None:
+    """In the sandbox: what the model tried that the sandbox stopped (from the error's text,
+    with the path or address it named), else None."""
+    if not sandbox.inside():
+        return None
+    text = str(e)
+    for needle, what in _BLOCKED.items():
+        if needle in text:
+            line = next(x for x in text.splitlines() if needle in x).strip()
+            return f"{what} ({line[:160]})"
+    return None
 
 
 def _first_line(e: BaseException) -> str:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from edgernn.errors import RunnerError
-from edgernn.isolation import signal_name
+from edgernn.isolation import python_argv, signal_name
+from edgernn.model import sandbox
 from edgernn.probe.main import device_facts, runtime_versions
 from edgernn.runners.base import Runner, register_runner
 
@@ -42,21 +43,44 @@ class LocalRunner(Runner):
         out_path.unlink(missing_ok=True)
         job_path.write_text(json.dumps(job))
         threads = str(job.get("threads", 1))
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-               "OPENBLAS_NUM_THREADS": threads, "PYTHONWARNINGS": "ignore"}
+        threads_env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                       "OPENBLAS_NUM_THREADS": threads, "PYTHONWARNINGS": "ignore"}
+        env = {**os.environ, **threads_env}
+        argv = [*python_argv(module="edgernn.probe"), str(job_path), str(out_path)]
+        saved = job.get("save_outputs")
+        confined = runs_a_program(job)
+        if confined:  # PyTorch running the user's file: in the sandbox, writing only self.tmp
+            if saved:
+                job["save_outputs"] = str(self.tmp / "outputs.npy")
+                job_path.write_text(json.dumps(job))
+                Path(job["save_outputs"]).unlink(missing_ok=True)
+            argv = sandbox.confined_argv(argv, [self.tmp])
+            env = sandbox.child_env(self.tmp, threads_env)
         try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "edgernn.probe", str(job_path), str(out_path)],
-                env=env, capture_output=True, text=True, timeout=self.target.timeout_s,
-            )
+            proc = subprocess.run(argv, env=env, capture_output=True, text=True,
+                                  timeout=self.target.timeout_s, stdin=subprocess.DEVNULL,
+                                  start_new_session=confined)
         except subprocess.TimeoutExpired:
             raise RunnerError(f"probe timed out after {self.target.timeout_s:.0f} s") from None
+        if confined and saved:
+            got = self.tmp / "outputs.npy"
+            if got.is_file() and not got.is_symlink():
+                shutil.move(str(got), saved)
         return read_result(out_path, proc.returncode, proc.stderr)
 
     def close(self) -> None:
-        import shutil
-
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def runs_a_program(job: dict[str, Any]) -> bool:
+    """True when this probe job runs a model file that is a program (PyTorch on a TorchScript
+    archive or a trusted pickle) and the sandbox is on: it then runs confined."""
+    if job.get("runtime") != "torch" or not sandbox.wanted():
+        return False
+    from edgernn.model.loading import is_program
+
+    options = job.get("options") or {}
+    return is_program(Path(job["path"]), bool(options.get("trust_pickle")))
 
 
 def read_result(out_path: Path, returncode: int, stderr: str) -> dict[str, Any]:
