@@ -181,7 +181,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             x[i], {n: v[i] for n, v in inits.items()})]) for i in range(len(x))])
     else:
         step = int(job.get("eval_batch", 1)) if sess.dynamic_batch else 1
-        outs = [sess.run(layout(x[i : i + step])) for i in range(0, len(x), step)]
+        k = int(job.get("output", 0))  # the output ``y`` judges (by index, in the model's order)
+        run = sess.run if k == 0 else (lambda a: sess.outputs(a)[k])
+        outs = [run(layout(x[i : i + step])) for i in range(0, len(x), step)]
         out = np.concatenate([o.reshape(len(o), -1) if o.ndim else o.reshape(1, 1) for o in outs])
     result["eval_seconds"] = time.perf_counter() - t0
     result["eval_samples"] = int(len(x))
@@ -196,19 +198,30 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         result["agreement"] = metrics.agreement(
             judged, judged_outputs(ref.reshape(out.shape), y, task, stepper is not None),
             task, y, threshold)
+        if task != "classify":
+            result["agreement_tol"] = metrics.agreement_tolerance(y)
+    if job.get("return_outputs"):  # the host's metric function judges them (never run here)
+        result["outputs"] = metrics.pack_array(
+            metrics.shaped_like_targets(judged, y, task),
+            float(job.get("return_limit_mb", metrics.RETURN_LIMIT_MB)))
     if job.get("save_outputs"):
         np.save(job["save_outputs"], out)
     return result
 
 
 def judged_outputs(out, y, task: str, streamed: bool):
-    """The outputs the labels judge: with one label per sample, a stream's last step; with a
-    label per step (``y`` [N, T], classification), every step of every sample."""
+    """The outputs ``y`` judges. Whole sequence (``out`` [N, K]): as they are, or one row per
+    step with a label per step (``y`` [N, T], classification). Stream (``out`` [N, T, K]):
+    every step's output when ``y`` has one target per step (labels [N, T], or values
+    [N, T, *out] with as many values per sample as the T outputs hold), else the last step's."""
     if task == "classify" and y.ndim == 2:  # a label per step
         return out.reshape(y.shape[0] * y.shape[1], -1)
-    if streamed:
-        return out[:, -1]
-    return out
+    if not streamed:
+        return out
+    per_sample = int(y[0].size)  # values per sample (numpy is not imported at module level)
+    if task != "classify" and out.shape[1] > 1 and per_sample == out.shape[1] * out.shape[2]:
+        return out.reshape(len(out), -1)  # every step judged, per element
+    return out[:, -1]
 
 
 def main(argv: list[str]) -> int:

@@ -73,23 +73,60 @@ def compute_metrics(outputs: np.ndarray, y: np.ndarray, task: str,
     return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2)))}
 
 
-def degradation(baseline: float, value: float, metric: str) -> float:
-    """How much worse ``value`` is than ``baseline`` (positive = worse), in metric units."""
-    return baseline - value if HIGHER_IS_BETTER[metric] else value - baseline
+def degradation(baseline: float, value: float, metric: str,
+                higher_is_better: bool | None = None) -> float:
+    """How much worse ``value`` is than ``baseline`` (positive = worse), in metric units; the
+    direction is the built-in metric's unless ``higher_is_better`` says it (a user's metric)."""
+    higher = HIGHER_IS_BETTER[metric] if higher_is_better is None else higher_is_better
+    return baseline - value if higher else value - baseline
+
+
+AGREE_TOL = 0.01  # regression agreement: |variant - fp32| within this share of std(y)
+
+
+def agreement_tolerance(y: np.ndarray) -> float:
+    """The regression agreement tolerance: ``AGREE_TOL`` of the targets' standard deviation."""
+    return AGREE_TOL * float(np.std(y)) or 1e-6
 
 
 def agreement(outputs: np.ndarray, reference: np.ndarray, task: str, y: np.ndarray,
               threshold: float = 0.0) -> float:
-    """Share of samples where the variant agrees with the fp32 reference.
+    """How often the variant agrees with the fp32 reference.
 
-    Classification: same predicted class. Forecasting: every predicted value within 1% of the
-    target's standard deviation of the reference prediction.
+    Classification: the share of predictions (samples, or steps) with the same class.
+    Regression: the share of output values within ``agreement_tolerance(y)`` of fp32's.
     """
     if task == "classify":
         return float(np.mean(predictions(outputs, threshold) == predictions(reference, threshold)))
-    tol = 0.01 * float(np.std(y)) or 1e-6
-    diff = np.abs(outputs.reshape(len(outputs), -1) - reference.reshape(len(reference), -1))
-    return float(np.mean(np.all(diff <= tol, axis=1)))
+    diff = np.abs(outputs.reshape(-1).astype(np.float64) - reference.reshape(-1))
+    return float(np.mean(diff <= agreement_tolerance(y)))
+
+
+def shaped_like_targets(outputs: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
+    """The judged outputs as a metric function sees them: regression values in ``y``'s shape
+    ([N, T, *out] for an output per step); classifier scores as ``y``'s shape plus a class
+    axis ([N, C], or [N, T, C] with a label per step)."""
+    if task == "classify":
+        return outputs.reshape(*y.shape, -1)
+    return outputs.reshape(y.shape)
+
+
+RETURN_LIMIT_MB = 64.0  # the most judged-output bytes (float32) a probe sends back
+
+
+def pack_array(a: np.ndarray, limit_mb: float = RETURN_LIMIT_MB) -> dict[str, Any]:
+    """A float32 array as JSON (shape + base64), refused above ``limit_mb`` MB."""
+    a = np.ascontiguousarray(a, dtype="<f4")
+    if a.nbytes > limit_mb * 1e6:
+        raise ValueError(f"the judged outputs are {a.nbytes / 1e6:.1f} MB of float32, more than "
+                         f"the {limit_mb:g} MB a probe sends back")
+    return {"shape": list(a.shape), "float32": base64.b64encode(a.tobytes()).decode()}
+
+
+def unpack_array(packed: dict[str, Any]) -> np.ndarray:
+    """The array ``pack_array`` made."""
+    raw = base64.b64decode(packed["float32"])
+    return np.frombuffer(raw, dtype="<f4").reshape(packed["shape"])
 
 
 def per_sample(outputs: np.ndarray, y: np.ndarray, task: str,
@@ -112,3 +149,11 @@ def per_sample_record(outputs: np.ndarray, y: np.ndarray, task: str,
                 "bits": base64.b64encode(np.packbits(v.astype(np.uint8)).tobytes()).decode()}
     return {"kind": "abs_error", "n": int(len(v)),
             "float32": base64.b64encode(v.astype("<f4").tobytes()).decode()}
+
+
+def per_sample_values(values: np.ndarray, metric: str) -> dict[str, Any]:
+    """A JSON-ready record of a metric function's value on each sample alone (float32, base64):
+    ``select``'s paired test on rows judged by that metric."""
+    v = np.asarray(values, dtype="<f4")
+    return {"kind": "value", "metric": metric, "n": int(len(v)),
+            "float32": base64.b64encode(v.tobytes()).decode()}
