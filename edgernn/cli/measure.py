@@ -24,6 +24,7 @@ from edgernn.cli.app import (
     trials_option,
     variant_options,
 )
+from edgernn.errors import EdgeRNNError
 
 
 @click.command()
@@ -55,6 +56,16 @@ from edgernn.cli.app import (
               help="Stream time one call of a step model covers (e.g. 36 for 576 samples at "
                    "16 kHz): rows get rtf = p50 / MS and rtf_p99.")
 @click.option("--wide", is_flag=True, help="Show every column (default fits 120 columns).")
+@click.option("--metric-fn", metavar="FILE.py:NAME|MODULE:NAME|NAME",
+              help="Judge every variant by your metric: fn(y_true, y_pred) -> float over the "
+                   "evaluation set, run on this host over the outputs each probe sends back "
+                   "(extra parameters get the --data arrays of their name). Built-in NAMEs: mae, "
+                   "mse, frame_accuracy, frame_f1, snr_gain (mask x noisy vs clean).")
+@click.option("--higher-is-better/--lower-is-better", "higher_is_better", default=None,
+              help="Direction of --metric-fn (default: the function's higher_is_better).")
+@click.option("--judge-output", metavar="NAME|INDEX",
+              help="The model output y judges when it has several (default: the data's "
+                   "meta['output'], else the first prediction output).")
 @max_drop_option
 @variant_options
 @db_option
@@ -65,19 +76,26 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
           quantize: str | None, threads: int | None, min_runs: int, min_seconds: float,
           warmup: int, eval_batch: int, collapse: float, out_dir: Path, json_path: Path | None,
           csv_path: Path | None, calib: Path | None, force: bool, trials: int,
-          step_ms: float | None, wide: bool, max_drop: float | None, per_op: bool, tune: bool,
-          db: str | None, strict: bool, **kw: Any) -> None:
+          step_ms: float | None, wide: bool, metric_fn: str | None,
+          higher_is_better: bool | None, judge_output: str | None, max_drop: float | None,
+          per_op: bool, tune: bool, db: str | None, strict: bool, **kw: Any) -> None:
     """Export, run and evaluate every variant of MODELS on a target; print one table."""
     from edgernn.api import bench as api_bench
     from edgernn.convert.quantize import MODES
     from edgernn.measure.bench import BenchSettings
+    from edgernn.metrics.user import load_metric_fn
     from edgernn.results.files import ResultWriter
     from edgernn.results.selection import op_decisions
     from edgernn.results.store import open_store
     from edgernn.results.table import bench_table
 
+    if higher_is_better is not None and metric_fn is None:
+        raise EdgeRNNError("--higher-is-better / --lower-is-better say the direction of "
+                           "--metric-fn; pass --metric-fn too")
+    metric = load_metric_fn(metric_fn, higher_is_better) if metric_fn else None
     store = open_store(db)
     settings = BenchSettings(
+        metric_fn=metric, judged_output=judge_output,
         store=store, force=force, threads=threads, warmup=warmup, min_runs=min_runs,
         min_seconds=min_seconds, eval_batch=eval_batch, trials=trials,
         collapse=collapse, load_options=_load_kwargs(kw), step_ms=step_ms, max_drop=max_drop,

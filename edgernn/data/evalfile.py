@@ -1,7 +1,13 @@
 """Evaluation data: an ``.npz`` with ``x`` (N, ...) model inputs and ``y`` targets.
 
-``x``: float32 features (N, seq, features) or integer token ids (N, seq), sample axis first.
-``y``: class ids (N,) for classification, values (N,) or (N, horizon) for forecasting.
+``x``: float32 features (N, seq, features) or integer token ids (N, seq), sample axis first;
+for a step model (N, steps, *one step).
+``y``: class ids (N,) for classification, or a label per step (N, steps); values (N,) or
+(N, horizon) for forecasting, or a value array per step (N, steps, *out) judged element-wise.
+``meta`` (optional): a JSON string; ``task`` says the task, ``output`` names (or numbers) the
+model output ``y`` judges when the model has several (``bench --judge-output`` overrides).
+Other arrays (e.g. ``clean``, ``noisy``) go to the parameters of a ``--metric-fn`` that name
+them; arrays named like a step model's state input are each sample's initial state.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ class EvalData:
     y: np.ndarray
     task: str
     path: Path | None = None
+    output: str | None = None  # the model output ``y`` judges (meta "output"), if named
 
 
 def save_eval(path: Path, x: np.ndarray, y: np.ndarray, task: str, **meta) -> None:
@@ -77,7 +84,8 @@ def load_eval(path: str | Path, need_y: bool = True) -> EvalData:
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise EdgeRNNError(f"{p}: 'y' contains NaN or Inf")
     task = meta.get("task") or ("classify" if y.dtype.kind in "iu" else "forecast")
-    return EvalData(x, y, task, p)
+    output = meta.get("output")
+    return EvalData(x, y, task, p, None if output is None else str(output))
 
 
 def check_fits(data: EvalData, spec: InputSpec, accepts_seq: bool = True) -> np.ndarray:

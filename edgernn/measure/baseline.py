@@ -12,7 +12,7 @@ from edgernn.convert.artifact import Artifact
 from edgernn.convert.quantize.torch_dynamic import torch_int8_bytes, torch_int8_reason
 from edgernn.errors import RunnerError
 from edgernn.measure.pending import Pending
-from edgernn.measure.rows import base_row, fill_row, judge, timed_use
+from edgernn.measure.rows import base_row, fill_row, timed_use
 from edgernn.measure.settings import BenchSettings, probe_job
 from edgernn.model.loading import LoadedModel
 from edgernn.runners.local import LocalRunner
@@ -25,7 +25,7 @@ TORCH_INT8 = "torch-int8-dynamic"
 def torch_peer(model: LoadedModel, target: Target, settings: BenchSettings, threads: int,
                described: dict[str, Any], data_file: Path, modes: list[str],
                baseline: dict[str, Any] | None, cached: Callable, emit: Callable,
-               step: Callable[[str], None], where: str) -> Pending | None:
+               step: Callable[[str], None], where: str, judge: Any = None) -> Pending | None:
     """The ``torch-int8-dynamic`` peer row (with ``--quantize dynamic``), judged against fp32
     PyTorch; a pending record when it waits for more timing trials."""
     if "dynamic" not in modes or not settings.peer:
@@ -42,7 +42,7 @@ def torch_peer(model: LoadedModel, target: Target, settings: BenchSettings, thre
         emit(row)
         return None
     row, job = measure_baseline(model, target, settings, threads, described, data_file, None,
-                                where, step, variant=TORCH_INT8)
+                                where, step, variant=TORCH_INT8, judge=judge)
     judge(row, baseline, settings.collapse)
     if row["status"] in ("ok", "accuracy collapsed") and settings.trials > 1:
         row["provisional"] = True
@@ -57,11 +57,12 @@ def measure_baseline(
     model: LoadedModel, target: Target, settings: BenchSettings, threads: int,
     described: dict[str, Any],
     data_file: Path, reference: Path | None, row_target: str, step: Callable[[str], None],
-    variant: str = BASELINE,
+    variant: str = BASELINE, judge: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Measure PyTorch on this host: fp32, whose outputs (saved to ``reference``) are every
     variant's reference, or its peer ``torch-int8-dynamic`` (torch.ao dynamic quantization of
-    the eager module). Returns the row and the job (further timing trials reuse it)."""
+    the eager module); ``judge`` (``metrics.user.HostJudge``): the user's metric judges it.
+    Returns the row and the job (further timing trials reuse it)."""
     step(f"{model.name}: measure {variant} (host)")
     int8 = variant == TORCH_INT8
     size = torch_int8_bytes(model) if int8 else model.path.stat().st_size
@@ -87,7 +88,10 @@ def measure_baseline(
     if partial is not None:
         job["save_outputs"] = str(partial)  # renamed when whole: other processes may read it
     try:
-        fill_row(row, timed_use(row, local, job, {"data": data_file, "model": model.path}))
+        res = timed_use(row, local, job, {"data": data_file, "model": model.path})
+        fill_row(row, res)
+        if judge is not None:
+            judge.apply(row, res)
         if partial is not None and partial.exists():
             os.replace(partial, reference)
         if not int8:

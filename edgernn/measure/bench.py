@@ -27,7 +27,9 @@ from edgernn.hashing import array_sha256
 from edgernn.measure.baseline import BASELINE, TORCH_INT8, host_version, measure_baseline, torch_peer
 from edgernn.measure.inputs import (
     fit_data,
+    fp32_judged,
     initial_states,
+    judged_output,
     model_job,
     per_step,
     reference_scores,
@@ -37,6 +39,7 @@ from edgernn.measure.pending import Pending, finish_trials, more_trials
 from edgernn.measure.plan import bench_plan, check_formats, reuse_manifest, unrolled_skips, vname
 from edgernn.measure.rows import base_row, fill_row, judge, set_rtf, target_runtimes, timed_use
 from edgernn.measure.settings import BenchSettings, probe_job, settings_key
+from edgernn.metrics.user import HostJudge, return_limit_mb
 from edgernn.model.loading import LoadedModel, load_model_for_data, sha256_file
 from edgernn.probe.runtimes import runtime_package
 from edgernn.runners import get_runner
@@ -78,11 +81,22 @@ class ModelBench:
             settings = replace(settings, max_drop=default)
             self.settings = settings
         self.x = x = fit_data(model, data)
+        if settings.judged_output is None and data.output is not None:
+            settings = replace(settings, judged_output=data.output)  # the file says which
+            self.settings = settings
+        self.output = out = judged_output(model, settings.judged_output)
         steps = per_step(model, data.y, task)
-        check_targets(data, model.spec, task, model_classes(model, x, task, steps))
+        check_targets(data, model.spec, task, model_classes(model, x, task, steps, out))
         self.threshold_note: str | None
-        threshold, self.threshold_note = score_threshold(model, x, task, steps)
-        self.described = model_job(model, task, threshold)
+        threshold, self.threshold_note = score_threshold(model, x, task, steps, out)
+        self.described = model_job(model, task, threshold, out)
+        fp32 = fp32_judged(model, x, data.y, task, out)  # y fits the judged output, or one line
+        self.judge: HostJudge | None = None
+        if settings.metric_fn is not None:  # the user's metric: judged on this host
+            self.judge = HostJudge.bind(settings.metric_fn, data.y, Path(data_path))
+            self.judge.check(fp32)  # a bad function is refused before anything is exported
+            self.described |= {"return_outputs": True,
+                               "return_limit_mb": return_limit_mb(fp32, len(x))}
         self.inits = initial_states(model, Path(data_path), len(x))
         self.work = out_dir / model.name
         self.work.mkdir(parents=True, exist_ok=True)
@@ -125,6 +139,10 @@ class ModelBench:
         a row waiting for more timing trials is provisional and never reused from the store.
         Returns the row's id in the store, if stored."""
         row.setdefault("data_sha256", self.data_sha)
+        row.setdefault("task", self.task)  # what the agreement column means for this row
+        if self.judge is not None and not row.get("reused"):  # failed rows say it too
+            m = self.judge.metric
+            row.update(metric=m.name, higher_is_better=m.higher_is_better, metric_fn=m.source)
         row.setdefault("requested_threads", self.threads)
         for note in (self.threshold_note, *self.settings.row_notes):
             if note and note not in row.get("notes", []) and not row.get("reused"):
@@ -165,7 +183,8 @@ class ModelBench:
                                     on_step=self.step, calib=self.calib,
                                     calib_source=self.calib_source,
                                     parity_inputs=self.x[:PARITY_SAMPLES],
-                                    budget=accuracy_budget(model, self.x, self.data.y, self.task, s),
+                                    budget=accuracy_budget(model, self.x, self.data.y, self.task, s,
+                                                           self.output, self.judge),
                                     opt_in=s.opt_in, seven_bit_weights=seven_bit,
                                     skip=self.skipped_formats)
         return manifest
@@ -202,7 +221,8 @@ class ModelBench:
             np.savez(data_file, x=x, y=self.data.y, **self.inits)
             baseline, job = measure_baseline(model, self.target, self.settings, self.threads,
                                              self.described, data_file, reference,
-                                             self.row_target(BASELINE), self.step)
+                                             self.row_target(BASELINE), self.step,
+                                             judge=self.judge)
             if baseline["status"] == "ok" and self.trials > 1:
                 baseline["provisional"] = True
                 pending = Pending(baseline, job, {"data": data_file, "model": model.path},
@@ -216,7 +236,7 @@ class ModelBench:
             np.savez(data_file, x=x, y=self.data.y, reference=np.load(reference), **self.inits)
         peer = torch_peer(model, self.target, self.settings, self.threads, self.described,
                           data_file, self.modes, baseline, self.cached, self.emit, self.step,
-                          self.row_target(TORCH_INT8))
+                          self.row_target(TORCH_INT8), self.judge)
         return baseline, [p for p in (pending, peer) if p is not None]
 
     def seq_len_refusal(self, art: Artifact) -> str | None:
@@ -256,7 +276,10 @@ class ModelBench:
         files = {"data": self.data_file, "artifact": self.work / art.path}
         runner = self.target_runner()  # a target that cannot be opened ends the bench (one line)
         try:
-            fill_row(row, timed_use(row, runner, job, files))
+            res = timed_use(row, runner, job, files)
+            fill_row(row, res)
+            if self.judge is not None:
+                self.judge.apply(row, res)
         except RunnerError as e:
             row.update(status="run failed", reason=str(e))
         except KeyboardInterrupt:
@@ -305,12 +328,12 @@ class ModelBench:
 
 
 def model_classes(model: LoadedModel, x: np.ndarray, task: str,
-                  steps: int | None = None) -> int | None:
+                  steps: int | None = None, output: int | None = None) -> int | None:
     """Classes of a classifier, from one forward pass when its file does not say."""
     if task != "classify" or model.spec.num_classes:
         return None
     try:
-        width = reference_scores(model, x, samples=1, steps=steps).shape[1]
+        width = reference_scores(model, x, samples=1, steps=steps, output=output).shape[1]
         return 2 if width == 1 else width
     except Exception as e:
         raise EdgeRNNError(f"{model.path}: the model does not run on the evaluation data "
@@ -330,16 +353,19 @@ def default_max_drop(model: LoadedModel, task: str, y: Any) -> float | None:
 
 
 def accuracy_budget(model: LoadedModel, x: np.ndarray, y: np.ndarray, task: str,
-                    settings: BenchSettings) -> Any:
+                    settings: BenchSettings, output: int | None = None,
+                    judge: HostJudge | None = None) -> Any:
     """The ``--max-drop`` budget, measured on up to ``calib_samples`` evaluation samples spread
-    over the data, with their labels; None without ``--max-drop`` or for step models."""
+    over the data, with their labels, on the judged output, by the user's metric when given;
+    None without ``--max-drop`` or for step models."""
     if settings.max_drop is None or model.sig.is_streaming:
         return None
     from edgernn.convert.quantize.accuracy_budget import AccuracyBudget
 
     idx = np.unique(np.linspace(0, len(x) - 1, min(len(x), settings.calib_samples)).astype(int))
     return AccuracyBudget(settings.max_drop, x[idx], y[idx], task, model.spec.batch_axis,
-                          "evaluation samples")
+                          "evaluation samples", output or 0,
+                          judge.take(idx) if judge is not None else None)
 
 
 def _data_axis(model_axis: int, batch_axis: int) -> int:

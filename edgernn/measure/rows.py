@@ -104,19 +104,27 @@ def fill_row(row: dict[str, Any], res: dict[str, Any]) -> None:
     if "parity_max_abs_diff" in res:
         row["parity_max_abs_diff"] = res["parity_max_abs_diff"]
         row["agreement"] = res["agreement"]
+    if "agreement_tol" in res:  # regression: agreement = share of values within this of fp32
+        row["agreement_tol"] = res["agreement_tol"]
 
 
 def judge(row: dict[str, Any], baseline: dict[str, Any] | None, collapse: float) -> None:
-    """Accuracy drop against the fp32 PyTorch row; mark a collapse."""
+    """Accuracy drop against the fp32 PyTorch row; mark a collapse (not for a ``--metric-fn``:
+    a drop relative to a user's metric, e.g. an SNR gain near 0 dB, has no meaning; budgets
+    in its units are ``select --max-drop``'s)."""
     if baseline is None or baseline.get("value") is None or row.get("value") is None:
         return
     metric = row["metric"]
-    drop = degradation(baseline["value"], row["value"], metric)
+    if baseline.get("metric", metric) != metric:  # judged by different metrics: no drop
+        return
+    higher = row.get("higher_is_better")
+    higher = HIGHER_IS_BETTER[metric] if higher is None else higher
+    drop = degradation(baseline["value"], row["value"], metric, higher)
     row["accuracy_drop"] = drop
     scale = abs(baseline["value"]) or 1.0
     row["relative_drop"] = drop / scale
-    if row["status"] == "ok" and drop / scale > collapse:
+    if row["status"] == "ok" and drop / scale > collapse and not row.get("metric_fn"):
         row["status"] = "accuracy collapsed"
-        better = "higher" if HIGHER_IS_BETTER[metric] else "lower"
+        better = "higher" if higher else "lower"
         row["reason"] = (f"{metric} {row['value']:.4g} vs fp32 {baseline['value']:.4g} "
                          f"({better} is better): worse by {drop / scale:.0%} > {collapse:.0%}")

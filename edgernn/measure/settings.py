@@ -42,6 +42,9 @@ class BenchSettings:
     # stored row needs them (a sweep asks each device once)
     installed: dict[str, str | None] | Callable[[], dict[str, str | None]] | None = None
     row_notes: tuple[str, ...] = ()  # said on every row measured here (e.g. by a sweep)
+    # the user's metric (``metrics.user.MetricFn``): judges every row on this host
+    metric_fn: Any = None
+    judged_output: str | None = None  # the output ``y`` judges, by name or index
 
 
 def settings_key(settings: BenchSettings, target: Target, threads: int,
@@ -55,6 +58,10 @@ def settings_key(settings: BenchSettings, target: Target, threads: int,
            "trials": settings.trials, "step_ms": settings.step_ms, "max_drop": settings.max_drop,
            # how the file was read: other --input/--state pairs make another model
            "signature": signature}
+    if settings.metric_fn is not None:  # only when set: older stored rows keep their hash
+        key["metric_fn"] = settings.metric_fn.key()
+    if settings.judged_output is not None:
+        key["judged_output"] = settings.judged_output
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 

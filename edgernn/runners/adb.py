@@ -222,7 +222,8 @@ class AdbRunner(Runner):
         art, data = Path(files[job["path"]]), Path(files[job["data"]])
         key = (str(art.resolve()), art.stat().st_mtime_ns, art.stat().st_size,
                str(data.resolve()), data.stat().st_mtime_ns, job.get("runtime"), job.get("task"),
-               job.get("batch_axis"), job.get("eval_batch"))
+               job.get("batch_axis"), job.get("eval_batch"), job.get("output"),
+               bool(job.get("return_outputs")))
         if key not in self._accuracy_cache:
             if self._local is None:
                 self._local = LocalRunner(self.target)
@@ -233,6 +234,7 @@ class AdbRunner(Runner):
             except RunnerError as e:
                 raise RunnerError(f"host accuracy check failed: {e}") from None
             out = {k: res[k] for k in ("metrics", "parity_max_abs_diff", "agreement",
+                                       "agreement_tol", "per_sample", "outputs",
                                        "eval_samples", "eval_seconds") if k in res}
             out["accuracy_source"] = (f"host {res.get('runtime')} {res.get('runtime_version')} "
                                       "(CPU), same file")

@@ -36,6 +36,39 @@ class AccuracyBudget:
     task: str
     batch_axis: int = 0
     source: str = "calibration inputs"
+    output: int = 0  # the output the labels judge (by index, in the model's order)
+    judge: Any = None  # a user's metric (``metrics.user.HostJudge``); None: the task's
+
+    def to_request(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The budget as JSON and arrays, for a process that rebuilds it (``from_request``):
+        a user's metric function travels as its spec and is loaded again there."""
+        req: dict[str, Any] = {"max_drop": self.max_drop, "task": self.task,
+                               "batch_axis": self.batch_axis, "source": self.source,
+                               "output": self.output}
+        arrays = {"budget_x": self.x, **({"budget_y": self.y} if self.y is not None else {})}
+        if self.judge is not None:
+            m = self.judge.metric
+            req["metric_fn"] = {"spec": m.source if m.source != "builtin" else m.name,
+                                "higher_is_better": m.higher_is_better}
+            arrays |= {f"budget_fn_{k}": a for k, a in self.judge.arrays.items()}
+        return req, arrays
+
+    @classmethod
+    def from_request(cls, req: dict[str, Any], arrays: dict[str, np.ndarray]) -> AccuracyBudget:
+        """The budget ``to_request`` described."""
+        judge = None
+        y = arrays.get("budget_y")
+        if req.get("metric_fn") and y is not None:
+            from edgernn.metrics.user import HostJudge, load_metric_fn
+
+            fn = req["metric_fn"]
+            metric = load_metric_fn(fn["spec"], fn["higher_is_better"])
+            judge = HostJudge(metric, y, {p: arrays[f"budget_fn_{p}"] for p in metric.params})
+        return cls(req["max_drop"], arrays["budget_x"], y, req["task"], req["batch_axis"],
+                   req["source"], int(req.get("output") or 0), judge)
+
+    def _first(self, outs: list[np.ndarray]) -> np.ndarray:
+        return np.asarray(outs[self.output]).reshape(1, -1)
 
     def outputs(self, path: Path) -> np.ndarray:
         """The first output of an ONNX or .tflite file on every sample, one call each (as
@@ -53,7 +86,7 @@ class AccuracyBudget:
             xi = self.x[i:i + 1]
             if self.batch_axis:
                 xi = np.moveaxis(xi, 0, self.batch_axis)
-            outs.append(np.asarray(sess.run(None, {name: xi})[0]).reshape(1, -1))
+            outs.append(self._first(sess.run(None, {name: xi})))
         return np.concatenate(outs)
 
     def _tflite_outputs(self, path: Path) -> np.ndarray:
@@ -73,11 +106,22 @@ class AccuracyBudget:
                 raise EdgeRNNError(
                     f"{self.source} have shape {list(self.x.shape)} (samples first), but the "
                     f".tflite file's input is fixed at {want}: pass samples of that shape")
-            outs.append(np.asarray(sess.run(xi)).reshape(1, -1))
+            outs.append(self._first(sess.outputs(xi)) if self.output else
+                        np.asarray(sess.run(xi)).reshape(1, -1))
         return np.concatenate(outs)
 
     def drop(self, reference: np.ndarray, got: np.ndarray) -> float:
         """How much worse ``got`` is than the fp32 ``reference`` outputs (positive = worse)."""
+        if self.y is not None and self.judge is not None:  # the user's metric function
+            from edgernn.probe.metrics import shaped_like_targets
+
+            m = self.judge.metric  # bound to these samples: its arrays are theirs
+
+            def value(out: np.ndarray) -> float:
+                return m.score(self.y, shaped_like_targets(out, self.y, self.task),
+                               self.judge.arrays)
+
+            return degradation(value(reference), value(got), m.name, m.higher_is_better)
         if self.y is not None:
             metric = PRIMARY[self.task]
             base = compute_metrics(reference, self.y, self.task)[metric]
@@ -89,7 +133,8 @@ class AccuracyBudget:
         return float(np.mean(np.abs(got - reference)))
 
     def describe(self) -> str:
-        what = (f"{PRIMARY[self.task]} drop on {len(self.x)} {self.source}" if self.y is not None
+        name = self.judge.metric.name if self.judge is not None else PRIMARY[self.task]
+        what = (f"{name} drop on {len(self.x)} {self.source}" if self.y is not None
                 else ("share of changed predictions" if self.task == "classify"
                       else "mean absolute change") + f" vs fp32 on {len(self.x)} {self.source}")
         return what
