@@ -14,6 +14,7 @@ from typing import Any
 
 from edgernn import __version__
 from edgernn.results.selection import Budget, Selection, select
+from edgernn.results.table import agreement_text
 
 
 @dataclass
@@ -140,7 +141,7 @@ def _row_cells(r: dict[str, Any]) -> list[str]:
             _fmt(lat.get("p90")), _fmt(lat.get("p99")), _fmt(r.get("rtf"), ".3g"),
             _fmt(lat.get("load"), ".3g"),
             f"{r['metric']} {_fmt(r.get('value'))}", _fmt(r.get("accuracy_drop"), "+.4f"),
-            _fmt(r.get("agreement"), ".3f")]
+            agreement_text(r)]
 
 
 def build(rows: list[dict[str, Any]], budget: Budget, prefer: str = "latency",

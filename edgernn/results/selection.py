@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgernn.probe.metrics import HIGHER_IS_BETTER, degradation
+from edgernn.probe.metrics import degradation
+from edgernn.results.significance import higher_is_better
 
 LATENCY_STATS = ("p50", "p90", "p99", "mean")
 PREFER = ("latency", "size", "accuracy")
@@ -80,7 +81,8 @@ def candidates_from_rows(
     metric = metric or next((r["metric"] for r in rows if r.get("metric")), "accuracy")
     # drop is measured against the BEST fp32 PyTorch model evaluated on the same data, so a
     # weak model quantized without loss does not look as good as a strong one
-    sign = 1 if HIGHER_IS_BETTER.get(metric, True) else -1
+    higher = higher_is_better(metric, rows)  # a user's metric: its rows say which way
+    sign = 1 if higher else -1
     baselines: dict[str, dict[str, Any]] = {}
     for r in rows:
         if r["variant"].endswith("/torch-fp32") and metric in (r.get("metrics") or {}):
@@ -109,7 +111,7 @@ def candidates_from_rows(
         if lat is None or not r.get("size_bytes"):
             excluded.append((r["variant"], "no latency or size measured"))
             continue
-        drop = degradation(base["metrics"][metric], metrics[metric], metric)
+        drop = degradation(base["metrics"][metric], metrics[metric], metric, higher)
         cands.append(Candidate(r, float(lat), r["size_bytes"] / 1e6, float(drop),
                                float(metrics[metric])))
     return metric, cands, excluded
@@ -200,7 +202,7 @@ def explain(metric: str, cands: list[Candidate], front: list[Candidate],
             feasible: list[Candidate], pick: Candidate | None, excluded: list[tuple[str, str]],
             budget: Budget, prefer: str) -> list[str]:
     lines: list[str] = []
-    better = "higher" if HIGHER_IS_BETTER.get(metric, True) else "lower"
+    better = "higher" if higher_is_better(metric, [c.row for c in cands]) else "lower"
     stat = budget.latency_stat
     if pick is None:
         if not cands:

@@ -107,9 +107,11 @@ def paired_test(a: np.ndarray, b: np.ndarray, kind: str, alpha: float = ALPHA) -
     "abs_error" (per-sample errors)."""
     if kind == "correct":
         return paired_correct(a, b, alpha)
-    if kind == "abs_error":
-        return paired_errors(a, b, alpha)
-    raise EdgeRNNError(f"unknown per-sample kind {kind!r} (correct or abs_error)")
+    if kind in ("abs_error", "value"):  # a mean of per-sample values: paired bootstrap
+        p = paired_errors(a, b, alpha)
+        p.kind = kind
+        return p
+    raise EdgeRNNError(f"unknown per-sample kind {kind!r} (correct, abs_error or value)")
 
 
 def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,14 +134,17 @@ def record_values(record: dict[str, Any]) -> np.ndarray:
 def compare_rows(a: dict[str, Any], b: dict[str, Any], metric: str,
                  alpha: float = ALPHA) -> Paired | None:
     """The paired test of two bench rows on the same evaluation data (A minus B, in the
-    metric's units with higher = better for accuracy, error for error metrics); None when
-    either lacks a per-sample record, or they saw different data. Only the primary metrics
-    (accuracy, mae) have per-sample records."""
+    metric's units with higher = better for accuracy, error for error metrics, the metric
+    function's own units for a user's metric); None when either lacks a per-sample record of
+    that metric, or they saw different data. The primary metrics (accuracy, mae) and a
+    ``--metric-fn`` (its value on each sample alone) have per-sample records."""
     ra, rb = a.get("per_sample"), b.get("per_sample")
     if not ra or not rb or (a.get("data_sha256") or "") != (b.get("data_sha256") or ""):
         return None
-    kind = {"accuracy": "correct", "mae": "abs_error"}.get(metric)
-    if kind is None or ra["kind"] != kind or rb["kind"] != kind or ra["n"] != rb["n"]:
+    kind = {"accuracy": "correct", "mae": "abs_error"}.get(metric, "value")
+    if ra["kind"] != kind or rb["kind"] != kind or ra["n"] != rb["n"]:
+        return None
+    if kind == "value" and not (ra.get("metric") == rb.get("metric") == metric):
         return None
     return paired_test(record_values(ra), record_values(rb), kind, alpha)
 
@@ -155,6 +160,14 @@ def unpaired_accuracy(a: float, na: int, b: float, nb: int, alpha: float = ALPHA
                   bool(abs(d) > z * se), "unpaired normal interval (no per-sample records)")
 
 
+def higher_is_better(metric: str, rows: list[dict[str, Any]]) -> bool:
+    """The metric's direction: a row judged by it says (a user's metric function), else the
+    built-in table (unknown: higher)."""
+    said = next((r["higher_is_better"] for r in rows if r.get("metric") == metric
+                 and r.get("higher_is_better") is not None), None)
+    return bool(said) if said is not None else HIGHER_IS_BETTER.get(metric, True)
+
+
 def significant_losses(rows: list[dict[str, Any]], metric: str,
                        alpha: float = ALPHA) -> tuple[dict[str, str], list[str]]:
     """For ``select`` with no accuracy budget: which rows are significantly less accurate than
@@ -163,7 +176,7 @@ def significant_losses(rows: list[dict[str, Any]], metric: str,
     usable = [r for r in rows if (r.get("metrics") or {}).get(metric) is not None]
     if len(usable) < 2:
         return {}, []
-    sign = 1 if HIGHER_IS_BETTER.get(metric, True) else -1
+    sign = 1 if higher_is_better(metric, usable) else -1
     best = max(usable, key=lambda r: sign * r["metrics"][metric])
     out: dict[str, str] = {}
     ties, untested = [], []

@@ -32,10 +32,46 @@ WIDE = ["model", "variant", "target", "runtime", "status", "size", "p50 ms", "p9
         "spread", "vs torch", "load ms", "first ms", "mem MB", "metric", "drop", "agree", "parity"]
 
 
+CLASSIFY_METRICS = frozenset({"accuracy", "macro_f1", "roc_auc"})
+
+
+def classifies(row: dict[str, Any]) -> bool:
+    """Whether a row's agreement is the share of equal class predictions (else the share of
+    output values within ``agreement_tol`` of fp32's); older rows say it by their metric."""
+    return row["task"] == "classify" if row.get("task") else row.get("metric") in CLASSIFY_METRICS
+
+
+def agreement_text(row: dict[str, Any]) -> str:
+    """The agreement with its meaning: "0.98" (same class), or "0.98 within 0.0031"."""
+    a = row.get("agreement")
+    if a is None:
+        return "-"
+    tol = row.get("agreement_tol")
+    return f"{a:.3f}" if classifies(row) or tol is None else f"{a:.3f} within {tol:.2g}"
+
+
+def _agree_columns(cols: list[str], rows: list[dict[str, Any]]) -> list[str]:
+    """``agree`` for classifiers, ``near fp32`` for regression outputs, both when mixed."""
+    kinds = [c for c, on in (("agree", any(classifies(r) for r in rows)),
+                             ("near fp32", any(not classifies(r) for r in rows))) if on]
+    at = cols.index("agree")
+    return [*cols[:at], *kinds, *cols[at + 1:]]
+
+
+def _tolerance_legend(rows: list[dict[str, Any]]) -> str:
+    tols = sorted({r["agreement_tol"] for r in rows if r.get("agreement_tol") is not None
+                   and not classifies(r)})
+    from edgernn.probe.metrics import AGREE_TOL
+
+    return (f"near fp32: share of output values within tol of fp32 PyTorch's, tol = "
+            f"{AGREE_TOL:.0%} of the standard deviation of y"
+            + (f" (= {', '.join(f'{t:.2g}' for t in tols)})" if tols else ""))
+
+
 def bench_table(rows: list[dict[str, Any]], title: str = "", wide: bool = False) -> Table:
     """One row per variant; reasons and notes go in the caption as numbered footnotes. The
     default columns fit a 120-column terminal; ``wide`` shows every column."""
-    cols = WIDE if wide else NARROW
+    cols = _agree_columns(WIDE if wide else NARROW, rows)
     if any(r.get("rtf") is not None for r in rows):  # step models benched with --step-ms
         at = cols.index("p99") + 1
         cols = [*cols[:at], "rtf", *(["rtf p99"] if wide else []), *cols[at:]]
@@ -92,7 +128,10 @@ def bench_table(rows: list[dict[str, Any]], title: str = "", wide: bool = False)
             "mem MB": f"{r['peak_mb']:.1f}" if r.get("peak_mb") is not None else "-",
             "metric": value if one_metric else f"{r['metric']} {value}",
             "drop": f"{r['accuracy_drop']:+.4f}" if r.get("accuracy_drop") is not None else "-",
-            "agree": f"{r['agreement']:.3f}" if r.get("agreement") is not None else "-",
+            "agree": f"{r['agreement']:.3f}" if r.get("agreement") is not None
+            and classifies(r) else "-",
+            "near fp32": f"{r['agreement']:.3f}" if r.get("agreement") is not None
+            and not classifies(r) else "-",
             "parity": f"{r['parity_max_abs_diff']:.1e}" if r.get("parity_max_abs_diff") else "-",
         }
         t.add_row(*(cells[c] for c in cols))
@@ -102,13 +141,21 @@ def bench_table(rows: list[dict[str, Any]], title: str = "", wide: bool = False)
                  if trials > 1 else "")
               + "; vs torch: p50 / PyTorch fp32 p50 on the same machine; drop: fp32 PyTorch metric "
               "minus variant metric (positive = worse; for error metrics, variant minus fp32); "
-              "agree: share of predictions equal to fp32 PyTorch's; unstable: trial medians "
+              + "; ".join(([("agree: share of predictions equal to fp32 PyTorch's")]
+                           if "agree" in cols else [])
+                          + ([_tolerance_legend(rows)] if "near fp32" in cols else []))
+              + "; unstable: trial medians "
               f"differ by more than {UNSTABLE_SPREAD:.0%}; (emulated): measured under emulation, "
               "not device latency"
               + ("; spread: (max - min) / median of the trial p50s; mem: peak RSS growth from "
                  "loading and running the model; parity: max |output - fp32 PyTorch output| on "
                  "the evaluation data" if wide else "; --wide shows target, runtime, p90, std, "
                  "spread, load, first call, memory and parity"))
+    fns = {(r["metric"], r["metric_fn"], r.get("higher_is_better")) for r in rows
+           if r.get("metric_fn")}
+    for name, source, higher in sorted(fns, key=str):
+        legend += (f"; {name}: the metric function {source} ({'higher' if higher else 'lower'} "
+                   "is better), computed on this host over the outputs each probe sent back")
     if "rtf" in cols:
         steps = sorted({r["step_ms"] for r in rows if r.get("step_ms")})
         legend += (f"; rtf: real-time factor, p50 of one step call (state fed back) / the "
