@@ -558,3 +558,49 @@ def test_step_model_on_standin_device_names_every_input(android, step_kws, tmp_p
     with pytest.raises(RunnerError, match="Tensor # 0 is named .* but flags call it nope"):
         runner.measure(job, {"artifact": art, "data": out / "kws_step" / "probe-data.npz"})
     runner.close()
+
+
+def test_step_enhancer_mask_per_frame_on_standin_device(android, tmp_path):
+    """Issue 26: a streaming GRU enhancer (mask per frame) on the Android stand-in with
+    y [N, T, F]: per-step accuracy (host LiteRT, same file) equal to LiteRT chained here, fp32
+    drop 0, the user's metric judged from the outputs sent back, rtf from the device."""
+    import numpy as np
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tests.frame_models import HIDDEN, STEP_ARGS, StepEnhancer, scripted, spectra
+
+    torch.manual_seed(0)
+    path = scripted(tmp_path / "enh_step.pt", StepEnhancer())
+    d = spectra()
+    np.savez(tmp_path / "frames.npz", **d)
+    fn = tmp_path / "metric.py"
+    fn.write_text("import numpy as np\n\ndef worst(y_true, y_pred):\n"
+                  "    return float(np.max(np.abs(y_true - y_pred)))\n")
+    target = write_target(android, "android-enh")
+    out = tmp_path / "b"
+    code, stdout, err = _cli(["bench", path, *STEP_ARGS, "--data", tmp_path / "frames.npz",
+                              "--target", target, "--format", "tflite-litert", "--quantize",
+                              "none", "--metric-fn", f"{fn}:worst", "--lower-is-better",
+                              "--step-ms", "10", "--out", out, *FAST])
+    assert code == 0, err
+    rows = {r["variant"].split("/")[1]: r for r in json.loads((out / "results.json").read_text())}
+    r = rows["tflite-litert-fp32@xnnpack"]
+    assert r["status"] == "ok", r
+    assert r["metric"] == "worst" and r["higher_is_better"] is False
+    assert r["rtf"] == pytest.approx(r["latency_ms"]["p50"] / 10)
+    runner = Interpreter(model_path=str(out / "enh_step" / "enh_step.tflite-litert.fp32.tflite")
+                         ).get_signature_runner()
+    masks = []
+    for seq in d["x"]:
+        h = np.zeros((1, 1, HIDDEN), np.float32)
+        per = []
+        for frame in seq:
+            res = runner(args_0=frame[None], args_1=h)
+            m, h = res["output_0"], res["output_1"]
+            per.append(m[0])
+        masks.append(per)
+    masks = np.asarray(masks, np.float64)
+    assert r["metrics"]["mae"] == pytest.approx(float(np.mean(np.abs(masks - d["y"]))), rel=1e-4)
+    assert r["value"] == pytest.approx(float(np.max(np.abs(masks - d["y"]))), rel=1e-4)
+    assert abs(r["accuracy_drop"]) < 1e-4  # fp32 drop 0

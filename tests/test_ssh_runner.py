@@ -291,3 +291,54 @@ def test_step_model_streams_on_the_emulated_pi(pi, step_kws, tmp_path):
             hits.append(int(p.item() > 0.5) == label)
     assert r["value"] == pytest.approx(float(np.mean(hits)))
     assert "rtf" in stdout and "(emulated)" in stdout
+
+
+def test_step_enhancer_mask_per_frame_and_metric_fn_on_the_emulated_pi(pi, tmp_path):
+    """Issue 26: a streaming GRU enhancer (mask per frame) benched on the arm64 stand-in with
+    y [N, T, F]: every step's mask judged per element on the device, and a --metric-fn judged
+    on this host over the masks the device sent back, equal to onnxruntime chained here."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from tests.frame_models import HIDDEN, STEP_ARGS, StepEnhancer, scripted, spectra
+
+    torch.manual_seed(0)
+    path = scripted(tmp_path / "enh_step.pt", StepEnhancer())
+    d = spectra()
+    np.savez(tmp_path / "frames.npz", **d)
+    out = tmp_path / "b"
+    code, stdout, err = _cli(["bench", path, *STEP_ARGS, "--data", tmp_path / "frames.npz",
+                              "--target", pi["target"], "--format", "onnx", "--quantize",
+                              "dynamic", "--metric-fn", "snr_gain", "--step-ms", "10",
+                              "--out", out, *FAST])
+    assert code == 0, err
+    rows = {r["variant"].split("/")[1]: r for r in json.loads((out / "results.json").read_text())}
+    for v in ("onnx-fp32", "onnx-int8-dynamic"):
+        r = rows[v]
+        assert r["status"] in ("ok", "accuracy collapsed"), r
+        assert r["device"]["machine"] == "aarch64" and r["metric"] == "snr_gain"
+        assert r["rtf"] == pytest.approx(r["latency_ms"]["p50"] / 10)
+        sess = ort.InferenceSession(str(out / "enh_step" / f"enh_step.{v.replace('-', '.', 1)}.onnx"))
+        names = [i.name for i in sess.get_inputs()]
+        masks = []
+        for seq in d["x"]:
+            h = np.zeros((1, 1, HIDDEN), np.float32)
+            per = []
+            for frame in seq:
+                m, h = sess.run(None, {names[0]: frame[None], names[1]: h})
+                per.append(m[0])
+            masks.append(per)
+        masks = np.asarray(masks, np.float64)
+        assert r["metrics"]["mae"] == pytest.approx(float(np.mean(np.abs(masks - d["y"]))),
+                                                    rel=1e-4)
+        clean = d["clean"].reshape(len(masks), -1).astype(np.float64)
+        noisy = d["noisy"].reshape(len(masks), -1).astype(np.float64)
+
+        def snr(e, clean=clean):
+            return 10 * np.log10((clean**2).sum(1) / ((e - clean) ** 2).sum(1))
+
+        want = float(np.mean(snr(masks.reshape(len(masks), -1) * noisy) - snr(noisy)))
+        assert r["value"] == pytest.approx(want, rel=1e-3, abs=1e-3)
+    assert abs(rows["onnx-fp32"]["accuracy_drop"]) < 1e-4  # fp32 drop 0
+    assert "near fp32" in stdout
