@@ -431,12 +431,9 @@ def export_sandboxed(model: Any, out_dir: Path, formats: list[str], modes: list[
         "op": "export", "dir": "export", "formats": list(formats), "modes": list(modes),
         "target": target, "calib_source": calib_source, "opt_in": sorted(opt_in),
         "seven_bit_weights": bool(seven_bit_weights), "skip": dict(skip or {})}
-    if budget is not None:
-        if budget.y is not None:
-            arrays["budget_y"] = budget.y
-        arrays["budget_x"] = budget.x
-        req["budget"] = {"max_drop": budget.max_drop, "task": budget.task,
-                         "batch_axis": budget.batch_axis, "source": budget.source}
+    if budget is not None:  # with its judged output and --metric-fn (loaded again there)
+        req["budget"], budget_arrays = budget.to_request()
+        arrays |= budget_arrays
     np.savez(w.scratch / "export-in.npz", **arrays)
     req["arrays"] = "export-in.npz"
     bound = max(POLICY.call_timeout * EXPORT_TIMEOUT_FACTOR, POLICY.call_timeout)

@@ -105,9 +105,7 @@ def export(lm: Any, req: dict[str, Any], scratch: Path, proto: Any) -> dict[str,
     if req.get("budget"):
         from edgernn.convert.quantize.accuracy_budget import AccuracyBudget
 
-        b = req["budget"]
-        budget = AccuracyBudget(b["max_drop"], arrays["budget_x"], arrays.get("budget_y"),
-                                b["task"], b["batch_axis"], b["source"])
+        budget = AccuracyBudget.from_request(req["budget"], arrays)
 
     def step(msg: str) -> None:
         proto.write(json.dumps({"step": msg}) + "\n")
