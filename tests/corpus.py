@@ -203,8 +203,8 @@ class StepLSTM(nn.Module):
         return torch.sigmoid(self.head(y[:, 0])), h2, c2
 
 
-# name -> (class, input shape without batch, "float"|"tokens", recurrent (layer x direction)
-# count, fused LSTM ops expected, GRU loops expected)
+# name -> (class, input shape without batch, "float"|"tokens", UNIDIRECTIONAL_SEQUENCE_LSTM ops
+# and WHILE loops expected in its tflite-fused file; its tflite-loop file has their sum as loops)
 CORPUS = {
     "speaker_encoder": (SpeakerEncoder, (24, 40), "float", 3, 0),
     "attention_pool": (AttentionPool, (20, 12), "float", 1, 0),
@@ -218,6 +218,7 @@ CORPUS = {
     "gru_classifier": (GRUClassifier, (20, 10), "float", 0, 2),
     "gru_lstm_mix": (GRULSTMMix, (16, 8), "float", 1, 2),
     "time_major": (TimeMajor, (16, 6), "float", 2, 0),
+    "learned_state": (LearnedState, (12, 8), "float", 0, 1),  # given h0/c0: never the fused op
 }
 
 

@@ -13,10 +13,10 @@ conversion serves both plug-ins and their quantizers. Conversion takes seconds, 
 minutes an unrolled file takes.
 
 Limits (each a note or a skip, never a wrong file): the input shape is fixed at the example's
-(litert-torch converts static shapes); a layer called with a given initial state runs unrolled
-(the fused op keeps its state in variable tensors); a graph that reads an LSTM's final cell
-state is refused. The runtime must reset variable tensors before each sequence (edgernn's
-probe does).
+(litert-torch converts static shapes); an LSTM called with a given initial state (a learned
+state, a step model's state input) or whose final cell state the graph reads is a loop in
+``tflite-fused`` too (the fused op keeps its state in variable tensors), with a note saying
+so. The runtime must reset variable tensors before each sequence (edgernn's probe does).
 
 The pre-legalization file and the layers' weights are kept in this process for the
 quantizers (``edgernn.convert.quantize.tflite_fused``), which quantize the rest of the graph
@@ -143,7 +143,7 @@ def write_variant(model: LoadedModel, conv: Converted, path: Path, int8_layers: 
     ops = op_census(path)
     shape = list(model.example_inputs(batch=1)[0].shape)
     int8 = set(int8_layers)
-    notes = [route_note(done.fused_lstm, done.loops)]
+    notes = [route_note(done.fused_lstm, done.loops), *done.notes]
     if int8 and len(int8) < len(conv.layers):
         kept = [conv.layers[i].describe() for i in sorted(set(conv.layers) - int8)]
         notes.append(f"recurrent weights int8 except {', '.join(kept)} (kept fp32)")
@@ -172,7 +172,8 @@ def route_note(lstm: int, loops: int) -> str:
     if lstm:
         parts.append(f"{lstm} UNIDIRECTIONAL_SEQUENCE_LSTM (one per layer and direction)")
     if loops:
-        parts.append(f"{loops} WHILE loop(s) with the input projection hoisted")
+        parts.append(f"{loops} layer(s) as TFLite cell ops, the input projection hoisted "
+                     "(a WHILE loop over time when it has more than 4 steps)")
     return "route: composites -> " + (" and ".join(parts) or "no recurrent op")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edgernn.convert.formats.tflite_fused.markers import GRU, LSTM, UNAVAILABLE, Layer
+from edgernn.convert.formats.tflite_fused.markers import GIVEN, GRU, LSTM, Layer
 from edgernn.errors import ExportError, Unsupported
 
 _TANH = 4  # ActivationFunctionType.TANH
@@ -36,6 +36,7 @@ class Legalized:
     blob: bytes
     fused_lstm: int
     loops: int
+    notes: list[str]  # why a layer that could have been the fused op is a loop
 
 
 class _Model:
@@ -86,6 +87,17 @@ class _Model:
         sg.tensors.append(t)
         return len(sg.tensors) - 1
 
+    def tensor(self, sg: Any, name: str, shape: list[int]) -> int:
+        """A float32 tensor that an op computes."""
+        self.m.buffers.append(self.fb.BufferT())
+        t = self.fb.TensorT()
+        t.shape = np.asarray(shape, np.int32)
+        t.type = self.fb.TensorType.FLOAT32
+        t.buffer = len(self.m.buffers) - 1
+        t.name = name.encode()
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
     def variable(self, sg: Any, name: str, shape: list[int]) -> int:
         fb = self.fb
         self.m.buffers.append(fb.BufferT())
@@ -109,34 +121,98 @@ class _Model:
 def legalize(blob: bytes, layers: dict[int, Layer], int8_layers: Iterable[int] = (),
              form: str = "fused") -> Legalized:
     """Replace every ``edgernn.*`` composite of ``blob`` (a .tflite file's bytes); ``form``
-    "fused" or "loop" decides what an LSTM becomes."""
-    from edgernn.convert.formats.tflite_fused.loops import recurrent_while
-
+    "fused" or "loop" decides what an LSTM becomes. An LSTM is the fused op only when it
+    starts from zeros and nothing reads its final cell state (the op keeps both in variable
+    tensors); otherwise it is a loop, and the returned notes say why."""
     md = _Model(blob)
     int8 = set(int8_layers)
     n_lstm = n_loops = 0
+    notes: list[str] = []
     for sg in md.m.subgraphs:
         ops = []
         for op in sg.operators or []:
-            name, lid = _composite(md, op)
-            if name == UNAVAILABLE:
-                raise Unsupported("the model uses an LSTM's final cell state c_n, which the fused "
-                                  "TFLite LSTM does not output")
+            name, lid, given = _composite(md, op)
             if name not in (LSTM, GRU):
                 ops.append(op)
                 continue
             layer = layers.get(lid)
             if layer is None:
                 raise ExportError(f"composite {name}.{lid} names an unknown layer")
-            if name == LSTM and form == "fused":
-                ops.append(_fused_lstm(md, sg, op, layer, layer.id in int8))
+            ports = _Ports.of(md, sg, op, name, given)
+            if name == LSTM and form == "fused" and not given and ports.c_n is None:
+                ops += _fused_lstm(md, sg, layer, layer.id in int8, ports)
                 n_lstm += 1
-            else:
-                ops += recurrent_while(md, sg, op, layer, layer.id in int8)
-                n_loops += 1
+                continue
+            if name == LSTM and form == "fused":
+                why = " and ".join(w for w, on in (("a given initial state", given),
+                                                    ("its final cell state is read", ports.c_n is not None))
+                                   if on)
+                notes.append(f"{layer.describe()}: TFLite cell ops, not the fused op ({why})")
+            ops += _as_loop(md, sg, layer, layer.id in int8, ports)
+            n_loops += 1
         sg.operators = ops
     _drop_unused_subgraphs(md)
-    return Legalized(md.pack(), n_lstm, n_loops)
+    return Legalized(md.pack(), n_lstm, n_loops, notes)
+
+
+@dataclass
+class _Ports:
+    """A composite's tensors, told apart by rank (see ``markers._composite``): x and y
+    [B, T, F] or [T, B, F], h [B, out], c [1, 1, B, hidden]; None where litert-torch dropped
+    an unused output (or there is no given state)."""
+
+    x: int
+    y: int | None
+    h0: int | None
+    c0: int | None
+    h_n: int | None
+    c_n: int | None
+
+    @classmethod
+    def of(cls, md: _Model, sg: Any, op: Any, name: str, given: bool) -> _Ports:
+        def by_rank(tensors: Any) -> dict[int, int]:
+            found: dict[int, int] = {}
+            for t in (int(v) for v in tensors):
+                rank = len(sg.tensors[t].shape)
+                if rank in found:
+                    raise ExportError(f"composite {name} has two rank-{rank} ports")
+                found[rank] = t
+            return found
+
+        ins, outs = by_rank(op.inputs), by_rank(op.outputs)
+        if 3 not in ins:
+            raise ExportError(f"composite {name} has no sequence input")
+        wanted = [2] + ([4] if name == LSTM else [])
+        if given and any(r not in ins for r in wanted):
+            raise ExportError(f"composite {name}: its given initial state was folded into a "
+                              "constant by the converter")
+        return cls(ins[3], outs.get(3), ins.get(2), ins.get(4), outs.get(2), outs.get(4))
+
+
+def _as_loop(md: _Model, sg: Any, layer: Layer, int8: bool, p: _Ports) -> list[Any]:
+    """The loop form of one layer and direction, with its state in and out wired to the
+    composite's ports (zeros FILLed when no state is given; the rank-4 cell state reshaped)."""
+    from edgernn.convert.formats.tflite_fused.loops import _Builder, recurrent_while
+
+    ops: list[Any] = []
+    b = _Builder(md, sg, f"edgernn_{layer.cell}{layer.id}/", int8, ops)
+    batch = int(sg.tensors[p.x].shape[1 if layer.time_major else 0])
+    xs = [int(d) for d in sg.tensors[p.x].shape]
+    y = p.y if p.y is not None else b.tensor("y", [*xs[:2], layer.out])
+    h0 = p.h0 if p.h0 is not None else b.zeros("h0", [batch, layer.out])
+    h_n = p.h_n if p.h_n is not None else b.tensor("h_n", [batch, layer.out])
+    state_in, state_out = [h0], [h_n]
+    if layer.cell == "lstm":
+        hc = [batch, layer.hidden]
+        state_in.append(b.reshape(p.c0, hc, "c0") if p.c0 is not None else b.zeros("c0", hc))
+        state_out.append(b.tensor("c_n", hc))
+    ops += recurrent_while(md, sg, layer, int8, p.x, y, state_in, state_out)
+    if p.c_n is not None:
+        o = md.fb.ReshapeOptionsT()
+        o.newShape = np.asarray([1, 1, *hc], np.int32)
+        b.add("RESHAPE", [state_out[1], b.const("c_n_shape", np.asarray([1, 1, *hc], np.int32))],
+              [p.c_n], o, "ReshapeOptions")
+    return ops
 
 
 def composite_ids(blob: bytes) -> set[int]:
@@ -144,19 +220,21 @@ def composite_ids(blob: bytes) -> set[int]:
     layers a conversion really uses: one called with a given state left none)."""
     md = _Model(blob)
     return {lid for sg in md.m.subgraphs for op in sg.operators or []
-            for name, lid in [_composite(md, op)] if name in (LSTM, GRU)}
+            for name, lid, _ in [_composite(md, op)] if name in (LSTM, GRU)}
 
 
-def _composite(md: _Model, op: Any) -> tuple[str, int]:
-    """(name, layer id) of a composite op (name ``edgernn.lstm.<id>``); ("", -1) otherwise."""
+def _composite(md: _Model, op: Any) -> tuple[str, int, bool]:
+    """(name, layer id, given state) of a composite op (``edgernn.lstm.<id>[.s]``);
+    ("", -1, False) otherwise."""
     if md.op_name(op) != "STABLEHLO_COMPOSITE":
-        return "", -1
+        return "", -1, False
     o = op.builtinOptions2
     name = (o.name or b"").decode() if isinstance(o.name, bytes) else str(o.name or "")
-    base, _, tail = name.rpartition(".")
+    given = name.endswith("." + GIVEN)
+    base, _, tail = name.removesuffix("." + GIVEN).rpartition(".")
     if base in (LSTM, GRU) and tail.isdigit():
-        return base, int(tail)
-    return name, -1
+        return base, int(tail), given
+    return name, -1, False
 
 
 def quantize_symmetric(w: np.ndarray) -> tuple[np.ndarray, float]:
@@ -166,17 +244,21 @@ def quantize_symmetric(w: np.ndarray) -> tuple[np.ndarray, float]:
     return np.clip(np.rint(w / scale), -127, 127).astype(np.int8), scale
 
 
-def _fused_lstm(md: _Model, sg: Any, op: Any, layer: Layer, int8: bool) -> Any:
+def _fused_lstm(md: _Model, sg: Any, layer: Layer, int8: bool, ports: _Ports) -> list[Any]:
+    """One ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (+ a GATHER of its last step when the graph reads
+    the final hidden state)."""
     fb = md.fb
+    x_t, h_n = ports.x, ports.h_n
     w = layer.weights
     h = layer.hidden
-    x_t = int(op.inputs[0])
-    y_t = int(op.outputs[0])
     shape = [int(d) for d in sg.tensors[x_t].shape]
     batch = shape[1] if layer.time_major else shape[0]
     if batch < 1:
         raise Unsupported("the fused TFLite LSTM needs a fixed batch size (its state is a variable)")
     p = f"edgernn_lstm{layer.id}/"
+    y_t = ports.y
+    if y_t is None:  # only the final state is read
+        y_t = md.tensor(sg, p + "y", [*shape[:2], layer.out])
 
     def weight(name: str, arr: np.ndarray) -> int:
         arr = np.ascontiguousarray(arr, np.float32)
@@ -210,7 +292,19 @@ def _fused_lstm(md: _Model, sg: Any, op: Any, layer: Layer, int8: bool) -> Any:
     opts.asymmetricQuantizeInputs = int8
     new.builtinOptionsType = fb.BuiltinOptions.UnidirectionalSequenceLSTMOptions
     new.builtinOptions = opts
-    return new
+    if h_n is None:
+        return [new]
+    last = fb.OperatorT()
+    last.opcodeIndex = md.opcode("GATHER")
+    steps = shape[0] if layer.time_major else shape[1]
+    last.inputs = np.asarray([y_t, md.const(sg, p + "last", np.asarray(steps - 1, np.int32))],
+                             np.int32)
+    last.outputs = np.asarray([h_n], np.int32)
+    gather = fb.GatherOptionsT()
+    gather.axis = 0 if layer.time_major else 1
+    last.builtinOptionsType = fb.BuiltinOptions.GatherOptions
+    last.builtinOptions = gather
+    return [new, last]
 
 
 def _drop_unused_subgraphs(md: _Model) -> None:

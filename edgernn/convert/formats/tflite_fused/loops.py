@@ -2,9 +2,11 @@
 
 Before the loop, ONE ``FULLY_CONNECTED`` computes ``W_ih x_t + b`` for every time step at once
 (a matrix product over ``B*T`` rows instead of ``T`` matrix-vector products). The loop carries
-``(t, pre, h[, c], out)``; its body reads step ``t`` of ``pre`` (GATHER), adds the recurrent
-projection ``W_hh h`` (one FULLY_CONNECTED), applies the gates, writes ``h'`` at step ``t`` of
-``out`` (DYNAMIC_UPDATE_SLICE) and adds one to ``t``; the condition is ``t < T``.
+``(t, pre, h[, c], out)``; each iteration runs ``CHUNK`` cells: it reads their steps of ``pre``
+(GATHER + UNPACK), and per cell adds the recurrent projection ``W_hh h`` (one
+FULLY_CONNECTED) and applies the gates; it writes their ``h'`` into ``out`` (PACK +
+DYNAMIC_UPDATE_SLICE) and adds ``CHUNK`` to ``t``; the condition is ``t < T``. The zero
+initial state and output buffer are FILLed at run time, not stored in the file.
 
 - GRU (PyTorch's, ONNX's ``linear_before_reset``): pre = W_ih x + b_ih; gh = W_hh h + b_hh;
   r = sigmoid(pre_r + gh_r), z = sigmoid(pre_z + gh_z), n = tanh(pre_n + r * gh_n),
@@ -67,6 +69,7 @@ class _Builder:
 
     def __init__(self, md: Any, sg: Any, prefix: str, int8: bool, ops: list[Any]):
         self.md, self.sg, self.p, self.int8, self.ops = md, sg, prefix, int8, ops
+        self.shared: dict[int, tuple[np.ndarray, int]] = {}
 
     def tensor(self, tag: str, shape: list[int], kind: str = _F32) -> int:
         return _tensor(self.md, self.sg, self.p + tag, shape, kind)
@@ -75,13 +78,27 @@ class _Builder:
         return self.md.const(self.sg, self.p + tag, np.asarray(arr))  # 0-d stays 0-d
 
     def weight(self, tag: str, arr: np.ndarray) -> int:
+        """A weight constant; the same array twice (one per unrolled step) is one tensor."""
         from edgernn.convert.formats.tflite_fused.legalize import quantize_symmetric
 
-        arr = np.ascontiguousarray(arr, np.float32)
+        hit = self.shared.get(id(arr))
+        if hit is not None:
+            return hit[1]
+        data = np.ascontiguousarray(arr, np.float32)
         if self.int8:
-            q, s = quantize_symmetric(arr)
-            return self.md.const(self.sg, self.p + tag, q, s)
-        return self.md.const(self.sg, self.p + tag, arr)
+            q, s = quantize_symmetric(data)
+            index = self.md.const(self.sg, self.p + tag, q, s)
+        else:
+            index = self.md.const(self.sg, self.p + tag, data)
+        self.shared[id(arr)] = (arr, index)  # holds arr: its id cannot be reused meanwhile
+        return index
+
+    def zeros(self, tag: str, shape: list[int]) -> int:
+        """A float tensor of zeros made by FILL at run time (no constant of that size in the file)."""
+        out = self.tensor(tag, shape)
+        self.add("FILL", [self.const(tag + "_dims", np.asarray(shape, np.int32)),
+                          self.const(tag + "_zero", np.asarray(0.0, np.float32))], [out])
+        return out
 
     def add(self, name: str, ins: list[int], outs: list[int], opts: Any = None,
             opts_type: str | None = None, version: int = 1) -> None:
@@ -91,7 +108,11 @@ class _Builder:
         o = self.md.fb.FullyConnectedOptionsT()
         o.asymmetricQuantizeInputs = self.int8
         out = self.tensor(tag, shape)
-        bias = self.const(tag + "_b", b.astype(np.float32)) if b is not None else -1
+        bias = -1
+        if b is not None:
+            hit = self.shared.get(id(b))
+            bias = hit[1] if hit else self.const(tag + "_b", b.astype(np.float32))
+            self.shared[id(b)] = (b, bias)
         self.add("FULLY_CONNECTED", [x, self.weight(tag + "_w", w), bias], [out], o,
                  "FullyConnectedOptions", version=9 if self.int8 else 1)
         return out
@@ -125,14 +146,26 @@ class _Builder:
         return parts
 
 
-def recurrent_while(md: Any, main: Any, op: Any, layer: Layer, int8: bool) -> list[Any]:
-    """The ops (input projection, WHILE) that replace composite ``op`` in subgraph ``main``."""
-    fb = md.fb
-    x_main, y_main = int(op.inputs[0]), int(op.outputs[0])
+# time steps per loop iteration (the body unrolls this many cells). Measured on x86, 1 thread,
+# XNNPACK on (3x LSTM-256 x 160 steps; 3x LSTM-32 x 50): p50 vs onnx-fp32 1.53x/1.91x at 1,
+# 1.21x/1.54x at 4, 1.25x/1.69x at 8, 1.73x/2.28x at 16 (XNNPACK's cost per body grows with it)
+CHUNK = 4
+
+
+def recurrent_while(md: Any, main: Any, layer: Layer, int8: bool, x_main: int, y_main: int,
+                    state_in: list[int], state_out: list[int]) -> list[Any]:
+    """The ops that compute one layer and direction in subgraph ``main``: ``x_main`` in,
+    ``y_main`` out, from the initial state tensors ``state_in`` (h[, c]) to ``state_out``.
+
+    Each iteration of TFLite's WHILE costs more than a cell: it copies every loop-carried
+    tensor (``Eval_static`` in its while kernel; the projections of all steps are [T, G*H]
+    floats) and runs the body's ops one by one. The body therefore runs ``CHUNK`` steps per
+    iteration (one GATHER of their projections, one PACK + DYNAMIC_UPDATE_SLICE of their
+    outputs); the last T mod ``CHUNK`` steps, and all of them when T <= ``CHUNK`` (a step
+    model: one), are cells written into ``main`` itself."""
     xs = [int(d) for d in main.tensors[x_main].shape]
     t_axis = 0 if layer.time_major else 1
     steps, batch, feat = xs[t_axis], xs[1 - t_axis], xs[2]
-    h, out_w = layer.hidden, layer.out
     gates = 4 if layer.cell == "lstm" else 3
     w = layer.weights
     p = f"edgernn_{layer.cell}{layer.id}/"
@@ -142,74 +175,173 @@ def recurrent_while(md: Any, main: Any, op: Any, layer: Layer, int8: bool) -> li
     m = _Builder(md, main, p, int8, ops)
     bias = w["b_ih"] + w["b_hh"] if layer.cell == "lstm" else w["b_ih"]
     flat = m.reshape(x_main, [steps * batch, feat], "x_rows")
-    pre = m.reshape(m.fc(flat, w["w_ih"], bias, "pre_rows", [steps * batch, gates * h]),
-                    [*seq, gates * h], "pre")
+    pre = m.reshape(m.fc(flat, w["w_ih"], bias, "pre_rows", [steps * batch, gates * layer.hidden]),
+                    [*seq, gates * layer.hidden], "pre")
+    if steps <= CHUNK:
+        _tail(m, layer, pre, 0, state_in, None, y_main, state_out)
+        return ops
+    whole = steps - steps % CHUNK
+    rest = steps - whole
+    out0 = m.zeros("out0", [*seq, layer.out])
+    carry = _loop(md, m, layer, int8, [pre, *state_in, out0], whole,
+                  None if rest else [*state_out, y_main])
+    if rest:  # the last steps as cells in the main graph: no second loop
+        _tail(m, layer, pre, whole, carry[1:-1], carry[-1], y_main, state_out)
+    return ops
 
-    state = [[batch, out_w]] + ([[batch, h]] if layer.cell == "lstm" else [])
 
-    def carried(b: _Builder, tag: str) -> list[int]:
-        return ([b.tensor(tag + "t", [], _I32), b.tensor(tag + "pre", [*seq, gates * h])]
-                + [b.tensor(f"{tag}s{k}", s) for k, s in enumerate(state)]
-                + [b.tensor(tag + "out", [*seq, out_w])])
+def _tail(m: _Builder, layer: Layer, pre: int, begin: int, state: list[int], out: int | None,
+          y_main: int, state_out: list[int]) -> None:
+    """Steps ``begin..T`` of ``pre`` as cells written into the main graph: into ``y_main``
+    whole (``out`` None) or as the last steps of ``out``; the final state into ``state_out``."""
+    t_axis = 0 if layer.time_major else 1
+    shape = [int(d) for d in m.sg.tensors[pre].shape]
+    steps = shape[t_axis] - begin
+    if begin:
+        size = list(shape)
+        size[t_axis] = steps
+        at = [0, 0, 0]
+        at[t_axis] = begin
+        part = m.tensor("pre_tail", size)
+        m.add("SLICE", [pre, m.const("tail_begin", np.asarray(at, np.int32)),
+                        m.const("tail_size", np.asarray(size, np.int32))], [part])
+        pre = part
+    hs, final = _cells(m, layer, _unpack(m, pre, steps, t_axis, "pre_t"), state, "tail_")
+    if out is None:
+        _pack(m, hs, t_axis, y_main)
+    else:
+        y_shape = [int(d) for d in m.sg.tensors[y_main].shape]
+        y_shape[t_axis] = steps
+        at = [0, 0, 0]
+        at[t_axis] = begin
+        ys = _pack(m, hs, t_axis, m.tensor("ys_tail", y_shape))
+        m.add("DYNAMIC_UPDATE_SLICE", [out, ys, m.const("tail_at", np.asarray(at, np.int32))],
+              [y_main])
+    for new, want in zip(final, state_out, strict=True):
+        _rebind(m.ops, new, want)
+
+
+def _loop(md: Any, m: _Builder, layer: Layer, int8: bool, carry: list[int], end: int,
+          final: list[int] | None) -> list[int]:
+    """One WHILE over steps ``0..end`` (``CHUNK`` per iteration) of ``carry`` =
+    (pre, state..., out) in the main subgraph; returns the carried tensors after it
+    (``final``, when given, names the state and out tensors it must write)."""
+    fb = md.fb
+    k, tag = CHUNK, "loop/"
+    t_axis = 0 if layer.time_major else 1
+    main_shapes = [[int(d) for d in m.sg.tensors[c].shape] for c in carry]
+    seq_pre, seq_out = main_shapes[0], main_shapes[-1]
+    p = m.p + tag
+
+    def carried(b: _Builder, side: str) -> list[int]:
+        return ([b.tensor(side + "t", [], _I32)]
+                + [b.tensor(f"{side}c{i}", s) for i, s in enumerate(main_shapes)])
 
     cond, cond_i = _subgraph(md, p + "cond")
     c = _Builder(md, cond, p, int8, cond.operators)
     c_in = carried(c, "c_")
     less = c.tensor("less", [], _BOOL)
-    c.add("LESS", [c_in[0], c.const("T", np.asarray(steps, np.int32))], [less])
+    c.add("LESS", [c_in[0], c.const("end", np.asarray(end, np.int32))], [less])
     cond.inputs, cond.outputs = np.asarray(c_in, np.int32), np.asarray([less], np.int32)
 
     body, body_i = _subgraph(md, p + "body")
     b = _Builder(md, body, p, int8, body.operators)
     b_in = carried(b, "b_")
-    t, pre_b, hid, out = b_in[0], b_in[1], b_in[2], b_in[-1]
+    t, pre_b, state, out = b_in[0], b_in[1], b_in[2:-1], b_in[-1]
+    idx = b.binary("ADD", t, b.const("steps", np.arange(k, dtype=np.int32)), "idx", [k], _I32)
+    chunk_shape = list(seq_pre)
+    chunk_shape[t_axis] = k
+    pre_k = b.tensor("pre_k", chunk_shape)
     gather = fb.GatherOptionsT()
     gather.axis = t_axis
-    pre_t = b.tensor("pre_t", [batch, gates * h])
-    b.add("GATHER", [pre_b, t], [pre_t], gather, "GatherOptions")
-    hh = [batch, h]
-    if layer.cell == "gru":
-        gh = b.fc(hid, w["w_hh"], w["b_hh"], "gh", [batch, 3 * h])
-        pr, pz, pn = b.split(pre_t, 3, "pre_", hh)
-        hr, hz, hn = b.split(gh, 3, "gh_", hh)
-        r = b.unary("LOGISTIC", b.binary("ADD", pr, hr, "r_pre", hh), "r", hh)
-        z = b.unary("LOGISTIC", b.binary("ADD", pz, hz, "z_pre", hh), "z", hh)
-        n = b.unary("TANH", b.binary("ADD", pn, b.binary("MUL", r, hn, "r_hn", hh), "n_pre", hh), "n", hh)
-        delta = b.binary("MUL", z, b.binary("SUB", hid, n, "h_minus_n", hh), "z_delta", hh)
-        h_new = b.binary("ADD", n, delta, "h_new", hh)
-        new_state = [h_new]
-    else:
-        cell = b_in[3]
-        g_all = b.binary("ADD", pre_t, b.fc(hid, w["w_hh"], None, "rec", [batch, 4 * h]), "gates",
-                         [batch, 4 * h])
-        gi, gf, gg, go = b.split(g_all, 4, "gate_", hh)
-        i_ = b.unary("LOGISTIC", gi, "i", hh)
-        f_ = b.unary("LOGISTIC", gf, "f", hh)
-        g_ = b.unary("TANH", gg, "g", hh)
-        o_ = b.unary("LOGISTIC", go, "o", hh)
-        c_new = b.binary("ADD", b.binary("MUL", f_, cell, "f_c", hh),
-                         b.binary("MUL", i_, g_, "i_g", hh), "c_new", hh)
-        h_new = b.binary("MUL", o_, b.unary("TANH", c_new, "tanh_c", hh), "h_new", hh)
-        if "w_hr" in w:
-            h_new = b.fc(h_new, w["w_hr"], None, "proj", [batch, out_w])
-        new_state = [h_new, c_new]
-    step_shape = [1, batch, out_w] if layer.time_major else [batch, 1, out_w]
-    h_step = b.reshape(h_new, step_shape, "h_step")
+    b.add("GATHER", [pre_b, idx], [pre_k], gather, "GatherOptions")
+    hs, state = _cells(b, layer, _unpack(b, pre_k, k, t_axis, "pre_t"), state)
+    out_shape = list(seq_out)
+    out_shape[t_axis] = k
+    ys = _pack(b, hs, t_axis, b.tensor("ys", out_shape))
     unit = np.zeros(3, np.int32)
     unit[t_axis] = 1
     start = b.binary("MUL", t, b.const("unit", unit), "start", [3], _I32)
-    out_new = b.tensor("out_new", [*seq, out_w])
-    b.add("DYNAMIC_UPDATE_SLICE", [out, h_step, start], [out_new])
-    t_new = b.binary("ADD", t, b.const("one", np.asarray(1, np.int32)), "t_new", [], _I32)
+    out_new = b.tensor("out_new", seq_out)
+    b.add("DYNAMIC_UPDATE_SLICE", [out, ys, start], [out_new])
+    t_new = b.binary("ADD", t, b.const("k", np.asarray(k, np.int32)), "t_new", [], _I32)
     body.inputs = np.asarray(b_in, np.int32)
-    body.outputs = np.asarray([t_new, pre_b, *new_state, out_new], np.int32)
+    body.outputs = np.asarray([t_new, pre_b, *state, out_new], np.int32)
 
-    ins = ([m.const("t0", np.asarray(0, np.int32)), pre]
-           + [m.const(f"s{k}_0", np.zeros(s, np.float32)) for k, s in enumerate(state)]
-           + [m.const("out0", np.zeros([*seq, out_w], np.float32))])
-    outs = ([m.tensor("t_end", [], _I32), m.tensor("pre_end", [*seq, gates * h])]
-            + [m.tensor(f"s{k}_end", s) for k, s in enumerate(state)] + [y_main])
+    outs = [m.tensor(tag + "t_end", [], _I32), m.tensor(tag + "pre_end", seq_pre)]
+    if final is not None:
+        outs += final
+    else:
+        outs += [m.tensor(f"{tag}c{i}_end", s) for i, s in enumerate(main_shapes[1:], 1)]
     wo = fb.WhileOptionsT()
     wo.condSubgraphIndex, wo.bodySubgraphIndex = cond_i, body_i
-    m.add("WHILE", ins, outs, wo, "WhileOptions")
-    return ops
+    m.add("WHILE", [m.const(tag + "t0", np.asarray(0, np.int32)), *carry], outs, wo,
+          "WhileOptions")
+    return outs[1:]
+
+
+def _unpack(b: _Builder, seq: int, k: int, t_axis: int, tag: str) -> list[int]:
+    """``k`` steps of ``seq`` ([B, k, G] or [k, B, G]) as k tensors [B, G]."""
+    shape = [int(d) for d in b.sg.tensors[seq].shape]
+    row = [shape[1 - t_axis], shape[2]]
+    parts = [b.tensor(f"{tag}{j}", row) for j in range(k)]
+    o = b.md.fb.UnpackOptionsT()
+    o.num, o.axis = k, t_axis
+    b.add("UNPACK", [seq], parts, o, "UnpackOptions")
+    return parts
+
+
+def _pack(b: _Builder, hs: list[int], t_axis: int, out: int) -> int:
+    o = b.md.fb.PackOptionsT()
+    o.valuesCount, o.axis = len(hs), t_axis
+    b.add("PACK", hs, [out], o, "PackOptions")
+    return out
+
+
+def _rebind(ops: list[Any], old: int, new: int) -> None:
+    """Make the op that writes tensor ``old`` write ``new`` instead (and its readers read it)."""
+    for op in ops:
+        op.outputs = np.asarray([new if int(t) == old else int(t) for t in op.outputs], np.int32)
+        op.inputs = np.asarray([new if int(t) == old else int(t) for t in op.inputs], np.int32)
+
+
+def _cells(b: _Builder, layer: Layer, pre_steps: list[int], state: list[int],
+           tag: str = "") -> tuple[list[int], list[int]]:
+    """The cells of ``pre_steps`` (each [B, G*H]: the input projection of one step) in
+    order from ``state`` (h[, c]); their outputs h' and the final state."""
+    w = layer.weights
+    batch = [int(d) for d in b.sg.tensors[pre_steps[0]].shape][0]
+    h, out_w = layer.hidden, layer.out
+    hh = [batch, h]
+    hs = []
+    for j, pre_t in enumerate(pre_steps):
+        s = f"{tag}{j}_"
+        if layer.cell == "gru":
+            hid = state[0]
+            gh = b.fc(hid, w["w_hh"], w["b_hh"], s + "gh", [batch, 3 * h])
+            pr, pz, pn = b.split(pre_t, 3, s + "pre_", hh)
+            hr, hz, hn = b.split(gh, 3, s + "gh_", hh)
+            r = b.unary("LOGISTIC", b.binary("ADD", pr, hr, s + "r_pre", hh), s + "r", hh)
+            z = b.unary("LOGISTIC", b.binary("ADD", pz, hz, s + "z_pre", hh), s + "z", hh)
+            n = b.unary("TANH", b.binary("ADD", pn, b.binary("MUL", r, hn, s + "r_hn", hh),
+                                         s + "n_pre", hh), s + "n", hh)
+            delta = b.binary("MUL", z, b.binary("SUB", hid, n, s + "h_minus_n", hh),
+                             s + "z_delta", hh)
+            state = [b.binary("ADD", n, delta, s + "h_new", hh)]
+        else:
+            hid, cell = state
+            g_all = b.binary("ADD", pre_t, b.fc(hid, w["w_hh"], None, s + "rec", [batch, 4 * h]),
+                             s + "gates", [batch, 4 * h])
+            gi, gf, gg, go = b.split(g_all, 4, s + "gate_", hh)
+            i_ = b.unary("LOGISTIC", gi, s + "i", hh)
+            f_ = b.unary("LOGISTIC", gf, s + "f", hh)
+            g_ = b.unary("TANH", gg, s + "g", hh)
+            o_ = b.unary("LOGISTIC", go, s + "o", hh)
+            c_new = b.binary("ADD", b.binary("MUL", f_, cell, s + "f_c", hh),
+                             b.binary("MUL", i_, g_, s + "i_g", hh), s + "c_new", hh)
+            h_new = b.binary("MUL", o_, b.unary("TANH", c_new, s + "tanh_c", hh), s + "h_new", hh)
+            if "w_hr" in w:
+                h_new = b.fc(h_new, w["w_hr"], None, s + "proj", [batch, out_w])
+            state = [h_new, c_new]
+        hs.append(state[0])
+    return hs, state

@@ -8,9 +8,11 @@ as usual (every op it knows) and never unrolls the recurrence. The composite sur
 the fused kernel, reading the weights recorded here by the composite's ``id``.
 
 Layout: every layer sees ``[B, T, F]`` (batch-first) or ``[T, B, F]``; a reverse direction is
-``flip -> composite -> flip``; ``h_n`` of a direction is its output at the last step it ran.
-``c_n`` is not available from the fused op: a graph that uses it keeps an
-``edgernn.unavailable`` composite, which the legalizer refuses by name.
+``flip -> composite -> flip``. Each composite takes ``(x, h0[, c0])`` and gives
+``(y, h_n[, c_n])`` for its layer and direction: a zero initial state is a zeros constant (the
+legalizer sees it and may use the fused op, whose state is a variable), a given one (a
+learned state, a step model's state input) is a tensor, and so are final states the graph
+reads; the legalizer makes those layers loops.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from edgernn.errors import Unsupported
 
 LSTM = "edgernn.lstm"
 GRU = "edgernn.gru"
-UNAVAILABLE = "edgernn.unavailable"
+GIVEN = "s"  # composite name suffix: the layer starts from a given state
 
 
 @dataclass
@@ -96,14 +98,16 @@ def _marked_rnn_class() -> Any:
 
         def forward(self, x: Any, hx: Any = None) -> Any:
             rnn = self.rnn
-            if hx is not None or not isinstance(x, torch.Tensor) or x.dim() != 3:
-                why = "a given initial state" if hx is not None else "a packed or unbatched input"
-                note = f"{self.where}: {self.cell.upper()} called with {why} (unrolled by litert-torch)"
+            if not isinstance(x, torch.Tensor) or x.dim() != 3:
+                note = (f"{self.where}: {self.cell.upper()} called with a packed or unbatched "
+                        "input (unrolled by litert-torch)")
                 if note not in self.kept:
                     self.kept.append(note)
                 return rnn(x, hx)
+            state = () if hx is None else ((hx,) if self.cell == "gru" else tuple(hx))
             outs = tuple(self.layers[i].out for i in self.ids)
-            res = _run_marked(x, cell=self.cell, ids=self.ids, outs=outs,
+            res = _run_marked(x, *state, cell=self.cell, ids=self.ids, outs=outs,
+                              hiddens=tuple(self.layers[i].hidden for i in self.ids),
                               bidirectional=rnn.bidirectional, batch_first=rnn.batch_first)
             return res[0], (res[1] if self.cell == "gru" else (res[1], res[2]))
 
@@ -148,10 +152,8 @@ def mark_graph(gm: Any) -> Marked:
             x, h0, params, has_biases, num_layers, _drop, _train, bidi, batch_first = node.args
             state = [h0]
         where = _owner(node)
-        zero = all(_is_zeros(gm, s) for s in state)
-        if not zero:
-            kept.append(f"{where}: {cell.upper()} with a given initial state (unrolled by litert-torch)")
-            continue
+        if all(_is_zeros(gm, s) for s in state):
+            state = []  # a zero state (a traced archive bakes it as a constant)
         tensors = [_value(gm, p) for p in params]
         if any(t is None for t in tensors):
             kept.append(f"{where}: {cell.upper()} weights are computed in the graph (unrolled)")
@@ -159,8 +161,9 @@ def mark_graph(gm: Any) -> Marked:
         ids = _register(cell, [t.detach().float().numpy() for t in tensors], bool(has_biases),
                         int(num_layers), bool(bidi), bool(batch_first), where, layers)
         with gm.graph.inserting_before(node):
-            new = gm.graph.call_function(_run_marked, (x,), {
+            new = gm.graph.call_function(_run_marked, (x, *state), {
                 "cell": cell, "ids": tuple(ids), "outs": tuple(layers[i].out for i in ids),
+                "hiddens": tuple(layers[i].hidden for i in ids),
                 "bidirectional": bool(bidi), "batch_first": bool(batch_first)})
         node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
@@ -169,50 +172,77 @@ def mark_graph(gm: Any) -> Marked:
     return Marked(gm, layers, kept)
 
 
-def _run_marked(x: Any, *, cell: str, ids: tuple[int, ...], outs: tuple[int, ...],
-                bidirectional: bool, batch_first: bool) -> tuple[Any, ...]:
-    """What replaces one ``aten.lstm`` / ``aten.gru`` node: composites and the slices around them."""
+def _run_marked(x: Any, *state: Any, cell: str, ids: tuple[int, ...], outs: tuple[int, ...],
+                hiddens: tuple[int, ...], bidirectional: bool,
+                batch_first: bool) -> tuple[Any, ...]:
+    """What replaces one ``aten.lstm`` / ``aten.gru`` node (``state``: torch's h0[, c0]
+    [layers*dirs, B, H], or nothing for zeros): composites and the flips around them."""
     import torch
 
     t_axis = 1 if batch_first else 0
     dirs = 2 if bidirectional else 1
-    last: list[Any] = []
+    n = len(ids)
+    h0s = [state[0][k] for k in range(n)] if state else [None] * n
+    c0s = [state[1][k] for k in range(n)] if state and cell == "lstm" else [None] * n
+    h_n: list[Any] = []
+    c_n: list[Any] = []
     h = x
-    for layer in range(len(ids) // dirs):
+    for layer in range(n // dirs):
         ys = []
         for d in range(dirs):
-            lid = ids[layer * dirs + d]
+            k = layer * dirs + d
             src = torch.flip(h, [t_axis]) if d == 1 else h
-            y = _composite(src, cell, lid, outs[layer * dirs + d])
-            if d == 1:
-                y = torch.flip(y, [t_axis])
+            res = _composite(src, cell, ids[k], outs[k], hiddens[k], h0s[k], c0s[k], batch_first)
+            y = torch.flip(res[0], [t_axis]) if d == 1 else res[0]
             ys.append(y)
-            step = y.select(t_axis, 0 if d == 1 else -1)
-            last.append(step)
+            # a final state read while y is not crashes litert-torch's converter (a composite
+            # whose first output is dead): 0 * y's last step keeps y alive (a few tiny ops)
+            anchor = res[0].select(t_axis, -1)[..., :1] * 0.0
+            h_n.append(res[1] + anchor)
+            if cell == "lstm":
+                c_n.append(res[2].reshape(res[2].shape[2:]) + anchor)
         h = ys[0] if dirs == 1 else torch.cat(ys, dim=-1)
-    h_n = torch.stack(last, dim=0)
     if cell == "gru":
-        return h, h_n
-    return h, h_n, _unavailable(h_n)
+        return h, torch.stack(h_n, dim=0)
+    return h, torch.stack(h_n, dim=0), torch.stack(c_n, dim=0)
 
 
-def _composite(x: Any, cell: str, lid: int, out: int) -> Any:
+def _composite(x: Any, cell: str, lid: int, out: int, hidden: int, h0: Any, c0: Any,
+               batch_first: bool) -> tuple[Any, ...]:
+    """One layer and direction as a composite around a placeholder of the right shapes (the
+    legalizer replaces it): ``(x[, h0, c0]) -> (y, h_n, c_n)``.
+
+    litert-torch drops a composite's constant inputs and its unused outputs, so the legalizer
+    tells the ports apart by rank (x and y rank 3, h rank 2, c rank 4 as [1, 1, B, H]) and
+    the name says whether a state was given (``.s``). A given state that is a constant (a
+    learned one) is tied to ``x`` by adding ``0 * x[0]`` (not folded: 0 * NaN is NaN), so it
+    stays an input."""
     import torch
     from litert_torch.hlfb import StableHLOCompositeBuilder
 
+    given = h0 is not None
     # the id rides in the name: composite attributes do not survive torch.export.save
-    b = StableHLOCompositeBuilder(name=f"{LSTM if cell == 'lstm' else GRU}.{lid}")
-    x = b.mark_inputs(x)
-    y = x[..., :1] * torch.ones(out, dtype=x.dtype)  # placeholder: the legalizer replaces it
-    return b.mark_outputs(y)
-
-
-def _unavailable(like: Any) -> Any:
-    from litert_torch.hlfb import StableHLOCompositeBuilder
-
-    b = StableHLOCompositeBuilder(name=UNAVAILABLE)
-    like = b.mark_inputs(like)
-    return b.mark_outputs(like * 1.0)
+    b = StableHLOCompositeBuilder(
+        name=f"{LSTM if cell == 'lstm' else GRU}.{lid}" + (f".{GIVEN}" if given else ""))
+    t_axis = 1 if batch_first else 0
+    if given:
+        zero = x.reshape(-1)[:1] * 0.0
+        ports = [x, h0 + zero]
+        if cell == "lstm":
+            ports.append((c0 + zero).reshape(1, 1, *c0.shape))
+        ports = list(b.mark_inputs(*ports))
+        x = ports[0]
+        # the placeholder reads every input: an input it ignores is dropped from the op
+        tie = ports[1].unsqueeze(t_axis) + sum(p.sum() for p in ports[2:])
+    else:
+        x = b.mark_inputs(x)
+        tie = 0.0
+    first = x[:, 0, :1] if batch_first else x[0, :, :1]  # [B, 1]
+    y = x[..., :1] * torch.ones(out, dtype=x.dtype) + tie
+    if cell == "gru":
+        return b.mark_outputs(y, first * torch.ones(out, dtype=x.dtype))
+    c = first * torch.ones(hidden, dtype=x.dtype)
+    return b.mark_outputs(y, first * torch.ones(out, dtype=x.dtype), c.reshape(1, 1, *c.shape))
 
 
 def _layer_weights(cell: str, flat: list[np.ndarray], has_biases: bool, num_layers: int,
