@@ -4,9 +4,12 @@
 # the adb client, PostgreSQL (scripts/postgres.sh, the results-store tests) and bubblewrap
 # (the sandbox user model files run in; without it TorchScript needs --trust-model).
 # Without root or apt, the tests that need them skip and say why.
+#   ./scripts/system_deps.sh            all of them
+#   ./scripts/system_deps.sh bubblewrap only the named ones (the quick tier needs bubblewrap)
 set -uo pipefail
 PKGS=(qemu-user-static binfmt-support mmdebstrap openssh-server openssh-client zstd
       ca-certificates chromium chromium-driver adb postgresql bubblewrap)
+if [ $# -gt 0 ]; then PKGS=("$@"); fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
