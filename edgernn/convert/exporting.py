@@ -180,6 +180,21 @@ def _finish(art: Artifact, model: LoadedModel, inputs: np.ndarray | None = None)
     return art
 
 
+def _hide_identical_files(arts: list[Artifact]) -> None:
+    """A file byte-identical to one made before it (tflite-loop of a model with no LSTM that
+    tflite-fused would fuse, e.g. a GRU or a step model) is not a second variant: it becomes
+    ``not applicable`` naming the first, and its copy is removed."""
+    first: dict[str, str] = {}
+    for art in arts:
+        if art.status != "ok" or not art.sha256:
+            continue
+        if art.sha256 not in first:
+            first[art.sha256] = art.variant
+            continue
+        Path(art.path).unlink(missing_ok=True)
+        art.status, art.error = NOT_RELEVANT, f"the same file as {first[art.sha256]}"
+
+
 def opt_in_groups(opt_in: frozenset[str], max_drop: bool) -> frozenset[str]:
     """The opt-in variant groups of a run: those asked for, and "max-drop" with --max-drop."""
     return frozenset(opt_in) | ({"max-drop"} if max_drop else set())
@@ -287,6 +302,7 @@ def export_model(
             if art.calibration is None and calib_source and q.mode in CALIBRATED:
                 art.calibration = calib_source
             arts.append(_finish(art, model, parity_inputs))
+    _hide_identical_files(arts)
     for pname, why in (skip or {}).items():
         sfmt = get_format(pname)
         arts.append(Artifact(f"{pname}-fp32", sfmt.family, "fp32", sfmt.runtime, status="skipped",
