@@ -13,6 +13,7 @@ from edgernn.convert.quantize.torch_dynamic import torch_int8_bytes, torch_int8_
 from edgernn.errors import RunnerError
 from edgernn.measure.pending import Pending
 from edgernn.measure.rows import base_row, fill_row, timed_use
+from edgernn.measure.rows import judge as judge_row
 from edgernn.measure.settings import BenchSettings, probe_job
 from edgernn.model.loading import LoadedModel
 from edgernn.runners.local import LocalRunner
@@ -43,7 +44,7 @@ def torch_peer(model: LoadedModel, target: Target, settings: BenchSettings, thre
         return None
     row, job = measure_baseline(model, target, settings, threads, described, data_file, None,
                                 where, step, variant=TORCH_INT8, judge=judge)
-    judge(row, baseline, settings.collapse)
+    judge_row(row, baseline, settings.collapse)  # ``judge`` here is the user's metric
     if row["status"] in ("ok", "accuracy collapsed") and settings.trials > 1:
         row["provisional"] = True
         p = Pending(row, job, {"data": data_file, "model": model.path}, local=True)
