@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Debian packages the test suite uses, installed in one apt run when missing (root only):
 # the emulated Pi (qemu-user, mmdebstrap, OpenSSH), headless Chromium for the report test,
-# the adb client, PostgreSQL (scripts/postgres.sh, the results-store tests) and bubblewrap
-# (the sandbox user model files run in; without it TorchScript needs --trust-model).
+# the adb client, PostgreSQL (scripts/postgres.sh, the results-store tests), bubblewrap
+# (the sandbox user model files run in; without it TorchScript needs --trust-model) and
+# espeak-ng (the synthetic speech datasets: kws, the enhancement pairs).
 # Without root or apt, the tests that need them skip and say why.
 #   ./scripts/system_deps.sh            all of them
 #   ./scripts/system_deps.sh bubblewrap only the named ones (the quick tier needs bubblewrap)
 set -uo pipefail
 PKGS=(qemu-user-static binfmt-support mmdebstrap openssh-server openssh-client zstd
-      ca-certificates chromium chromium-driver adb postgresql bubblewrap)
+      ca-certificates chromium chromium-driver adb postgresql bubblewrap espeak-ng)
 if [ $# -gt 0 ]; then PKGS=("$@"); fi
 missing=()
 for p in "${PKGS[@]}"; do

