@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -67,8 +68,11 @@ def available() -> bool:
 
 @cache
 def version() -> str:
-    out = subprocess.run([program(), "--version"], capture_output=True, text=True, check=False)
-    return out.stdout.strip()
+    """espeak-ng's version, e.g. ``1.51`` (its whole ``--version`` line if that has none)."""
+    out = subprocess.run([program(), "--version"], capture_output=True, text=True,
+                         check=False).stdout.strip()
+    m = re.search(r"text-to-speech:\s*(\S+)", out)
+    return m.group(1) if m else out
 
 
 def _voice_table(arg: str) -> list[tuple[str, str]]:

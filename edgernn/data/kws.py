@@ -303,7 +303,7 @@ def to_dataset(d: KwsData, name: str = "kws") -> Dataset:
     n_te = len(set(d.speaker_test.tolist()))
     desc = (f"synthetic speech: keyword spotting, {len(m['classes'])} classes "
             f"({', '.join(cfg['keywords'])}, {UNKNOWN} = {len(cfg['unknown_words'])} other words, "
-            f"{SILENCE} = noise only), synthesised with espeak-ng {m['espeak_ng'].split(':')[0]}"
+            f"{SILENCE} = noise only), synthesised with espeak-ng {m['espeak_ng']}"
             f"; {len(m['speakers'])} speakers = {len(accents)} English voices x {n_var} variants "
             f"(those that sound different: {dropped} identical-audio voice/variant pairs dropped), "
             f"speed {cfg['speeds'][0]}-{cfg['speeds'][1]} wpm, pitch {cfg['pitches'][0]}-"
