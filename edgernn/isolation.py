@@ -5,6 +5,7 @@ process."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -18,9 +19,12 @@ _ROOT = Path(__file__).resolve().parents[1]
 def python_argv(module: str | None = None, code: str | None = None) -> list[str]:
     """``python -I`` running ``module`` as ``__main__`` (or ``code``): no current directory,
     PYTHONPATH or user site on ``sys.path`` (a file named ``onnxruntime.py`` where edgernn was
-    started is never imported), and no PYTHON* variables read. A source checkout's root (this
-    package's own folder, never the working directory) is put on the path so edgernn imports.
+    started is never imported), and no PYTHON* variables read. When edgernn is installed (the
+    usual case, editable or not) that is ``python -I -m module``; from a bare checkout, its
+    root (this package's own folder, never the working directory) is put on the path first.
     Arguments follow the returned list; the child sees them as ``sys.argv[1:]``."""
+    if module is not None and _installed():
+        return [sys.executable, "-I", "-m", module]
     boot = "import sys\n"
     if _ROOT.name not in ("site-packages", "dist-packages"):
         boot += f"sys.path.insert(0, {str(_ROOT)!r})\n"
@@ -29,6 +33,18 @@ def python_argv(module: str | None = None, code: str | None = None) -> list[str]
     elif code is not None:
         boot += code
     return [sys.executable, "-I", "-c", boot]
+
+
+@functools.cache
+def _installed() -> bool:
+    """Whether ``python -I`` imports this very edgernn (checked once per process)."""
+    try:
+        out = subprocess.run([sys.executable, "-I", "-c", "import edgernn; print(edgernn.__file__)"],
+                             capture_output=True, text=True, timeout=60, cwd="/")
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    found = out.stdout.strip()
+    return out.returncode == 0 and bool(found) and Path(found).resolve().parent == _ROOT / "edgernn"
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -35,13 +35,14 @@ SLOW_FIXTURES = frozenset({
     "compared",  # test_compare: training + bench of every contender
     "trial_bench",  # test_truth: three timing trials of every variant
     "kws_export",  # test_streaming: the step model through every format
+    "enhancer",  # test_frame_outputs: a streaming enhancer benched on every ONNX form
 })
 
 # single tests (name without parameters) that take 4 s or more, or convert with TF/LiteRT
 SLOW_TESTS = frozenset({
     # TensorFlow / LiteRT conversions
-    "test_tflite_fused.py::test_learned_initial_state_runs_unrolled_and_says_so",
-    "test_tflite_fused.py::test_final_cell_state_use_is_refused_in_one_line",
+    "test_tflite_fused.py::test_final_cell_state_read_makes_that_layer_a_loop",
+    "test_tflite_fused.py::test_scripted_step_model_is_cells_with_state_in_and_out",
     "test_tflite_fused.py::test_traced_torchscript_speaker_encoder_is_fused",
     "test_tflite_keras.py::test_weight_transfer_parity",
     "test_tflite_keras.py::test_scripted_conv_lstm_is_fused_with_dynamic_sequence",
@@ -84,6 +85,12 @@ SLOW_TESTS = frozenset({
     "test_streaming.py::test_compare_benches_step_models",
     "test_streaming.py::test_stored_rows_are_not_reused_for_another_signature",
     "test_quantize_rnn.py::test_torch_int8_peer_row",
+    "test_frame_outputs.py::test_whole_sequence_mask_per_frame_judged_by_the_named_output",
+    "test_frame_outputs.py::test_int8_mixed_search_uses_the_metric_fn",
+    "test_frame_outputs.py::test_snr_gain_builtin_from_clean_and_noisy",
+    "test_frame_outputs.py::test_metric_fn_judges_rows_select_uses_it",
+    "test_frame_outputs.py::test_classification_still_shows_agree",
+    "test_sandbox.py::test_sandboxed_bench_of_a_benign_model",  # a whole bench, sandboxed
     # adb / SSH test beds started inside the test
     "test_adb_runner.py::test_unauthorized_offline_not_found_and_several_devices",
     "test_adb_runner.py::test_measure_reports_sources_and_one_delegate_per_call",
