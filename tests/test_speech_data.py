@@ -310,3 +310,23 @@ def test_enhancement_splits_follow_the_kws_speakers(tmp_path):
     assert not {variant(v) for v in train.speakers} & set(held)
     again = enhance.enhancement_pairs(6, 10, 17, split="test", **kw)
     assert sha(again.x, again.y) == sha(test.x, test.y)
+
+
+@needs_espeak
+def test_enhance_module_writes_an_npz_bench_reads(tmp_path, monkeypatch, capsys):
+    from edgernn.data.evalfile import load_eval
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(espeak, "accents", lambda: ACCENTS)  # a small speaker pool
+    monkeypatch.setattr(espeak, "variants", lambda: VARIANTS[1:])
+    path = tmp_path / "e.npz"
+    assert enhance._main(["3", str(path), "--steps", "12", "--bins", "17", "--seed", "4"]) == 0
+    want = enhance.enhancement_pairs(3, 12, 17, seed=4)
+    ev = load_eval(path)
+    np.testing.assert_array_equal(ev.x, want.x)
+    np.testing.assert_array_equal(ev.y, want.y)
+    with np.load(path) as f:
+        np.testing.assert_array_equal(f["clean"], want.clean)
+        np.testing.assert_array_equal(f["noisy"], want.noisy)
+    assert enhance._main(["0", str(tmp_path / "none.npz")]) == 1
+    assert "n >= 1" in capsys.readouterr().err and not (tmp_path / "none.npz").exists()

@@ -150,8 +150,9 @@ def mix_at_snr(speech: np.ndarray, noise_: np.ndarray,
     return speech + scaled, scaled
 
 
-def trim(x: np.ndarray, rel: float = 0.02) -> np.ndarray:
-    """The clip without its leading and trailing near-silence (below ``rel`` of the peak)."""
+def trim(x: np.ndarray, rel: float = 0.003) -> np.ndarray:
+    """The clip without its leading and trailing near-silence (below ``rel`` of the peak:
+    -50 dB, low enough to keep a final /s/ or /f/)."""
     loud = np.flatnonzero(np.abs(x) > rel * (np.abs(x).max() + 1e-12))
     return x[loud[0]: loud[-1] + 1] if len(loud) else x[:0]
 

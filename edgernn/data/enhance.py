@@ -148,3 +148,32 @@ def write_npz(path: Path, d: EnhancementData) -> None:
                                       "espeak_ng")}}
     with open(path, "wb") as f:
         np.savez(f, x=d.x, y=d.y, clean=d.clean, noisy=d.noisy, meta=np.array(json.dumps(meta)))
+
+
+def _main(argv: list[str]) -> int:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m edgernn.data.enhance",
+                                 description="Write speech-enhancement pairs as an .npz for bench.")
+    ap.add_argument("n", type=int, help="samples")
+    ap.add_argument("out", type=Path, help="the .npz to write")
+    ap.add_argument("--steps", type=int, default=200, help="frames per sample (200)")
+    ap.add_argument("--bins", type=int, default=161, help="bins per frame (161)")
+    ap.add_argument("--split", choices=("train", "test", "all"), default="test")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    try:
+        d = enhancement_pairs(a.n, a.steps, a.bins, split=a.split, seed=a.seed)
+    except EdgeRNNError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    write_npz(a.out, d)
+    print(f"wrote {a.out}: x/y/clean/noisy {list(d.x.shape)}; {d.description}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

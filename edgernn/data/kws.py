@@ -40,7 +40,7 @@ UNKNOWN_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheil
                  "wow", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
                  "nine", "backward", "forward", "follow", "learn", "visual")
 UNKNOWN, SILENCE = "unknown", "silence"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # bump when the clips change for the same configuration
 CLIP = audio.SR  # 1 s
 
 
