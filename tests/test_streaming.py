@@ -381,7 +381,7 @@ def test_select_max_rtf_and_report_plot(tmp_path):
     rows = [_row("torch-fp32", 8.0, 0.8), _row("onnx-fp32", 4.0, 0.4),
             _row("onnx-int8-dynamic", 1.5, 0.15, value=0.5)]
     rows[0]["target"] = "x86"
-    sel = select(rows, Budget(max_rtf=0.5, max_drop=0.1))
+    sel = select(rows, Budget(max_rtf=0.5, max_drop=0.1), formats=("torch", "onnx"))
     assert sel.pick and sel.pick.name == "m/onnx-fp32"
     over = {c.name: c.failed for c in sel.candidates}
     assert any("rtf 0.8 > 0.5" in f for f in over["m/torch-fp32"])

@@ -48,6 +48,13 @@ class Selection:
     pick: Candidate | None
     excluded: list[tuple[str, str]]  # (variant, why it was never a candidate)
     explanation: list[str]
+    rule: str = ""  # the one-line rule that chose the pick
+    group: str = ""  # which rows were ranked together (``groups.Group.label``)
+
+    @property
+    def runner_up(self) -> Candidate | None:
+        """The best feasible variant after the pick."""
+        return next((c for c in self.feasible if c is not self.pick), None)
 
     def to_dict(self) -> dict[str, Any]:
         def c(x: Candidate) -> dict[str, Any]:
@@ -59,7 +66,7 @@ class Selection:
                 "pareto": [c(x) for x in self.pareto], "feasible": [c(x) for x in self.feasible],
                 "candidates": [c(x) for x in self.candidates],
                 "excluded": [{"variant": v, "reason": r} for v, r in self.excluded],
-                "explanation": self.explanation}
+                "explanation": self.explanation, "rule": self.rule, "group": self.group}
 
 
 def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
@@ -72,11 +79,31 @@ def pareto_front(cands: list[Candidate]) -> list[Candidate]:
     return [c for c in cands if not any(dominates(o.point(), c.point()) for o in cands if o is not c)]
 
 
+def shippable(row: dict[str, Any]) -> bool:
+    """Whether a row's file is one to ship: an exported file a target runtime loads, not a
+    PyTorch run on the host (its size is a checkpoint or a state_dict)."""
+    return row.get("format") != "torch" and not row["variant"].split("/")[-1].startswith("torch-")
+
+
+def in_scope(row: dict[str, Any], formats: tuple[str, ...] | None,
+             runtimes: tuple[str, ...] | None) -> bool:
+    """Whether a row is of one of ``formats`` (a family such as ``tflite`` or a plug-in such
+    as ``tflite-litert``; default: every shippable format) and ``runtimes`` (default: any)."""
+    name = row["variant"].split("/")[-1]
+    if formats is None:
+        ok = shippable(row)
+    else:
+        ok = any(row.get("format") == f or name.startswith(f + "-") for f in formats)
+    return ok and (runtimes is None or row.get("runtime") in runtimes)
+
+
 def candidates_from_rows(
-    rows: list[dict[str, Any]], metric: str | None, budget: Budget, target: str | None = None
+    rows: list[dict[str, Any]], metric: str | None, budget: Budget, target: str | None = None,
+    formats: tuple[str, ...] | None = None, runtimes: tuple[str, ...] | None = None,
 ) -> tuple[str, list[Candidate], list[tuple[str, str]]]:
     """Usable rows become candidates, with the drop recomputed for ``metric`` against each
-    model's fp32 PyTorch row; the others are listed with the reason they were left out."""
+    model's fp32 PyTorch row; the others are listed with the reason they were left out.
+    Only shippable files are candidates unless ``formats`` names others (``torch``)."""
     excluded: list[tuple[str, str]] = []
     metric = metric or next((r["metric"] for r in rows if r.get("metric")), "accuracy")
     # drop is measured against the BEST fp32 PyTorch model evaluated on the same data, so a
@@ -95,6 +122,11 @@ def candidates_from_rows(
     for r in rows:
         if target is not None and r["target"] != target:
             continue  # e.g. the host's PyTorch row: a baseline, not deployable on the target
+        if not in_scope(r, formats, runtimes):
+            if formats is None and runtimes is None:  # the default scope: say why
+                excluded.append((r["variant"], "a PyTorch run, not a file to ship (--format "
+                                               "torch ranks it)"))
+            continue
         if r["status"] != "ok":
             excluded.append((r["variant"], f"status {r['status']}"
                              + (f": {r['reason']}" if r.get("reason") else "")))
@@ -168,10 +200,14 @@ def _pick(feasible: list[Candidate], prefer: str, tie: float) -> Candidate | Non
 
 
 def select(rows: list[dict[str, Any]], budget: Budget, metric: str | None = None,
-           prefer: str = "latency", tie: float = 0.05, target: str | None = None) -> Selection:
+           prefer: str = "latency", tie: float = 0.05, target: str | None = None,
+           formats: tuple[str, ...] | None = None,
+           runtimes: tuple[str, ...] | None = None) -> Selection:
     """Pareto set of the usable rows (of ``target``, if given) and the best feasible one under
-    ``budget``. Baselines may come from any row of the same model (the host's PyTorch row)."""
-    metric, cands, excluded = candidates_from_rows(rows, metric, budget, target)
+    ``budget``. Baselines may come from any row of the same model (the host's PyTorch row).
+    ``rows`` are one group (``select_groups`` splits a mixed store)."""
+    metric, cands, excluded = candidates_from_rows(rows, metric, budget, target, formats,
+                                                   runtimes)
     for c in cands:
         c.failed = check_budget(c, budget, metric)
     rule: list[str] = []
@@ -195,7 +231,63 @@ def select(rows: list[dict[str, Any]], budget: Budget, metric: str | None = None
                     f"Decided by: {prefer}, among the variants whose accuracy ties")
     at = 2 if pick is not None else len(lines)  # after the pick and why
     lines[at:at] = [f"{line}." for line in rule]
-    return Selection(metric, cands, front, feasible, pick, excluded, lines)
+    decided = (f"the accuracy rule: {without_rule.name} would win on {prefer} but is "
+               "significantly less accurate" if rule and pick is not None
+               and without_rule is not pick else "")
+    return Selection(metric, cands, front, feasible, pick, excluded, lines,
+                     decided or rule_text(prefer, len(feasible), budget))
+
+
+RULES = {"latency": "fastest of {n}", "size": "smallest file of {n}",
+         "accuracy": "most accurate of {n}"}
+
+
+def rule_text(prefer: str, n: int, budget: Budget) -> str:
+    """The rule a pick was made by, in one line: preference, field size and budgets."""
+    limits = [f"{budget.latency_stat} <= {budget.max_latency_ms:g} ms"
+              if budget.max_latency_ms is not None else "",
+              f"size <= {budget.max_size_mb:g} MB" if budget.max_size_mb is not None else "",
+              f"drop <= {budget.max_drop:g}" if budget.max_drop is not None else "",
+              f"rtf <= {budget.max_rtf:g}" if budget.max_rtf is not None else ""]
+    limits = [x for x in limits if x]
+    text = RULES[prefer].format(n=n) + (f" within {', '.join(limits)}" if limits else "")
+    if budget.max_drop is None:
+        text += (" with no significant accuracy loss" if limits else
+                 " without a significant accuracy loss")
+    if prefer == "latency":
+        text += "; within 5% or the trial spread, the smaller file"
+    return text
+
+
+def select_groups(rows: list[dict[str, Any]], budget: Budget, metric: str | None = None,
+                  prefer: str = "latency", tie: float = 0.05, target: str | None = None,
+                  formats: tuple[str, ...] | None = None,
+                  runtimes: tuple[str, ...] | None = None) -> list[Selection]:
+    """One selection per group of comparable rows (``groups.group_rows``: a step model's
+    per-step time is never ranked against whole-sequence calls, nor accuracies from different
+    evaluation files); groups without a row on ``target`` are left out."""
+    from edgernn.results.groups import group_rows
+
+    out = []
+    for group, members in group_rows(rows):
+        if target is not None and not any(r["target"] == target for r in members):
+            continue
+        sel = select(members, budget, metric, prefer, tie, target, formats, runtimes)
+        sel.group = group.label
+        out.append(sel)
+    return out
+
+
+def _excess(c: Candidate, b: Budget) -> float:
+    """How far over its budgets a candidate is, as the sum of relative excesses."""
+    over = 0.0
+    for value, limit in ((c.latency, b.max_latency_ms), (c.size_mb, b.max_size_mb),
+                         (c.row.get("rtf"), b.max_rtf)):
+        if limit is not None and value is not None and value > limit:
+            over += value / limit - 1
+    if b.max_drop is not None and c.drop > b.max_drop:
+        over += (c.drop - b.max_drop) / max(abs(b.max_drop), 1e-3)
+    return over
 
 
 def explain(metric: str, cands: list[Candidate], front: list[Candidate],
@@ -209,7 +301,7 @@ def explain(metric: str, cands: list[Candidate], front: list[Candidate],
             lines.append("No usable measurements: every row failed, collapsed or lacks a baseline.")
         else:
             lines.append(f"Nothing meets the budget ({len(cands)} candidate(s) measured).")
-            closest = min(cands, key=lambda c: len(c.failed))
+            closest = min(cands, key=lambda c: (len(c.failed), _excess(c, budget)))
             lines.append(f"Closest: {closest.name} fails {'; '.join(closest.failed)}.")
     else:
         lines.append(
@@ -263,7 +355,7 @@ def _noise(a: dict[str, Any], b: dict[str, Any], tie: float) -> float:
     return max(tie, _spread_of(a), _spread_of(b))
 
 
-def _faster(a: dict[str, Any], b: dict[str, Any], tie: float) -> float:
+def faster(a: dict[str, Any], b: dict[str, Any], tie: float) -> float:
     """How many times faster ``a`` is than ``b``; 1.0 when inside the noise."""
     pa, pb = a["latency_ms"]["p50"], b["latency_ms"]["p50"]
     noise = _noise(a, b, tie)
@@ -302,7 +394,7 @@ def op_decisions(rows: list[dict[str, Any]], tie: float = 0.05,
 
 def _op_verdict(twin: dict[str, Any], r: dict[str, Any], op: str, tie: float) -> str:
     a, b = twin["latency_ms"]["p50"], r["latency_ms"]["p50"]
-    speed = _faster(r, twin, tie)  # > 1: the fp32-op variant is faster
+    speed = faster(r, twin, tie)  # > 1: the fp32-op variant is faster
     da, db = twin.get("accuracy_drop") or 0.0, r.get("accuracy_drop") or 0.0
     if speed > 1 and db <= da + 1e-9:
         verdict = f"keep {op} fp32 (int8 {op} is {a / b:.2f}x slower, no more accurate)"
@@ -337,7 +429,7 @@ def _setting_verdict(group: list[dict[str, Any]], alts: dict[str, tuple[str, str
         if best is None:
             best = r
             continue
-        speed = _faster(r, best, tie)
+        speed = faster(r, best, tie)
         if speed > 1 or (speed == 1 and (r.get("size_bytes") or 0) < (best.get("size_bytes") or 0)):
             best = r
     tried = "; ".join(f"{name(r)} {r['latency_ms']['p50']:.3g} ms, "

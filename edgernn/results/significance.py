@@ -179,7 +179,7 @@ def significant_losses(rows: list[dict[str, Any]], metric: str,
     sign = 1 if higher_is_better(metric, usable) else -1
     best = max(usable, key=lambda r: sign * r["metrics"][metric])
     out: dict[str, str] = {}
-    ties, untested = [], []
+    ties, untested, elsewhere = [], [], []
     for r in usable:
         if r is best:
             continue
@@ -190,7 +190,7 @@ def significant_losses(rows: list[dict[str, Any]], metric: str,
             t = unpaired_accuracy(r["metrics"][metric], int(r["eval_samples"]),
                                   best["metrics"][metric], int(best["eval_samples"]), alpha)
         if t is None:
-            untested.append(r["variant"])
+            (untested if same_data else elsewhere).append(r["variant"])
             continue
         worse = sign * t.difference < 0
         if t.significant and worse:
@@ -205,4 +205,7 @@ def significant_losses(rows: list[dict[str, Any]], metric: str,
     if untested:
         lines.append(f"Not tested (no per-sample {metric} record; re-bench to record one): "
                      + ", ".join(untested))
+    if elsewhere:  # select ranks one evaluation file at a time (groups.group_rows)
+        lines.append(f"Not tested (judged on another evaluation file than "
+                     f"{best['variant']}): " + ", ".join(elsewhere))
     return out, lines
