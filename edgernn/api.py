@@ -9,10 +9,11 @@ from typing import Any
 from edgernn.convert.calibration import calibration_inputs
 from edgernn.convert.exporting import export_model
 from edgernn.data.datasets import Dataset, load_dataset
-from edgernn.data.evalfile import check_fits, load_eval
+from edgernn.data.evalfile import load_eval
 from edgernn.errors import EdgeRNNError
 from edgernn.measure.bench import PARITY_SAMPLES, BenchSettings, bench_model, check_formats
-from edgernn.model.loading import load_model
+from edgernn.measure.inputs import fit_data
+from edgernn.model.loading import load_model, load_model_for_data
 from edgernn.models.layers import parse_layers
 from edgernn.runners.target import load_target
 from edgernn.study.training import TrainResult, train, write_outputs
@@ -44,10 +45,15 @@ def export(
     ``data`` (evaluation inputs) adds a parity check on its first samples and is the
     calibration fallback when ``calib`` is not given."""
     t = load_target(target)
-    lm = load_model(model, **(load or {}))
+    evaluation = load_eval(data, need_y=False) if data is not None else None
+    if evaluation is not None:  # a file without an input spec takes its shape from x
+        lm, _ = load_model_for_data(model, evaluation.x, dict(load or {}))
+    else:
+        lm = load_model(model, **(load or {}))
     names = check_formats(t, formats if formats is not None else t.formats)
     modes = modes if modes is not None else t.quantize
-    x = check_fits(load_eval(data, need_y=False), lm.spec) if data is not None else None
+    # what bench accepts: [N, T, F] steps for a step model, the model's shape otherwise
+    x = fit_data(lm, evaluation) if evaluation is not None else None
     cx, source = calibration_inputs(lm.spec, calib, x)
     out_dir = out_dir or model.with_name(model.stem + "-export")
     if streaming:  # refuse before any work

@@ -22,6 +22,7 @@ from edgernn.convert.calibration import calibration_inputs
 from edgernn.convert.exporting import export_model
 from edgernn.convert.quantize import NOT_RELEVANT
 from edgernn.data.evalfile import check_targets, load_eval
+from edgernn.data.onehot import one_hot_to_labels
 from edgernn.errors import EdgeRNNError, RunnerError
 from edgernn.hashing import array_sha256
 from edgernn.measure.baseline import BASELINE, TORCH_INT8, host_version, measure_baseline, torch_peer
@@ -68,16 +69,19 @@ class ModelBench:
                  on_step: Callable[[str], None] | None = None):
         self.target, self.settings, self.on_row = target, settings, on_row
         self.step = on_step or (lambda _m: None)
-        self.data = data = load_eval(data_path)
+        data = load_eval(data_path)
         self.model, options = load_model_for_data(model_path, data.x, settings.load_options)
         model = self.model
+        self.data = data = self.labels(data)
         if options is not settings.load_options:  # the shape came from the data: reload with it
             settings = replace(settings, load_options=options)
             self.settings = settings
         self.data_sha = sha256_file(Path(data_path))
+        self.data_name = Path(data_path).name
         self.task = task = model.spec.task or data.task
         default = default_max_drop(model, task, data.y)
-        if settings.max_drop is None and default is not None:
+        self.default_budget = settings.max_drop is None and default is not None
+        if self.default_budget:
             settings = replace(settings, max_drop=default)
             self.settings = settings
         self.x = x = fit_data(model, data)
@@ -98,8 +102,11 @@ class ModelBench:
             self.described |= {"return_outputs": True,
                                "return_limit_mb": return_limit_mb(fp32, len(x))}
         self.inits = initial_states(model, Path(data_path), len(x))
+        self.out_dir = out_dir
         self.work = out_dir / model.name
         self.work.mkdir(parents=True, exist_ok=True)
+        self.files = self.work  # where the export's files are (an earlier export's folder)
+        self.export_note: str | None = None
         formats = check_formats(target, settings.formats or target.formats)
         self.skipped_formats = unrolled_skips(formats, settings.formats or [], model)
         self.formats = [f for f in formats if f not in self.skipped_formats]
@@ -116,6 +123,15 @@ class ModelBench:
         self.data_file = (settings.scratch or self.work) / "probe-data.npz"
         self.reference = self.work / f"reference-{model.sha256[:12]}-{self.data_sha[:12]}.npy"
         self.runner: Any = None
+
+    def labels(self, data: Any) -> Any:
+        """The evaluation data with one-hot ``y`` read as class ids, said in every row and at
+        once on the status line."""
+        data, self.label_note = one_hot_to_labels(data, self.model.spec.task
+                                                  or self.settings.load_options.get("task"))
+        if self.label_note:
+            self.step(f"{self.model.name}: {self.label_note}")
+        return data
 
     # -- the store ------------------------------------------------------------------------------
     def cached(self, variant: str, statuses: tuple[str, ...] | None = None) -> dict[str, Any] | None:
@@ -139,12 +155,14 @@ class ModelBench:
         a row waiting for more timing trials is provisional and never reused from the store.
         Returns the row's id in the store, if stored."""
         row.setdefault("data_sha256", self.data_sha)
+        row.setdefault("data_name", self.data_name)  # names the group select ranks it in
         row.setdefault("task", self.task)  # what the agreement column means for this row
         if self.judge is not None and not row.get("reused"):  # failed rows say it too
             m = self.judge.metric
             row.update(metric=m.name, higher_is_better=m.higher_is_better, metric_fn=m.source)
         row.setdefault("requested_threads", self.threads)
-        for note in (self.threshold_note, *self.settings.row_notes):
+        for note in (self.label_note, self.threshold_note, self.export_note,
+                     *self.settings.row_notes):
             if note and note not in row.get("notes", []) and not row.get("reused"):
                 row["notes"] = [*row.get("notes", []), note]
         set_rtf(row, self.settings.step_ms)
@@ -171,13 +189,31 @@ class ModelBench:
         self.on_row(row)
 
     # -- the steps ------------------------------------------------------------------------------
+    def earlier_export(self) -> dict[str, Any] | None:
+        """An export of this model already in the bench folder (bench's own, or ``edgernn
+        export --out`` to the same folder, a step model's in its ``step`` folder) that covers
+        every variant asked, calibrated on the same inputs, its files hash-checked; a bench
+        whose accuracy budget is only the default also takes an export made without one."""
+        s, model = self.settings, self.model
+        budgets = [s.max_drop, *([None] if self.default_budget else [])]
+        for folder in dict.fromkeys([self.work, self.out_dir, self.out_dir / "step"]):
+            for max_drop in budgets:
+                found = reuse_manifest(folder, model, self.formats, self.modes, self.calib_sha,
+                                       max_drop, s.opt_in, self.target.seven_bit_weights())
+                if found is not None:
+                    self.files = folder
+                    self.export_note = (f"export reused from {folder / 'manifest.json'}: same "
+                                        "model, settings and calibration, files hash-checked "
+                                        "(--force converts again)")
+                    self.step(f"{model.name}: {self.export_note}")
+                    return found
+        return None
+
     def manifest(self) -> dict[str, Any]:
-        """The export of every variant: the earlier one when it covers them, else a new one."""
+        """The export of every variant: an earlier one when it covers them, else a new one."""
         s, model = self.settings, self.model
         seven_bit = self.target.seven_bit_weights()
-        manifest = None if s.force else reuse_manifest(self.work, model, self.formats, self.modes,
-                                                       self.calib_sha, s.max_drop, s.opt_in,
-                                                       seven_bit)
+        manifest = None if s.force else self.earlier_export()
         if manifest is None:
             manifest = export_model(model, self.work, self.formats, self.modes, self.target.name,
                                     on_step=self.step, calib=self.calib,
@@ -273,7 +309,7 @@ class ModelBench:
         job = {**probe_job(self.settings, target, self.threads),
                "runtime": target.runtimes[art.format], "path": "artifact", **self.described,
                **({"delegate": sub} if sub else {})}
-        files = {"data": self.data_file, "artifact": self.work / art.path}
+        files = {"data": self.data_file, "artifact": self.files / art.path}
         runner = self.target_runner()  # a target that cannot be opened ends the bench (one line)
         try:
             res = timed_use(row, runner, job, files)
