@@ -199,6 +199,38 @@ def pin_threads(threads: int) -> None:
         os.environ.setdefault(var, str(threads))
 
 
+NATIVE_CHATTER = ("INFO: Created TensorFlow Lite XNNPACK delegate",)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(drop: tuple[str, ...] = NATIVE_CHATTER):
+    """Hold what native code writes to file descriptor 2 (TFLite's C++ runtime prints "INFO:
+    Created TensorFlow Lite XNNPACK delegate for CPU." when an interpreter is made) and pass
+    on every line except ``drop``'s, so the terminal shows errors but not that chatter."""
+    import sys
+    import tempfile
+
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 to guard
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as held:
+        sys.stderr.flush()
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [x for x in held.read().decode(errors="replace").splitlines(keepends=True)
+                    if not x.startswith(drop)]
+            if kept:
+                sys.stderr.write("".join(kept))
+
+
 def _tflite_session(interpreter_cls: Any, path: str, threads: int, name: str, version: str) -> Session:
     """A TFLite interpreter as a stateless Session.
 
@@ -209,8 +241,9 @@ def _tflite_session(interpreter_cls: Any, path: str, threads: int, name: str, ve
     """
     import numpy as np
 
-    interp = interpreter_cls(model_path=path, num_threads=threads)
-    interp.allocate_tensors()
+    with quiet_native_stderr():
+        interp = interpreter_cls(model_path=path, num_threads=threads)
+        interp.allocate_tensors()
     ins = _tflite_io_order(interp, "inputs")
     inp = ins[0]
     outs = _tflite_io_order(interp, "outputs")

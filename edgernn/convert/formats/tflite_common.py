@@ -270,7 +270,10 @@ def io_details(path: str | Path) -> dict[str, Any]:
     """dtype, shape and quantization of the first input and output (LiteRT interpreter)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=str(path))
+    from edgernn.probe.runtimes import quiet_native_stderr
+
+    with quiet_native_stderr():  # no "INFO: Created TensorFlow Lite XNNPACK delegate" line
+        it = Interpreter(model_path=str(path))
     i, o = it.get_input_details()[0], it.get_output_details()[0]
     return {
         "input_dtype": np.dtype(i["dtype"]).name, "input_shape": [int(d) for d in i["shape"]],
