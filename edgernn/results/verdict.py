@@ -5,6 +5,7 @@ significance (``significance``)."""
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,10 +125,16 @@ def _model_lines(model: str, target: str, sel: Selection, per_step: bool) -> lis
     return lines
 
 
-def verdict_block(v: Verdict, command_hint: str = "") -> list[str]:
-    """The printed block: a heading and the lines."""
+def verdict_block(v: Verdict, command_hint: str = "", width: int = 120) -> list[str]:
+    """The printed block: a heading and the lines, wrapped at ``width`` with their indent."""
     if not v.lines:
         return []
     head = ("Verdict (what edgernn select picks from these rows"
             + (f"; {command_hint}" if command_hint else "") + "):")
-    return [head, *(f"  {x}" for line in v.lines for x in line.split("\n"))]
+    out = [head]
+    for line in v.lines:
+        for part in line.split("\n"):
+            indent = " " * (2 + len(part) - len(part.lstrip()))
+            out += textwrap.wrap(part.strip(), width, initial_indent=indent,
+                                 subsequent_indent=indent + "  ", break_on_hyphens=False)
+    return out
