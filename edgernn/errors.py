@@ -18,3 +18,8 @@ class RunnerError(EdgeRNNError):
 class Unsupported(EdgeRNNError):
     """A format plug-in cannot handle this model at all (a ``skipped`` row, not a failure);
     the message names the construct, e.g. ``tflite-keras cannot rebuild aten::stft at m.py:12``."""
+
+
+class EdgeRNNWarning(Warning):
+    """Something the user should know that does not stop the command (a stored row skipped,
+    an export made again); the CLI prints it as one ``edgernn: warning:`` line."""

@@ -3,6 +3,7 @@ helpers, table width and the exit rule for variant outcomes."""
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,27 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from edgernn.errors import EdgeRNNError
+
+
+def _finite_floats() -> None:
+    """Every float option of every command must be finite: click's float type (and so its
+    FloatRange, which lets ``nan`` through because nan compares false) refuses nan and inf,
+    so ``--max-drop nan`` cannot lift a guard."""
+    convert = click.types.FloatParamType.convert
+    if getattr(convert, "finite_only", False):
+        return
+
+    def finite(self: Any, value: Any, param: Any, ctx: Any) -> Any:
+        v = convert(self, value, param, ctx)
+        if isinstance(v, float) and not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+    finite.finite_only = True  # type: ignore[attr-defined]
+    click.types.FloatParamType.convert = finite  # type: ignore[method-assign]
+
+
+_finite_floats()
 
 # tables are wide: when output is not a terminal, do not squeeze them into 80 columns
 out = Console(width=None if sys.stdout.isatty() else 320)

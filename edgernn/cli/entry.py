@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 from rich.markup import escape as rich_escape
 
 from edgernn.cli.app import cli, err
-from edgernn.errors import EdgeRNNError
+from edgernn.errors import EdgeRNNError, EdgeRNNWarning
+from edgernn.names import shown
 
 
 def main() -> None:
@@ -18,9 +22,10 @@ def main() -> None:
 
     sandbox.configure(sandbox=True)  # model files that are programs run sandboxed (--trust-model)
     try:
-        cli.main(standalone_mode=False)
+        with warnings_after_the_command():
+            cli.main(standalone_mode=False)
     except EdgeRNNError as e:
-        err.print(f"[red]edgernn: error:[/] {rich_escape(str(e))}", highlight=False, soft_wrap=True)
+        _line(f"[red]edgernn: error:[/] {rich_escape(_text(e))}")
         sys.exit(1)
     except click.exceptions.Abort:
         err.print("edgernn: interrupted; finished rows were kept")
@@ -33,12 +38,52 @@ def main() -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except MemoryError as e:  # an input too big for this machine: say so, in one line
+        if os.environ.get("EDGERNN_DEBUG"):
+            raise
+        _line(f"[red]edgernn: error:[/] out of memory ({rich_escape(_text(e))}); use smaller "
+              "inputs, fewer samples or a machine with more memory")
+        sys.exit(1)
     except Exception as e:  # a bug, not the user's fault: still one line unless debugging
         if os.environ.get("EDGERNN_DEBUG"):
             raise
-        err.print(f"edgernn: internal error: {type(e).__name__}: "
-                  f"{rich_escape(str(e).splitlines()[0][:300])} "
-                  "(set EDGERNN_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        _line(f"edgernn: internal error: {type(e).__name__}: {rich_escape(_text(e))} "
+              "(set EDGERNN_DEBUG=1 for the traceback)")
         sys.exit(1)
     finally:
         sandbox.reset()
+
+
+def _text(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty),
+    control characters escaped."""
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    return shown(lines[0][:300] if lines else type(e).__name__)
+
+
+def _line(text: str) -> None:
+    err.print(text, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def warnings_after_the_command() -> Iterator[None]:
+    """edgernn's own warnings (``EdgeRNNWarning``) print at once as ``edgernn: warning:``
+    lines; a library's warnings (torch, numpy...) are held and shown, once each, only when
+    the command succeeds, so they never precede or bury a refusal line."""
+    held: list[str] = []
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        if issubclass(category, EdgeRNNWarning):
+            _line(f"edgernn: warning: {rich_escape(shown(str(message)))}")
+            return
+        first = str(message).strip().splitlines()
+        text = f"{category.__name__}: {first[0] if first else ''}"
+        if text not in held:
+            held.append(text)
+
+    with warnings.catch_warnings():  # the filters in force stay, but edgernn's always show
+        warnings.simplefilter("always", EdgeRNNWarning)
+        warnings.showwarning = show
+        yield
+        for text in held:
+            _line(f"edgernn: note from a library: {rich_escape(shown(text[:300]))}")
