@@ -20,6 +20,7 @@ from edgernn.errors import EdgeRNNError
 from edgernn.lab.progress import CONVERT, Progress
 from edgernn.lab.sweep_file import SweepSpec
 from edgernn.lab.tasks import Job, export_key, failed_row, measure, prepare
+from edgernn.limits import memory_bytes
 from edgernn.runners.base import runner_class
 from edgernn.runners.inventory import Device, check_device, devices, ray_resource
 from edgernn.runners.target import Target, load_target
@@ -119,6 +120,15 @@ def start_ray(address: str | None, resources: dict[str, float], cpus: int | None
     return True
 
 
+def check_memory_request(gb: float, have_bytes: float, where: str, path: Path) -> None:
+    """Refuse a conversion memory request that no node can grant (Ray would queue the task
+    for ever, silently)."""
+    if gb * 2**30 > have_bytes:
+        raise EdgeRNNError(f"sweep file {path}: 'convert_memory_gb' is {gb:g} but {where} has "
+                           f"{have_bytes / 2**30:.1f} GB; no task could ever start (ask for at "
+                           "most that much)")
+
+
 def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
               address: str | None = None, cpus: int | None = None) -> Outcome:
     """Expand the sweep into tasks and run them; rows go to the store as they finish."""
@@ -127,8 +137,17 @@ def run_sweep(spec: SweepSpec, db: str, artifacts: Path, console: Console,
     groups = sweep_groups(spec)
     bench = bench_kwargs(spec)
     resources = {ray_resource(d.id): 1.0 for g in groups for d in g.devices}
-    started_here = start_ray(address, resources, cpus)
     convert_gb = spec.convert_memory_gb or (3.0 if _any_tflite(groups, bench) else 1.0)
+    if address is None:  # a Ray started here has this machine's memory
+        check_memory_request(convert_gb, memory_bytes(), "this machine", spec.path)
+    started_here = start_ray(address, resources, cpus)
+    if address is not None:
+        try:
+            biggest = max(float(n.get("Resources", {}).get("memory", 0)) for n in ray.nodes())
+            check_memory_request(convert_gb, biggest, f"the largest node of {address}", spec.path)
+        except EdgeRNNError:
+            ray.shutdown()
+            raise
     prep = ray.remote(prepare)
     prep_opts = {"name": "edgernn_prepare", "num_cpus": 1, "max_retries": 0,
                  "memory": int(convert_gb * 2**30)}

@@ -21,15 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edgernn.errors import EdgeRNNError
+from edgernn.limits import finite_number, load_yaml
 
 _LOAD_KEYS = {"inputs": list, "states": list, "input_shape": str, "input_dtype": str,
               "task": str, "trust_pickle": bool, "imports": list}
 _BENCH_KEYS = {"runs": int, "min_seconds": (int, float), "warmup": int, "trials": int,
                "threads": int, "eval_batch": int, "collapse": (int, float), "step_ms": (int, float),
                "max_drop": (int, float), "per_op": bool, "tune": bool}
+_BOUNDS = {"runs": (1, 10**7), "trials": (1, 100), "threads": (1, 1024), "eval_batch": (1, 10**5),
+           "warmup": (0, 10**6), "min_seconds": (0, 86400), "step_ms": (1e-6, 10**6)}
 _TOP_KEYS = {"models", "data", "targets", "formats", "quantize", "bench", "artifacts",
              "convert_memory_gb", "db", "calib"}
 
@@ -61,11 +62,7 @@ def load_sweep(path: Path) -> SweepSpec:
     """Read and check a sweep file; one-line errors name the file and the key."""
     if not path.is_file():
         raise EdgeRNNError(f"sweep file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgeRNNError(f"sweep file {path} is not valid YAML ({first})") from None
+    data = load_yaml(path, "sweep file")
     if not isinstance(data, dict):
         raise EdgeRNNError(f"sweep file {path} must be a mapping (models, data, targets, ...)")
     unknown = sorted(set(data) - _TOP_KEYS)
@@ -101,8 +98,8 @@ def load_sweep(path: Path) -> SweepSpec:
     if data.get("calib"):
         spec.calib = rel(data["calib"], "calib")
     mem = data.get("convert_memory_gb")
-    if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float)) or mem <= 0):
-        raise EdgeRNNError(f"sweep file {path}: 'convert_memory_gb' must be a positive number")
+    if mem is not None:  # checked against the nodes' memory when the sweep starts (engine)
+        finite_number(mem, f"sweep file {path}: 'convert_memory_gb'", 0.001, 10**6)
     spec.convert_memory_gb = mem
     if data.get("db") is not None:
         spec.db = str(data["db"])
@@ -147,4 +144,7 @@ def _checked(d: Any, schema: dict[str, Any], path: Path, where: str) -> dict[str
                                f"{', '.join(sorted(schema))})")
         if not isinstance(v, want) or (want is int and isinstance(v, bool)):
             raise EdgeRNNError(f"sweep file {path}: {where}.{k} has the wrong type ({v!r})")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            low, high = _BOUNDS.get(k, (0, 10**9))
+            finite_number(v, f"sweep file {path}: {where}.{k}", low, high)
     return dict(d)

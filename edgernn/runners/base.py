@@ -32,6 +32,12 @@ class Runner:
     ON_HOST = False
 
     @classmethod
+    def value_problem(cls, key: str, value: Any) -> str | None:
+        """What is wrong with runner key ``key``'s (well-typed) value, or None (a target file
+        is refused in one line naming it)."""
+        return None
+
+    @classmethod
     def device_id(cls, name: str, extra: dict[str, Any], index: int | None = None) -> str:
         """``<name>``, or ``<name>#<index>`` for slot ``index`` (a template that names no
         device is ``<name>``)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import re
 import shlex
 import time
 from pathlib import Path
@@ -19,6 +21,15 @@ from edgernn.errors import RunnerError
 from edgernn.isolation import shell_signal
 from edgernn.runners.base import Runner, register_runner
 from edgernn.runners.bundle import probe_zip
+
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def _is_host(value: str) -> bool:
+    """A DNS name (labels of 1..63 letters, digits, '-', '_'), an IPv4 or an IPv6 address."""
+    if ":" in value:
+        return bool(re.fullmatch(r"[0-9A-Fa-f:.]{2,45}", value))
+    return 0 < len(value) <= 253 and all(_LABEL_RE.match(x) for x in value.split("."))
 
 
 @register_runner("ssh")
@@ -30,6 +41,19 @@ class SshRunner(Runner):
         "env": dict,
     }
     GROUP_SHORTHAND = ("hosts", "host")
+
+    @classmethod
+    def value_problem(cls, key: str, value: Any) -> str | None:
+        """A host is a DNS name, IPv4 or IPv6 address (no spaces, quotes or ``$()``); a port
+        1..65535; a timeout a finite positive number of seconds."""
+        if key in ("host", "hosts") and not _is_host(value):
+            return (f"{value!r} is not a host name or address (letters, digits, '.', '-', ':' "
+                    "and '_' only)")
+        if key == "port" and not 0 < value < 65536:
+            return f"port {value} is not 1..65535"
+        if key == "connect_timeout_s" and not (math.isfinite(value) and 0 < value <= 3600):
+            return f"connect_timeout_s {value!r} is not a number of seconds in (0, 3600]"
+        return None
 
     @classmethod
     def device_id(cls, name: str, extra: dict[str, Any], index: int | None = None) -> str:

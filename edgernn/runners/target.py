@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edgernn.errors import EdgeRNNError, RunnerError
+from edgernn.limits import finite_number, load_yaml
 
 # the runner classes are registered: importing this module ran edgernn/runners/__init__.py
 from edgernn.runners.base import RUNNERS, runner_class
@@ -162,8 +161,8 @@ class TargetEntry:
 
 def _declared_aliases(p: Path) -> list[str]:
     try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError):
+        data = load_yaml(p, "target file")
+    except EdgeRNNError:
         return []
     al = data.get("aliases") if isinstance(data, dict) else None
     return [a for a in al if isinstance(a, str) and a.strip()] if isinstance(al, list) else []
@@ -218,11 +217,7 @@ def load_target(name_or_path: str) -> Target:
         raise EdgeRNNError(f"target file {p} does not exist (or is not a file)")
     if not (p.suffix in (".yaml", ".yml") and p.is_file()):
         p = resolve_target(name_or_path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise EdgeRNNError(f"target file {p} is not valid YAML ({_line(e)})") from None
-    return parse_target(data, p)
+    return parse_target(load_yaml(p, "target file"), p)
 
 
 def parse_target(data: Any, p: Path) -> Target:
@@ -239,6 +234,7 @@ def parse_target(data: Any, p: Path) -> Target:
         if not isinstance(val, want) or (want is int and isinstance(val, bool)):
             tn = _TYPE_NAMES.get(want, "a number")
             raise EdgeRNNError(f"target file {p}: {key!r} must be {tn}, got {val!r}")
+    _check_values(data, p)
     if data["runner"] not in RUNNERS:
         raise EdgeRNNError(
             f"target file {p}: unknown runner {data['runner']!r}; known: {', '.join(sorted(RUNNERS))}"
@@ -268,6 +264,11 @@ def parse_target(data: Any, p: Path) -> Target:
         if not isinstance(val, want) or (want is int and isinstance(val, bool)):
             raise EdgeRNNError(
                 f"target file {p}: {key!r} must be {_TYPE_NAMES.get(want, 'a number')}, got {val!r}")
+        _check_runner_value(runner_cls, key, val, p, repr(key))
+    short = runner_cls.GROUP_SHORTHAND[0] if runner_cls.GROUP_SHORTHAND else None
+    for item in data.get(short) or [] if short else []:
+        if isinstance(item, str):
+            _check_runner_value(runner_cls, short, item, p, repr(short))
     _check_cpus(data.get("cpus", []), p, "'cpus'")
     group = _parse_group(data, extra, schema, p)
     if group:
@@ -285,6 +286,44 @@ def parse_target(data: Any, p: Path) -> Target:
         t.extra.unset_message = (f"target {t.name} is a group of {len(ids)} devices "
                                  f"({', '.join(ids)}); this needs one device's target")
     return t
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]{0,63}$")
+_LISTS_OF_NAMES = ("formats", "quantize", "aliases")
+_BOUNDS = {"threads": (1, 1024), "count": (1, 256)}
+
+
+def _check_values(data: dict[str, Any], p: Path) -> None:
+    """Values, not just types: names that are safe in file names and terminals, lists of
+    names, a runtime name per format, numbers within bounds and finite."""
+    name = data["name"]
+    if not _NAME_RE.match(name):
+        raise EdgeRNNError(f"target file {p}: 'name' {name!r} must be 1-64 letters, digits and "
+                           "'.', '_', '+', '@', '-' (it names files and rows), starting with a "
+                           "letter or digit")
+    for key in _LISTS_OF_NAMES:
+        for item in data.get(key) or []:
+            if not isinstance(item, str) or not item.strip():
+                raise EdgeRNNError(f"target file {p}: {key!r} must be a list of names, got "
+                                   f"{item!r} in it")
+    if not data["formats"]:
+        raise EdgeRNNError(f"target file {p}: 'formats' is empty; list at least one format")
+    for fmt, rt in data["runtimes"].items():
+        if not isinstance(fmt, str) or not isinstance(rt, str):
+            raise EdgeRNNError(f"target file {p}: 'runtimes' must map format names to runtime "
+                               f"names, got {fmt!r}: {rt!r}")
+    if "timeout_s" in data:
+        finite_number(data["timeout_s"], f"target file {p}: 'timeout_s'", 0.001, 7 * 86400.0)
+    for key, (low, high) in _BOUNDS.items():
+        if key in data and not low <= data[key] <= high:
+            raise EdgeRNNError(f"target file {p}: {key!r} is {data[key]}; it must be "
+                               f"{low}..{high}")
+
+
+def _check_runner_value(runner_cls: Any, key: str, val: Any, p: Path, where: str) -> None:
+    problem = runner_cls.value_problem(key, val)
+    if problem:
+        raise EdgeRNNError(f"target file {p}: {where}: {problem}")
 
 
 def _check_cpus(val: Any, p: Path, what: str) -> None:
@@ -350,6 +389,8 @@ def _parse_group(data: dict[str, Any], extra: dict[str, Any], schema: dict[str, 
                                    f"{_TYPE_NAMES.get(want, 'a number')}, got {v!r}")
             if k == "cpus":
                 _check_cpus(v, p, f"{where}.cpus")
+            else:
+                _check_runner_value(runner_cls, k, v, p, f"{where}.{k}")
         group.append({k: (v.strip() if k == "id" else v) for k, v in d.items()})
     return group
 
