@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgernn.errors import EdgeRNNError
+from edgernn.limits import check_npy_header, check_zip
 from edgernn.model.spec import InputSpec
 
 
@@ -44,6 +45,7 @@ def load_eval(path: str | Path, need_y: bool = True) -> EvalData:
     p = Path(path)
     if not p.is_file():
         raise EdgeRNNError(f"evaluation data {p} does not exist")
+    _check_declared_sizes(p)
     try:
         with np.load(p, allow_pickle=False) as f:
             keys = set(f.files)
@@ -62,8 +64,15 @@ def load_eval(path: str | Path, need_y: bool = True) -> EvalData:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, json.JSONDecodeError) as e:
         raise EdgeRNNError(f"{p} is not a readable .npz file ({type(e).__name__}: {e})") from None
+    except MemoryError:
+        raise EdgeRNNError(f"{p} does not fit in this machine's memory; use fewer samples") \
+            from None
     if not isinstance(meta, dict):
         raise EdgeRNNError(f"{p}: 'meta' must be a JSON object string, got {str(meta)[:40]!r}")
+    if 0 in x.shape[1:]:
+        raise EdgeRNNError(f"{p}: 'x' has shape {list(x.shape)}, with a zero-length axis (an "
+                           "empty sequence or no features); every sample needs at least one "
+                           "step of data")
     if y is None:
         if x.ndim < 2 or len(x) == 0 or x.dtype.kind not in "fiu":
             raise EdgeRNNError(f"{p}: 'x' has shape {x.shape} {x.dtype}; need numeric "
@@ -86,6 +95,22 @@ def load_eval(path: str | Path, need_y: bool = True) -> EvalData:
     task = meta.get("task") or ("classify" if y.dtype.kind in "iu" else "forecast")
     output = meta.get("output")
     return EvalData(x, y, task, p, None if output is None else str(output))
+
+
+def _check_declared_sizes(p: Path) -> None:
+    """Before numpy reads anything: the archive's declared sizes within memory and not a zip
+    bomb, and no array header declaring more data than its member holds."""
+    with open(p, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return  # a plain .npy or not numpy at all: np.load says which
+    infos = check_zip(p, "evaluation data")
+    try:
+        with zipfile.ZipFile(p) as z:
+            for info in infos:
+                if info.filename.endswith(".npy"):
+                    check_npy_header(z, info, str(p))
+    except (zipfile.BadZipFile, OSError) as e:
+        raise EdgeRNNError(f"{p} is not a readable .npz file ({e})") from None
 
 
 def check_fits(data: EvalData, spec: InputSpec, accepts_seq: bool = True) -> np.ndarray:

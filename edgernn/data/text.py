@@ -138,15 +138,22 @@ def from_csv(path: str | Path, text_column: str = "text", label_column: str = "l
         raise EdgeRNNError(f"no such CSV file: {p}")
     if not 0 < split < 1:
         raise EdgeRNNError(f"split must be between 0 and 1, got {split}")
-    with p.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        for c, what in ((text_column, "text"), (label_column, "label")):
-            if c not in cols:
-                raise EdgeRNNError(f"{p} has no {what} column {c!r}; its columns: "
-                                   f"{', '.join(cols) or '(none)'}")
-        rows = [((r.get(text_column) or "").strip(), (r.get(label_column) or "").strip())
-                for r in reader]
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            cols = reader.fieldnames or []
+            for c, what in ((text_column, "text"), (label_column, "label")):
+                if c not in cols:
+                    raise EdgeRNNError(f"{p} has no {what} column {c!r}; its columns: "
+                                       f"{', '.join(map(repr, cols))[:200] or '(none)'}")
+            rows = [((r.get(text_column) or "").strip(), (r.get(label_column) or "").strip())
+                    for r in reader]
+    except UnicodeDecodeError as e:
+        raise EdgeRNNError(f"{p} is not UTF-8 text (byte {e.start} is {e.object[e.start:e.start + 1]!r}"
+                           "); re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+    except csv.Error as e:
+        raise EdgeRNNError(f"{p} is not a readable CSV (after line {reader.line_num}: {e}); a sentence "
+                           "per row, at most 131072 characters") from None
     kept = [(t, lab) for t, lab in rows if t and lab]
     dropped = len(rows) - len(kept)
     if len(kept) < 2:

@@ -17,6 +17,29 @@ CHECKPOINT_VERSION = 1
 SPEC_EXTRA_FILE = "edgernn_spec.json"
 
 
+def read_spec_extra(raw: str | bytes, path: Path) -> tuple[dict | None, dict]:
+    """The input spec and meta (with the signature, if any) stored in a TorchScript archive's
+    ``edgernn_spec.json``; one line naming the file when it is not that JSON object (a pickle,
+    other bytes, wrong types)."""
+    if not raw:
+        return None, {}
+    bad = f"{path}: the embedded {SPEC_EXTRA_FILE} is not"
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        d = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise EdgeRNNError(f"{bad} UTF-8 JSON; re-save the model with edgernn.save()") from None
+    if not isinstance(d, dict):
+        raise EdgeRNNError(f"{bad} a JSON object (got {type(d).__name__})")
+    spec_d, meta, sig = d.get("input_spec"), d.get("meta") or {}, d.get("signature")
+    for key, val, want in (("input_spec", spec_d, dict), ("meta", meta, dict),
+                           ("signature", sig, dict)):
+        if val is not None and not isinstance(val, want):
+            raise EdgeRNNError(f"{bad} usable: {key!r} must be an object, got "
+                               f"{type(val).__name__}")
+    return spec_d, ({**meta, "signature": sig} if sig else meta)
+
+
 def spec_from_example(
     example: torch.Tensor, batch_axis: int = 0, seq_axis: int | None = 1, **fields: Any
 ) -> InputSpec:

@@ -36,6 +36,7 @@ class TrainResult:
     tokenizer_path: Path | None = None  # token data: the tokenizer written beside the checkpoint
     members: list[TrainResult] = field(default_factory=list)  # an ensemble's members
     seed: int = 0
+    eval_samples: int = 0  # held-out samples the history's metrics come from
 
     @property
     def final(self) -> dict[str, float]:
@@ -142,6 +143,7 @@ def train_epochs(
         metrics = evaluate_torch(model, ds.x_test, ds.y_test, ds.task)
         metrics["loss"] = total / len(xt)
         result.history.append(metrics)
+        result.eval_samples = len(ds.y_test)
         if progress is not None:
             shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
             progress.update(task_id, advance=1,
@@ -172,6 +174,7 @@ def _train_ensemble(
         metrics = evaluate_torch(result.model, ds.x_test, ds.y_test, ds.task)
         metrics["loss"] = float(np.mean([m.history[-1]["loss"] for m in members]))
         result.history.append(metrics)
+        result.eval_samples = len(ds.y_test)
         if progress is not None:
             shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
             progress.update(task_id, advance=1,
