@@ -54,7 +54,7 @@ class KwsConfig:
     unknown_words: tuple[str, ...] = UNKNOWN_WORDS
     accents: tuple[str, ...] | None = None
     variants: tuple[str, ...] | None = None
-    keywords_per_speaker: int = 5
+    keywords_per_speaker: int = 10
     speeds: tuple[int, int] = (130, 220)
     pitches: tuple[int, int] = (25, 75)
     snrs: tuple[float, ...] = (25.0, 15.0, 10.0, 5.0)
