@@ -182,6 +182,29 @@ def test_split_is_speaker_disjoint_by_whole_variants(tiny):
         assert {s for s in d.meta["speakers"] if variant(s) == v} <= test
 
 
+def test_related_variants_are_held_out_together():
+    import re
+
+    names = ["", "f1", "f2", "m1", "m3", "iven", "iven2", "iven3", "klatt2", "klatt3", "klatt4",
+             "robosoft", "robosoft5", "robosoft7", "Gene", "Gene2", "steph", "steph3", "zac"]
+    fam = {"iven": "iven", "iven2": "iven", "iven3": "iven", "klatt2": "klatt",
+           "klatt3": "klatt", "klatt4": "klatt", "robosoft": "robosoft", "robosoft5": "robosoft",
+           "robosoft7": "robosoft", "Gene": "Gene", "Gene2": "Gene", "steph": "steph",
+           "steph3": "steph"}
+    crossed_singles = False
+    for seed in range(12):
+        train, test = kws.split_variants(names, 0.3, seed)
+        assert sorted(train + test) == sorted(names) and train and test
+        fam_train = {fam.get(n, n) for n in train}
+        fam_test = {fam.get(n, n) for n in test}
+        assert not fam_train & fam_test, (seed, train, test)
+        # 12 families (each of "", f1, f2, m1, m3, zac its own), ceil(0.3 * 12) = 4 held out
+        assert len(fam_test) == 4
+        crossed_singles |= bool({"m1", "m3"} & set(test)) and bool({"m1", "m3"} & set(train))
+        assert all(re.fullmatch(r"[a-z]\d", n) or n in fam or n in ("", "zac") for n in names)
+    assert crossed_singles  # m1 and m3 are different voices: they may land on either side
+
+
 @needs_espeak
 def test_generation_is_deterministic_and_seeded(tiny, tmp_path):
     d, cache = tiny
@@ -302,6 +325,7 @@ def test_enhancement_splits_follow_the_kws_speakers(tmp_path):
     train = enhance.enhancement_pairs(6, 10, 17, split="train", **kw)
     test = enhance.enhancement_pairs(6, 10, 17, split="test", **kw)
     _, held = kws.split_variants(["", "f3", "m3"], 0.34, 5)
+    assert 0 < len(held) < 3
 
     def variant(voice: str) -> str:
         return voice.split("+", 1)[1] if "+" in voice else ""

@@ -10,9 +10,10 @@ level, a random time shift, and noise (white, pink, brown, mains hum or babble) 
 several SNRs. Features: 40 log-mel bands x 101 frames (25 ms, 10 ms hop; ``edgernn.data.audio``).
 
 The split is **speaker-disjoint**: whole variants (a voice timbre, with every accent it is
-used with) are held out for the test set, so no test voice is heard in training, not even as
-babble. Everything is drawn from one seed; espeak-ng's output is deterministic, so the same
-configuration and espeak-ng version give the same arrays. The cache file is
+used with; variants derived from one another, e.g. iven/iven2/iven3, together) are held out for
+the test set, so no test voice is heard in training, not even as babble. Everything is drawn
+from one seed; espeak-ng's output is deterministic, so the same configuration and espeak-ng
+version give the same arrays. The cache file is
 ``<cache_root>/kws-<key>.npz`` (features stored as float16), ``key`` hashing the configuration
 and the espeak-ng version.
 """
@@ -23,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -40,7 +42,7 @@ UNKNOWN_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheil
                  "wow", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
                  "nine", "backward", "forward", "follow", "learn", "visual")
 UNKNOWN, SILENCE = "unknown", "silence"
-CACHE_VERSION = 2  # bump when the clips change for the same configuration
+CACHE_VERSION = 3  # bump when the clips change for the same configuration
 CLIP = audio.SR  # 1 s
 
 
@@ -121,16 +123,27 @@ class _Bar:
 
 # ---- building --------------------------------------------------------------------------------
 
+def family(variant: str) -> str:
+    """Variants made from one another share a family: the name without its trailing number
+    when what is left is a name (iven, iven2, iven3 -> iven; klatt2 -> klatt; robosoft5 ->
+    robosoft), while m1, m2, f3 (a letter and a number) are each their own."""
+    stem = re.sub(r"\d+$", "", variant)
+    return stem if len(stem) > 2 else variant
+
+
 def split_variants(variants: Sequence[str], share: float, seed: int) -> tuple[list[str], list[str]]:
-    """(train, test) variant names: ``ceil(share * n)`` held out (at least one, and at least
-    one kept for training), chosen with ``seed``."""
+    """(train, test) variant names, whole families (``family``) held out: ``ceil(share * n)``
+    of the n families (at least one, and at least one kept for training), chosen with
+    ``seed``."""
     names = sorted(set(variants))
-    if len(names) < 2:
+    fams = sorted({family(n) for n in names})
+    if len(fams) < 2:
         raise EdgeRNNError(f"a speaker-disjoint split needs at least 2 distinct voice variants, "
                            f"got {names}")
-    k = min(len(names) - 1, max(1, math.ceil(share * len(names))))
-    order = np.random.default_rng([seed, 1]).permutation(len(names))
-    test = sorted(names[i] for i in order[:k])
+    k = min(len(fams) - 1, max(1, math.ceil(share * len(fams))))
+    order = np.random.default_rng([seed, 1]).permutation(len(fams))
+    held = {fams[i] for i in order[:k]}
+    test = [n for n in names if family(n) in held]
     return [n for n in names if n not in test], test
 
 
@@ -310,7 +323,8 @@ def to_dataset(d: KwsData, name: str = "kws") -> Dataset:
             f"{cfg['pitches'][1]}; 1 s clips at 16 kHz, random level and time shift, "
             f"{'/'.join(cfg['noises'])} noise at {snrs} dB SNR; 40 log-mel x 101 frames (25 ms, "
             f"10 ms hop); speaker-disjoint split: {len(m['test_variants'])} of {n_var} variants "
-            f"held out ({n_tr} train / {n_te} test speakers); seed {cfg['seed']}")
+            f"held out with every accent, related variants (iven/iven2) together ({n_tr} train "
+            f"/ {n_te} test speakers); seed {cfg['seed']}")
     return Dataset(
         name, "classify", d.x_train, d.y_train, d.x_test, d.y_test, desc, real=False,
         num_classes=len(m["classes"]), class_names=list(m["classes"]),
