@@ -354,3 +354,19 @@ def test_enhance_module_writes_an_npz_bench_reads(tmp_path, monkeypatch, capsys)
         np.testing.assert_array_equal(f["noisy"], want.noisy)
     assert enhance._main(["0", str(tmp_path / "none.npz")]) == 1
     assert "n >= 1" in capsys.readouterr().err and not (tmp_path / "none.npz").exists()
+
+
+def test_an_espeak_that_says_nothing_is_one_line(tmp_path, monkeypatch):
+    fake = tmp_path / "espeak-ng"
+    fake.write_text("#!/bin/sh\necho 'cannot open audio data' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("EDGERNN_ESPEAK", str(fake))
+    monkeypatch.setattr(espeak, "version", lambda: "fake")
+    with pytest.raises(EdgeRNNError) as e:
+        espeak.speak_raw(espeak.Speaker("gmw/en-US", "f3"), "yes")
+    assert str(e.value) == ("espeak-ng -v gmw/en-US+f3 failed on 'yes' (exit 3: cannot open "
+                            "audio data)")
+    assert espeak.speak_raw(espeak.Speaker("gmw/en-US"), "yes", strict=False)[0].size == 0
+    with pytest.raises(EdgeRNNError, match="no espeak-ng voice synthesised any audio") as e:
+        kws.build(TINY, cache_dir=tmp_path)
+    assert "\n" not in str(e.value)

@@ -123,8 +123,9 @@ def read_wav(data: bytes) -> tuple[np.ndarray, int]:
 
 
 def speak_raw(speaker: Speaker, text: str, speed: int | None = None, pitch: int | None = None,
-              ssml: bool = False) -> tuple[np.ndarray, int]:
-    """One espeak-ng call: int16 samples at espeak-ng's rate (empty when the voice fails)."""
+              ssml: bool = False, strict: bool = True) -> tuple[np.ndarray, int]:
+    """One espeak-ng call: int16 samples at espeak-ng's rate. A call that fails or says
+    nothing is a one-line error (``strict``), else empty samples (probing voices)."""
     cmd = [program(), "-v", speaker.voice, "--stdout"]
     if speed is not None:
         cmd += ["-s", str(int(speed))]
@@ -132,10 +133,18 @@ def speak_raw(speaker: Speaker, text: str, speed: int | None = None, pitch: int 
         cmd += ["-p", str(int(pitch))]
     if ssml:
         cmd += ["-m"]
-    res = subprocess.run([*cmd, "--", text], capture_output=True, check=False, timeout=60)
-    if res.returncode != 0 or len(res.stdout) <= 44:
-        return np.zeros(0, np.int16), SR
-    return read_wav(res.stdout)
+    why = ""
+    try:
+        res = subprocess.run([*cmd, "--", text], capture_output=True, check=False, timeout=60)
+        if res.returncode == 0 and len(res.stdout) > 44:
+            return read_wav(res.stdout)
+        lines = res.stderr.decode(errors="replace").strip().splitlines()
+        why = f"exit {res.returncode}" + (f": {lines[-1]}" if lines else ", no audio")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        why = f"{type(e).__name__}: {e}"
+    if strict:
+        raise EdgeRNNError(f"espeak-ng -v {speaker.voice} failed on {text[:40]!r} ({why})")
+    return np.zeros(0, np.int16), SR
 
 
 def pmap(fn: Callable, items: Sequence, progress: Progress | None = None, phase: str = "",
@@ -160,14 +169,14 @@ def distinct_speakers(candidates: Sequence[Speaker], progress: Progress | None =
     same voice. Voices that produce no audio (e.g. mbrola without the mbrola program) are
     unavailable."""
     def probe(s: Speaker) -> str | None:
-        pcm, sr = speak_raw(s, PROBE_TEXT)
+        pcm, sr = speak_raw(s, PROBE_TEXT, strict=False)
         return hashlib.sha256(pcm.tobytes() + str(sr).encode()).hexdigest() if len(pcm) else None
 
     # a voice that cannot speak (mbrola without its program) fails with any variant: try each
     # voice once first
     voices = sorted({s.accent for s in candidates})
-    works = dict(zip(voices, pmap(lambda a: len(speak_raw(Speaker(a), "yes")[0]) > 0, voices),
-                     strict=True))
+    works = dict(zip(voices, pmap(lambda a: len(speak_raw(Speaker(a), "yes", strict=False)[0]) > 0,
+                                  voices), strict=True))
     usable = [s for s in candidates if works[s.accent]]
     hashes = dict(zip(usable, pmap(probe, usable, progress, "checking espeak-ng voices"),
                       strict=True))
