@@ -162,15 +162,24 @@ def pmap(fn: Callable, items: Sequence, progress: Progress | None = None, phase:
     return out
 
 
+PROBE_SETTINGS: tuple[tuple[int | None, int | None], ...] = ((None, None), (160, 40))
+
+
 def distinct_speakers(candidates: Sequence[Speaker], progress: Progress | None = None
                       ) -> tuple[list[Speaker], dict[Speaker, Speaker], list[Speaker]]:
     """(kept, dropped -> the earlier identical speaker, unavailable): each candidate says
-    ``PROBE_TEXT`` at default speed and pitch; equal audio (sha256 of the samples) means the
-    same voice. Voices that produce no audio (e.g. mbrola without the mbrola program) are
-    unavailable."""
-    def probe(s: Speaker) -> str | None:
-        pcm, sr = speak_raw(s, PROBE_TEXT, strict=False)
-        return hashlib.sha256(pcm.tobytes() + str(sr).encode()).hexdigest() if len(pcm) else None
+    ``PROBE_TEXT`` at each of ``PROBE_SETTINGS`` (speed, pitch: espeak-ng's defaults, and set
+    explicitly as the datasets do); audio equal (sha256 of the samples) to an earlier
+    speaker's at the same setting means the same voice. Voices that produce no audio (e.g.
+    mbrola without the mbrola program) are unavailable."""
+    def probe(s: Speaker) -> tuple[str, ...] | None:
+        out = []
+        for speed, pitch in PROBE_SETTINGS:
+            pcm, sr = speak_raw(s, PROBE_TEXT, speed, pitch, strict=False)
+            if not len(pcm):
+                return None
+            out.append(hashlib.sha256(pcm.tobytes() + str(sr).encode()).hexdigest())
+        return tuple(out)
 
     # a voice that cannot speak (mbrola without its program) fails with any variant: try each
     # voice once first
@@ -180,17 +189,20 @@ def distinct_speakers(candidates: Sequence[Speaker], progress: Progress | None =
     usable = [s for s in candidates if works[s.accent]]
     hashes = dict(zip(usable, pmap(probe, usable, progress, "checking espeak-ng voices"),
                       strict=True))
-    first: dict[str, Speaker] = {}
+    first: list[dict[str, Speaker]] = [{} for _ in PROBE_SETTINGS]
     kept, dropped, unavailable = [], {}, []
     for s in candidates:
-        h = hashes.get(s)
-        if h is None:
+        hs = hashes.get(s)
+        if hs is None:
             unavailable.append(s)
-        elif h in first:
-            dropped[s] = first[h]
-        else:
-            first[h] = s
-            kept.append(s)
+            continue
+        same = next((f[h] for f, h in zip(first, hs, strict=True) if h in f), None)
+        if same is not None:
+            dropped[s] = same
+            continue
+        for f, h in zip(first, hs, strict=True):
+            f[h] = s
+        kept.append(s)
     return kept, dropped, unavailable
 
 
@@ -278,7 +290,8 @@ def speaker_pool(accent_list: Sequence[str] | None = None,
     acc = tuple(accent_list) if accent_list is not None else accents()
     var = tuple(variant_list) if variant_list is not None else ("", *variants())
     cands = [Speaker(a, v) for a in acc for v in var]
-    key = hashlib.sha256(json.dumps([version(), [[s.accent, s.variant] for s in cands]])
+    key = hashlib.sha256(json.dumps([version(), PROBE_TEXT, PROBE_SETTINGS,
+                                     [[s.accent, s.variant] for s in cands]])
                          .encode()).hexdigest()[:16]
     path = (cache_dir or cache_root()) / f"espeak-speakers-{key}.json"
     if path.is_file():
