@@ -125,16 +125,19 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
               help="Where to write (default: decision.md beside COMPARE_JSON).")
 def decision(compare_json: Path, out_path: Path | None) -> None:
     """Rebuild the decision record (decision.md) from a compare.json."""
-    import json
-
+    from edgernn.limits import load_json
+    from edgernn.results.files import write_text
     from edgernn.study.decision import decision_markdown
 
+    payload = load_json(compare_json, "compare file")
+    not_ours = f"{compare_json} is not a compare.json written by edgernn compare"
+    if not isinstance(payload, dict) or not isinstance(payload.get("datasets", {}), dict):
+        raise EdgeRNNError(f"{not_ours} (it holds a JSON {type(payload).__name__}, not an "
+                           "object with 'datasets'); run edgernn compare to make one")
     try:
-        payload = json.loads(compare_json.read_text())
         text = decision_markdown(payload)
-    except (ValueError, KeyError, TypeError) as e:
-        raise EdgeRNNError(f"{compare_json} is not a compare.json written by edgernn compare "
-                           f"({type(e).__name__}: {e})") from None
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, ZeroDivisionError) as e:
+        raise EdgeRNNError(f"{not_ours} ({type(e).__name__}: {e}"[:300] + ")") from None
     dest = out_path or compare_json.with_name("decision.md")
-    dest.write_text(text)
+    write_text(dest, text, inputs=[compare_json])
     out.print(f"wrote {dest}")

@@ -18,10 +18,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import sqlite3
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from edgernn.errors import EdgeRNNError
+from edgernn.errors import EdgeRNNError, EdgeRNNWarning
 from edgernn.results.files import CSV_FIELDS, flatten
 
 # columns added after the first release: (name, SQL type); older stores get them on open
@@ -308,9 +310,18 @@ class Store:
         if models:
             q = q.where(sa.or_(c.model.in_(models), c.model_sha256.in_(models)))
         out: dict[Any, dict[str, Any]] = {}
+        skipped: list[str] = []
         with self._begin("rows") as conn:
             for rid, *key, js in conn.execute(q.order_by(c.id)):
-                out[tuple(key) if latest else rid] = json.loads(js)
+                row, problem = checked_row(js)
+                if problem:
+                    skipped.append(f"id {rid}: {problem}")
+                    continue
+                out[tuple(key) if latest else rid] = row
+        if skipped:
+            warnings.warn(EdgeRNNWarning(
+                f"skipped {len(skipped)} malformed row(s) in {self.path} ({'; '.join(skipped[:3])}"
+                f"{'; ...' if len(skipped) > 3 else ''}); the others are shown"), stacklevel=2)
         return list(out.values())
 
     def count(self) -> int:
@@ -356,14 +367,70 @@ class _Guard:
         return False
 
 
+_TEXT_KEYS = ("model", "variant", "target", "status", "runtime")
+_OPTIONAL_TEXT = ("metric", "format", "quantization", "runtime_version", "reason",
+                  "model_sha256", "data_sha256", "timestamp", "device_id", "metric_fn")
+_LATENCY = ("p50", "p90", "p99", "mean", "std", "min", "max", "iqr", "count", "first", "load")
+_NONNEGATIVE = ("size_bytes", "peak_mb", "peak_rss_mb", "threads", "eval_samples")
+
+
+def checked_row(js: Any) -> tuple[dict[str, Any], str | None]:
+    """A stored row parsed and checked (text keys are strings; numbers finite; sizes,
+    latencies and memory not negative), or the problem that makes it unusable."""
+    try:
+        row = json.loads(js)
+    except (TypeError, ValueError, RecursionError):
+        return {}, "row_json is not JSON"
+    if not isinstance(row, dict):
+        return {}, f"row_json holds a {type(row).__name__}, not an object"
+    for k in _TEXT_KEYS:
+        if not isinstance(row.get(k), str):
+            return {}, f"{k!r} is {row.get(k)!r}, not text"
+    lat = row.get("latency_ms")
+    if lat is not None and not isinstance(lat, dict):
+        return {}, "'latency_ms' is not an object"
+    numbers = [(k, row.get(k), k in _NONNEGATIVE) for k in (*_NONNEGATIVE, "value",
+               "accuracy_drop", "relative_drop", "agreement", "parity_max_abs_diff")]
+    numbers += [(f"latency_ms.{k}", (lat or {}).get(k), True) for k in _LATENCY]
+    quantiles = (lat or {}).get("quantiles")
+    if quantiles is not None and not (isinstance(quantiles, list) and all(
+            isinstance(q, (int, float)) and not isinstance(q, bool) and math.isfinite(q) and q >= 0
+            for q in quantiles)):
+        return {}, "latency_ms.quantiles is not a list of finite latencies"
+    for k, v, positive in numbers:
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return {}, f"{k} is {v!r}, not a finite number"
+        if positive and v < 0:
+            return {}, f"{k} is negative ({v!r})"
+    for k in _OPTIONAL_TEXT:
+        if row.get(k) is not None and not isinstance(row[k], str):
+            return {}, f"{k!r} is {row[k]!r}, not text"
+    for k in ("notes", "metrics", "device"):
+        if row.get(k) is not None and not isinstance(row[k], (list if k == "notes" else dict)):
+            return {}, f"{k!r} has the wrong type"
+    if not all(isinstance(n, str) for n in row.get("notes") or []):
+        return {}, "'notes' holds something that is not text"
+    for k, v in (row.get("metrics") or {}).items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or not math.isfinite(v)):
+            return {}, f"metrics.{k} is {v!r}, not a finite number"
+    return row, None
+
+
 def export_rows(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write rows as JSON (``.json``) or flat CSV (anything else)."""
+    """Write rows as JSON (``.json``) or flat CSV (anything else); never over a file that is
+    not rows edgernn wrote."""
+    from edgernn.results.files import _atomic_write, check_output
+
+    check_output(path, rows_file=True)
     if path.suffix == ".json":
-        path.write_text(json.dumps(rows, indent=2, default=str))
+        _atomic_write(path, json.dumps(rows, indent=2, default=str))
         return
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
     w.writeheader()
     for r in rows:
         w.writerow(flatten(r))
-    path.write_text(buf.getvalue())
+    _atomic_write(path, buf.getvalue())
