@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from edgernn.convert.exporting import load_manifest, opt_in_groups
 from edgernn.convert.formats import expand_formats, get_format
 from edgernn.convert.quantize import NOT_RELEVANT, OPT_IN, labels_for, opt_in_labels, quantizers_for
 from edgernn.convert.quantize.base import CALIBRATED
-from edgernn.errors import EdgeRNNError
+from edgernn.errors import EdgeRNNError, EdgeRNNWarning
 from edgernn.measure.settings import BenchSettings
 from edgernn.model.loading import LoadedModel, sha256_file
 from edgernn.runners import sub_variants
@@ -71,11 +72,33 @@ def reuse_manifest(work: Path, model: LoadedModel, formats: list[str],
         if any((plugin, label) not in have for label in wanted) or \
                 any((plugin, m) not in have for m in modes if labels_for(plugin, m) == [m]):
             return None
-    for a in arts:
-        if a.status == "ok" and (not Path(a.path).exists() or sha256_file(Path(a.path)) != a.sha256):
-            return None
+    if any(a.status == "ok" and not (a.path and Path(a.path).is_file()) for a in arts):
+        return None  # files removed: export again (nothing to distrust)
+    problem = untrusted_files(work, arts)
+    if problem:
+        warnings.warn(EdgeRNNWarning(f"{work / 'manifest.json'} is not trusted ({problem}); "
+                                     "exporting again"), stacklevel=2)
+        return None
     manifest["reused"] = True
     return manifest
+
+
+def untrusted_files(work: Path, arts: list[Artifact]) -> str | None:
+    """Why a manifest's files cannot be trusted, or None: every ok artifact must be a file
+    inside the export folder ``work`` whose size and sha256 are those the manifest records
+    (an edited manifest pointing at another model's file is not measured under this name)."""
+    root = work.resolve()
+    for a in arts:
+        if a.status != "ok":
+            continue
+        p = Path(a.path).resolve() if a.path else root
+        if p == root or root not in p.parents:
+            return f"{a.variant}: its file {a.path!r} is not inside {work}"
+        if p.stat().st_size != a.size_bytes:
+            return f"{a.variant}: {p.name} has {p.stat().st_size:,} bytes, not {a.size_bytes:,}"
+        if sha256_file(p) != a.sha256:
+            return f"{a.variant}: {p.name} does not match its sha256"
+    return None
 
 
 UNROLLED = ("tflite-litert", "tflite-keras-unrolled")  # one copy of the cell per time step

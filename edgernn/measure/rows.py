@@ -3,6 +3,7 @@ PyTorch. Rows are the plain dicts the store, JSON and CSV files hold (``results.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,35 @@ def fill_row(row: dict[str, Any], res: dict[str, Any]) -> None:
         row["agreement"] = res["agreement"]
     if "agreement_tol" in res:  # regression: agreement = share of values within this of fp32
         row["agreement_tol"] = res["agreement_tol"]
+    fail_nonfinite(row, res)
+    flag_few_samples(row)
+
+
+NONFINITE = "non-finite output"
+FEW_SAMPLES = 30  # below this many evaluation samples an accuracy says little
+
+
+def fail_nonfinite(row: dict[str, Any], res: dict[str, Any]) -> None:
+    """A variant whose outputs hold NaN/Inf (NaN weights, an overflow) fails: never ``ok``
+    with whatever accuracy argmax made of them, never picked. Its numbers are cleared."""
+    bad = int(res.get("nonfinite_outputs") or 0)
+    numbers = [row.get("value"), row.get("parity_max_abs_diff"), row.get("agreement"),
+               *(v for v in (row.get("metrics") or {}).values() if isinstance(v, (int, float)))]
+    if not bad and all(v is None or math.isfinite(v) for v in numbers):
+        return
+    what = f"{bad} output value(s) are NaN or Inf" if bad else "its metrics are NaN or Inf"
+    row.update(status="run failed", value=None, metrics=None, agreement=None,
+               parity_max_abs_diff=None, per_sample=None, accuracy_drop=None,
+               reason=f"{NONFINITE}: {what} (non-finite weights, or an overflow in this "
+                      "runtime); check the model's weights")
+
+
+def flag_few_samples(row: dict[str, Any]) -> None:
+    """Say in the row's notes when its metric comes from too few samples to mean much."""
+    n = row.get("eval_samples")
+    if n is not None and n < FEW_SAMPLES and row.get("value") is not None:
+        row["notes"] = [*row.get("notes", []), f"{row['metric']} from only {n} evaluation "
+                        f"sample(s) (fewer than {FEW_SAMPLES}): too few to compare variants"]
 
 
 def judge(row: dict[str, Any], baseline: dict[str, Any] | None, collapse: float) -> None:

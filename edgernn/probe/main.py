@@ -187,6 +187,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         out = np.concatenate([o.reshape(len(o), -1) if o.ndim else o.reshape(1, 1) for o in outs])
     result["eval_seconds"] = time.perf_counter() - t0
     result["eval_samples"] = int(len(x))
+    if out.dtype.kind in "fc":  # NaN/Inf outputs: the row fails, whatever argmax makes of them
+        result["nonfinite_outputs"] = int(out.size - np.count_nonzero(np.isfinite(out)))
     judged = judged_outputs(out, y, task, stepper is not None)
     threshold = float(job.get("threshold", 0.0))
     labels = y.reshape(-1) if y.ndim == 2 and task == "classify" else y
