@@ -18,4 +18,5 @@ if [ $quick = 1 ]; then
   exec python -m pytest -q -m "not slow" --durations=10 "$@"
 fi
 ./scripts/system_deps.sh
+export EDGERNN_FUZZ=${EDGERNN_FUZZ:-ci}  # >= 10,000 fuzz cases (tests/test_fuzz.py); quick: 660
 exec python -m pytest -q --durations=25 "$@"

@@ -5,9 +5,14 @@ never a traceback, an internal error or a hang."""
 from __future__ import annotations
 
 import io
+import json
+import os
+import shutil
 import signal
+import sqlite3
 import zipfile
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
 
 import click
 import numpy as np
@@ -18,9 +23,20 @@ from hypothesis import strategies as st
 
 from tests.conftest import cli, count
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow, HealthCheck.data_too_large])
+# cases per fuzz test: the quick tier's profile, or CI's (``EDGERNN_FUZZ=ci``, set by
+# ./scripts/test.sh for the full suite): 4 x 2400 (model files, npz, target YAML, CLI) plus
+# 2 x 300 (aliased YAML, stored rows: slower cases) = 10,200 per CI run; quick: 660
+PROFILES = {"quick": 150, "ci": 2400}
+PROFILE = os.environ.get("EDGERNN_FUZZ", "quick")
+if PROFILE not in PROFILES:
+    raise ValueError(f"EDGERNN_FUZZ={PROFILE!r}: choose one of {', '.join(PROFILES)}")
+for _name, _n in PROFILES.items():
+    settings.register_profile(
+        f"edgernn-{_name}", max_examples=_n, deadline=None, derandomize=True, database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                               HealthCheck.data_too_large, HealthCheck.filter_too_much])
+FUZZ = settings(settings.get_profile(f"edgernn-{PROFILE}"))
+LIGHT = settings(FUZZ, max_examples=max(30, FUZZ.max_examples // 8))  # the slower cases
 
 
 @contextmanager
@@ -78,8 +94,9 @@ def assert_clean(args, kind: str) -> tuple[int, str, str]:
             assert "Usage:" in err, err
         else:
             assert err.rstrip().endswith(f"Error: {rejected.format_message()}"), err
-    elif code != 0:
-        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    elif code != 0:  # edgernn's own warnings (a skipped stored row) may come first
+        lines = [ln for ln in err.strip().splitlines()
+                 if ln.strip() and not ln.startswith("edgernn: warning: ")]
         assert code == 1, (args, code, err)
         assert len(lines) == 1 and lines[0].startswith("edgernn: error: "), err
     return code, out, err
@@ -88,8 +105,16 @@ def assert_clean(args, kind: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def good(weather_models, tmp_path_factory):
     d = tmp_path_factory.mktemp("fuzz")
-    return {"model": weather_models["lstm"].read_bytes(), "path": weather_models["lstm"],
-            "eval": weather_models["eval"], "dir": d}
+    return Good(model=weather_models["lstm"].read_bytes(), path=weather_models["lstm"],
+                eval=weather_models["eval"], dir=d)
+
+
+class Good(dict):
+    """The fuzz tests' good files; shown by name only in a failing case's report (not 90 kB
+    of model bytes)."""
+
+    def __repr__(self) -> str:
+        return f"good(model={self['path']}, eval={self['eval']})"
 
 
 @FUZZ
@@ -204,3 +229,82 @@ def test_fuzzed_cli_arguments(good, args, tmp_path_factory):
     if args and args[0] == "export":
         args = [a if a != "x86" else "mars" for a in args]  # never start a real export
     assert_clean(args, "cli arguments")
+
+
+# -- YAML built to abuse aliases: repeated sub-documents dump as anchors and aliases ------------
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**6), st.text(max_size=6),
+                    st.sampled_from([".nan", ".inf", "\x1b[2J", "../..", "$(id)"]))
+NESTED = st.recursive(
+    SCALARS,
+    lambda kids: st.one_of(
+        st.builds(lambda x, n: [x] * n, kids, st.integers(1, 12)),  # one object, n aliases
+        st.lists(kids, max_size=4),
+        st.dictionaries(st.text(max_size=5), kids, max_size=4)),
+    max_leaves=12)
+TARGET_KEYS = ["name", "runner", "formats", "runtimes", "options", "timeout_s", "threads",
+               "quantize", "aliases", "host", "hosts", "devices", "count", "cpus"]
+
+
+@LIGHT
+@given(doc=st.dictionaries(st.sampled_from(TARGET_KEYS), NESTED, max_size=6),
+       base=st.booleans(), ssh=st.booleans())
+def test_fuzzed_yaml_with_aliases(good, doc, base, ssh):
+    """Target files whose values are nested, aliased (anchors reused up to 12 times per
+    level), out of range or hostile; read through the YAML limits and the target schema."""
+    full = ({"name": "t", "runner": "ssh" if ssh else "local", "formats": ["onnx"],
+             "runtimes": {"onnx": "onnxruntime"}} if base else {})
+    p = good["dir"] / "aliased.yaml"
+    p.write_text(yaml.safe_dump({**full, **doc}, allow_unicode=False))
+    assert_clean(["targets", "show", p], "aliased yaml")
+
+
+ROW = {"model": "m", "model_sha256": "s", "variant": "m/onnx-fp32", "format": "onnx",
+       "quantization": "fp32", "target": "x86", "status": "ok", "runtime": "onnxruntime",
+       "size_bytes": 1000, "latency_ms": {"p50": 0.5, "p90": 0.6, "p99": 0.7}, "metric": "accuracy",
+       "value": 0.9, "metrics": {"accuracy": 0.9}, "accuracy_drop": 0.0, "notes": [],
+       "timestamp": "2026-01-01T00:00:00+00:00", "data_sha256": "d"}
+KEY = {"variant", "target", "model_sha256", "data_sha256"}  # the hostile row keeps its own key
+HOSTILE_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**9, 10**9), st.text(max_size=8),
+    st.sampled_from([float("nan"), float("inf"), -1.0, -0.0, 1e308, "\x1b]0;x\x07"]),
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(),
+                                                         max_size=2))
+
+
+@pytest.fixture(scope="module")
+def rows_template(good) -> Path:
+    """A store holding two good rows, copied for each case (quicker than making one)."""
+    from edgernn.results.store import Store
+
+    db = good["dir"] / "template.db"
+    with Store(db) as s:
+        s.add({**ROW, "variant": "m/torch-fp32", "latency_ms": {"p50": 1.0, "p90": 1, "p99": 1}})
+        s.add(ROW)
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every row in the main file
+    con.close()
+    return db
+
+
+@LIGHT
+@given(changes=st.dictionaries(st.sampled_from(sorted(set(ROW) - KEY)), HOSTILE_VALUES,
+                               max_size=4),
+       raw=st.one_of(st.none(), st.text(max_size=40)), command=st.sampled_from(
+           [["results"], ["select", "--target", "x86"], ["results", "--all"]]))
+def test_fuzzed_stored_rows(good, rows_template, changes, raw, command):
+    """Good stored rows beside one whose fields were replaced by hostile values (or whose
+    row_json is arbitrary text): results/select skip what is malformed and show the rest."""
+    db = good["dir"] / "rows.db"
+    for stale in (db, db.with_name("rows.db-wal"), db.with_name("rows.db-shm")):
+        stale.unlink(missing_ok=True)
+    shutil.copy(rows_template, db)
+    bad = raw if raw is not None else json.dumps({**ROW, "variant": "m/hostile", **changes})
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO rows (model_sha256, model, variant, target, data_sha256, status, "
+                "timestamp, row_json) VALUES ('s', 'm', 'm/hostile', 'x86', 'd', 'ok', 't', ?)",
+                (bad,))
+    con.commit()
+    con.close()
+    code, out, err = assert_clean([*command, "--db", db], "stored rows")
+    assert code == 0, err  # the good rows are always there to show and pick from
+    assert ("PICK" if command[0] == "select" else "onnx-fp32") in out, out
