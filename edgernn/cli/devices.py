@@ -8,6 +8,14 @@ import click
 
 from edgernn.cli.app import out
 from edgernn.errors import EdgeRNNError
+from edgernn.names import shown
+
+
+def esc(text: str) -> str:
+    """Text from a target file, safe in rich markup and on a terminal."""
+    from rich.markup import escape
+
+    return escape(shown(text))
 
 
 @click.group(invoke_without_command=True)
@@ -21,10 +29,10 @@ def targets(ctx: click.Context) -> None:
     for name, path in target_listing():
         try:
             t = load_target(str(path))
-            out.print(f"[bold]{name}[/] ({t.runner}; formats {', '.join(t.formats)}): "
-                      f"{t.description}  [dim]{path}[/]")
+            out.print(f"[bold]{esc(name)}[/] ({t.runner}; formats {esc(', '.join(t.formats))}): "
+                      f"{esc(t.description)}  [dim]{esc(str(path))}[/]")
         except EdgeRNNError as e:
-            out.print(f"[bold]{name}[/] [red]invalid[/]: {e}")
+            out.print(f"[bold]{esc(name)}[/] [red]invalid[/]: {esc(str(e))}")
 
 
 @targets.command("show")
@@ -39,14 +47,15 @@ def targets_show(name: str) -> None:
     t = load_target(name)
     for k, v in asdict(t).items():
         if k not in ("group", "count", "device_id"):
-            out.print(f"{k:>12}: {v}", highlight=False)
+            out.print(shown(f"{k:>12}: {v}"), highlight=False, markup=False)
     devs = devices(t)
     out.print(f"{'devices':>12}: {len(devs)}", highlight=False)
     for d in devs:  # each board of a group, with what differs from the group's keys
         diff = {k: v for k, v in d.target.extra.items() if t.extra.get(k) != v}
         if d.target.cpus != t.cpus:
             diff["cpus"] = d.target.cpus
-        out.print(f"{'':>12}  {d.id}" + (f"  {diff}" if diff else ""), highlight=False)
+        out.print(shown(f"{'':>12}  {d.id}" + (f"  {diff}" if diff else "")), highlight=False,
+                  markup=False)
 
 
 @targets.command("check")

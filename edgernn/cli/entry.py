@@ -38,6 +38,13 @@ def main() -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except OSError as e:  # a path that cannot be read or written (permissions, a full disk)
+        if os.environ.get("EDGERNN_DEBUG"):
+            raise
+        where = f": {shown(str(e.filename))}" if e.filename else ""
+        _line(f"[red]edgernn: error:[/] {rich_escape(e.strerror or _text(e))}"
+              f"{rich_escape(where)}; check the path, its permissions and free space")
+        sys.exit(1)
     except MemoryError as e:  # an input too big for this machine: say so, in one line
         if os.environ.get("EDGERNN_DEBUG"):
             raise
