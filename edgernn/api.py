@@ -9,7 +9,7 @@ from typing import Any
 from edgernn.convert.calibration import calibration_inputs
 from edgernn.convert.exporting import export_model
 from edgernn.data.datasets import Dataset, load_dataset
-from edgernn.data.evalfile import load_eval
+from edgernn.data.evalfile import check_fits, load_eval
 from edgernn.errors import EdgeRNNError
 from edgernn.measure.bench import PARITY_SAMPLES, BenchSettings, bench_model, check_formats
 from edgernn.measure.inputs import fit_data
@@ -52,8 +52,11 @@ def export(
         lm = load_model(model, **(load or {}))
     names = check_formats(t, formats if formats is not None else t.formats)
     modes = modes if modes is not None else t.quantize
-    # what bench accepts: [N, T, F] steps for a step model, the model's shape otherwise
-    x = fit_data(lm, evaluation) if evaluation is not None else None
+    # what bench accepts: [N, T, F] steps for a step model, the model's shape otherwise (a
+    # model with several data inputs: x fits the first, as before)
+    x = None if evaluation is None else (
+        fit_data(lm, evaluation) if len(lm.sig.data_inputs) <= 1 or lm.sig.is_streaming
+        else check_fits(evaluation, lm.spec))
     cx, source = calibration_inputs(lm.spec, calib, x)
     out_dir = out_dir or model.with_name(model.stem + "-export")
     if streaming:  # refuse before any work
