@@ -387,8 +387,8 @@ def checked_row(js: Any) -> tuple[dict[str, Any], str | None]:
         if not isinstance(row.get(k), str):
             return {}, f"{k!r} is {row.get(k)!r}, not text"
     lat = row.get("latency_ms")
-    if lat is not None and not isinstance(lat, dict):
-        return {}, "'latency_ms' is not an object"
+    if lat is not None and not (isinstance(lat, dict) and "p50" in lat):
+        return {}, "'latency_ms' is not an object with p50"
     numbers = [(k, row.get(k), k in _NONNEGATIVE) for k in (*_NONNEGATIVE, "value",
                "accuracy_drop", "relative_drop", "agreement", "parity_max_abs_diff")]
     numbers += [(f"latency_ms.{k}", (lat or {}).get(k), True) for k in _LATENCY]
