@@ -367,7 +367,7 @@ CASES: list[tuple[str, Callable, list[str], int, str]] = [
     ("timeout negative", target("timeout_s: -5\n"), ["targets", "show", "{f}"], 1,
      "'timeout_s' is -5; it must be at least 0.001"),
     ("threads 100000", target("threads: 100000\n"), ["targets", "show", "{f}"], 1,
-     "'threads' is 100000; it must be 1..1024"),
+     "'threads' is 100000; it must be at most 1024"),
     ("name ../", text("t.yaml", TARGET.replace("name: t", "name: ../../evil")),
      ["targets", "show", "{f}"], 1, "'name' '../../evil' must be"),
     ("name with escapes", text("t.yaml", TARGET.replace("name: t", 'name: "\\e[2J\\e]0;x\\a"')),

@@ -315,9 +315,11 @@ def _check_values(data: dict[str, Any], p: Path) -> None:
     if "timeout_s" in data:
         finite_number(data["timeout_s"], f"target file {p}: 'timeout_s'", 0.001, 7 * 86400.0)
     for key, (low, high) in _BOUNDS.items():
-        if key in data and not low <= data[key] <= high:
-            raise EdgeRNNError(f"target file {p}: {key!r} is {data[key]}; it must be "
-                               f"{low}..{high}")
+        if key in data and data[key] < low:
+            raise EdgeRNNError(f"target file {p}: {key!r} must be at least {low}, got {data[key]}")
+        if key in data and data[key] > high:
+            raise EdgeRNNError(f"target file {p}: {key!r} is {data[key]}; it must be at most "
+                               f"{high}")
 
 
 def _check_runner_value(runner_cls: Any, key: str, val: Any, p: Path, where: str) -> None:
