@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DEFAULT_LIMIT = 10  # legend lines shown by default
+DEFAULT_LIMIT = 8  # legend lines shown by default (with the count of the rest, the column legend: <= 12)
 
 
 def ranges(numbers: list[int]) -> str:
