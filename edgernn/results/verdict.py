@@ -115,8 +115,9 @@ def _model_lines(model: str, target: str, sel: Selection, per_step: bool) -> lis
         return [f"{model} on {target}: nothing to ship ({sel.explanation[0].rstrip('.')}); "
                 f"{why}"]
     p = sel.pick
+    emulated = "; EMULATED: not device latency" if p.row.get("emulated") else ""
     lines = [f"{model} on {target}: ship {p.name.split('/', 1)[-1]} "
-             f"({_short(p, sel.metric, per_step)})",
+             f"({_short(p, sel.metric, per_step)}{emulated})",
              f"  rule: {sel.rule}"]
     r = sel.runner_up
     if r is not None:
