@@ -251,7 +251,7 @@ def test_csv_options_and_errors(tmp_path):
     assert ds.class_names == ["2", "10"]  # numeric order, not text order
     assert len(ds.y_train) + len(ds.y_test) == 5  # two rows lack a text or a label
     assert "2 without text or label dropped" in ds.description
-    with pytest.raises(EdgeRNNError, match="no label column 'label'.*sentence, stars"):
+    with pytest.raises(EdgeRNNError, match="no label column 'label'.*'sentence', 'stars'"):
         from_csv(p, text_column="sentence")
     with pytest.raises(EdgeRNNError, match="no such CSV file"):
         from_csv(tmp_path / "missing.csv")

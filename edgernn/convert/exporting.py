@@ -181,18 +181,21 @@ def _finish(art: Artifact, model: LoadedModel, inputs: np.ndarray | None = None)
 
 
 def _hide_identical_files(arts: list[Artifact]) -> None:
-    """A file byte-identical to one made before it (tflite-loop of a model with no LSTM that
-    tflite-fused would fuse, e.g. a GRU or a step model) is not a second variant: it becomes
-    ``not applicable`` naming the first, and its copy is removed."""
-    first: dict[str, str] = {}
+    """A file byte-identical to one another format made with the same quantization
+    (tflite-loop of a model with no LSTM that tflite-fused would fuse, e.g. a GRU or a step
+    model) is not a second variant: it becomes ``not applicable`` naming the first, and its
+    copy is removed. (Two quantizers of one format that land on the same file, e.g. int8-mixed
+    keeping what another variant keeps float, both stay: each says how it was chosen.)"""
+    first: dict[tuple[str, str], str] = {}
     for art in arts:
         if art.status != "ok" or not art.sha256:
             continue
-        if art.sha256 not in first:
-            first[art.sha256] = art.variant
+        key = (art.sha256, art.quantization)  # one quantizer's file under two formats
+        if key not in first:
+            first[key] = art.variant
             continue
         Path(art.path).unlink(missing_ok=True)
-        art.status, art.error = NOT_RELEVANT, f"the same file as {first[art.sha256]}"
+        art.status, art.error = NOT_RELEVANT, f"the same file as {first[key]}"
 
 
 def opt_in_groups(opt_in: frozenset[str], max_drop: bool) -> frozenset[str]:
