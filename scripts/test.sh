@@ -14,7 +14,7 @@ EXTRAS=${EXTRAS-tflite,tflite-keras,lab} ./scripts/setup.sh
 . .venv/bin/activate
 ruff check edgernn tests benchmarks scripts
 if [ $quick = 1 ]; then
-  ./scripts/system_deps.sh bubblewrap  # TorchScript files run in its sandbox from the CLI
+  ./scripts/system_deps.sh bubblewrap espeak-ng  # the sandbox for TorchScript; synthetic speech
   exec python -m pytest -q -m "not slow" --durations=10 "$@"
 fi
 ./scripts/system_deps.sh

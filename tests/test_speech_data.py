@@ -374,3 +374,40 @@ def test_an_espeak_that_says_nothing_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(EdgeRNNError, match="no espeak-ng voice synthesised any audio") as e:
         kws.build(TINY, cache_dir=tmp_path)
     assert "\n" not in str(e.value)
+
+
+# ---- the CLI: listing never synthesises; --enhance writes the pairs ----------------------
+
+def test_datasets_lists_kws_without_synthesising_it(tmp_path, monkeypatch):
+    from tests.conftest import cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    code, out, err = cli(["datasets"])
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if ln.startswith("kws "))
+    if espeak.available():
+        assert "synthetic speech (espeak-ng)" in line and "synthesised at first use" in line
+    else:
+        assert "not available" in line and "espeak-ng" in line
+    assert not (tmp_path / "edgernn").exists()
+    assert any(ln.startswith("tokens ") for ln in out.splitlines())
+
+
+@needs_espeak
+def test_datasets_enhance_writes_the_pairs(tmp_path, monkeypatch):
+    from tests.conftest import cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(espeak, "accents", lambda: ACCENTS)  # a small speaker pool
+    monkeypatch.setattr(espeak, "variants", lambda: VARIANTS[1:])
+    path = tmp_path / "enh.npz"
+    code, out, err = cli(["datasets", "--enhance", "4", "--steps", "20", "--bins", "33",
+                          "--split", "train", "--seed", "2", "--out", path])
+    assert code == 0, err
+    with np.load(path) as f:
+        assert set(f.files) == {"x", "y", "clean", "noisy", "meta"}
+        assert f["x"].shape == f["y"].shape == f["clean"].shape == f["noisy"].shape == (4, 20, 33)
+        want = enhance.enhancement_pairs(4, 20, 33, split="train", seed=2)
+        np.testing.assert_array_equal(f["y"], want.y)
+    code, _, err = cli(["datasets", "--enhance", "4"])
+    assert code == 1 and "--enhance needs --out" in err and len(err.strip().splitlines()) == 1

@@ -12,6 +12,7 @@ from edgernn.cli.app import (
     _load_kwargs,
     _opt_in,
     _split,
+    _table_width,
     calib_option,
     check_outcome,
     err,
@@ -41,6 +42,8 @@ from edgernn.cli.app import (
                    "per call, every layer's state in and out) into OUT/step.")
 @click.option("--chunk", default=1, show_default=True, type=click.IntRange(1),
               help="Time steps per call of the --streaming step model.")
+@click.option("--notes", "all_notes", is_flag=True,
+              help="Show every footnote in full (default: the first ones, one line each).")
 @max_drop_option
 @variant_options
 @calib_option
@@ -48,8 +51,8 @@ from edgernn.cli.app import (
 @load_options
 def export(model: Path, target: str, fmt: str | None, quantize: str | None,
            out_dir: Path | None, data_path: Path | None, streaming: bool, chunk: int,
-           max_drop: float | None, per_op: bool, tune: bool, calib: Path | None, strict: bool,
-           **kw: Any) -> None:
+           all_notes: bool, max_drop: float | None, per_op: bool, tune: bool,
+           calib: Path | None, strict: bool, **kw: Any) -> None:
     """Export MODEL to the target's formats and quantizations; write manifest.json."""
     from edgernn.api import export as api_export
     from edgernn.convert.quantize import MODES
@@ -64,11 +67,12 @@ def export(model: Path, target: str, fmt: str | None, quantize: str | None,
                               on_step=lambda m: st.update(m), calib=calib, data=data_path,
                               streaming=streaming, chunk=chunk, max_drop=max_drop,
                               opt_in=_opt_in(per_op, tune))
-    out.print(manifest_table(manifest))
+    width = _table_width(False)  # 120 columns when piped; notes go to the legend
+    out.print(manifest_table(manifest, all_notes), width=width)
     out.print(f"manifest: {out_dir / 'manifest.json'}")
     statuses = [a["status"] for a in manifest["artifacts"]]
     if manifest.get("step"):
-        out.print(manifest_table(manifest["step"]))
+        out.print(manifest_table(manifest["step"], all_notes), width=width)
         out.print(f"step model: {manifest['step']['model']['path']}; manifest: "
                   f"{out_dir / 'step' / 'manifest.json'}")
         statuses += [a["status"] for a in manifest["step"]["artifacts"]]

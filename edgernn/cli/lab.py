@@ -56,8 +56,8 @@ def sweep(sweep_file: Path, address: str | None, db: str | None, artifacts: Path
         writer.add(r)
     shown = [r for r in result.rows if r.get("latency_ms") is not None or r["status"] != "ok"]
     if shown:
-        out.print(bench_table(shown, title=f"sweep: {len(shown)} row(s)", wide=wide),
-                  width=_table_width(wide))
+        out.print(bench_table(shown, title=f"sweep: {len(shown)} row(s)", wide=wide,
+                              width=_table_width(wide)), width=_table_width(wide))
     out.print(result.progress.table(), width=_table_width(wide))
     reused = sum(1 for r in result.rows if r.get("reused"))
     out.print(f"{result.tasks} task(s) in {result.seconds:.0f} s; rows: {writer.json_path} "
@@ -92,7 +92,8 @@ def demo(ctx: click.Context, out_dir: Path, epochs: int, dataset: str) -> None:
                data_path=out_dir / f"{dataset}.eval.npz", fmt=None, quantize=None, threads=None,
                min_runs=200, min_seconds=1.0, warmup=20, eval_batch=1, collapse=0.10,
                out_dir=out_dir / "bench", json_path=None, csv_path=None, calib=None,
-               force=False, trials=3, step_ms=None, wide=False, max_drop=None, per_op=False,
+               force=False, trials=3, step_ms=None, wide=False, all_notes=False,
+               max_drop=None, per_op=False,
                tune=False, db=None, strict=False,
                trust_pickle=False, imports=(), input_shape=None, input_dtype=None, task=None,
                inputs=(), states=())

@@ -56,6 +56,8 @@ from edgernn.errors import EdgeRNNError
               help="Stream time one call of a step model covers (e.g. 36 for 576 samples at "
                    "16 kHz): rows get rtf = p50 / MS and rtf_p99.")
 @click.option("--wide", is_flag=True, help="Show every column (default fits 120 columns).")
+@click.option("--notes", "all_notes", is_flag=True,
+              help="Show every footnote in full (default: the first ones, one line each).")
 @click.option("--metric-fn", metavar="FILE.py:NAME|MODULE:NAME|NAME",
               help="Judge every variant by your metric: fn(y_true, y_pred) -> float over the "
                    "evaluation set, run on this host over the outputs each probe sends back "
@@ -76,10 +78,11 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
           quantize: str | None, threads: int | None, min_runs: int, min_seconds: float,
           warmup: int, eval_batch: int, collapse: float, out_dir: Path, json_path: Path | None,
           csv_path: Path | None, calib: Path | None, force: bool, trials: int,
-          step_ms: float | None, wide: bool, metric_fn: str | None,
+          step_ms: float | None, wide: bool, all_notes: bool, metric_fn: str | None,
           higher_is_better: bool | None, judge_output: str | None, max_drop: float | None,
           per_op: bool, tune: bool, db: str | None, strict: bool, **kw: Any) -> None:
-    """Export, run and evaluate every variant of MODELS on a target; print one table."""
+    """Export, run and evaluate every variant of MODELS on a target; print one table and the
+    verdict: per model the variant to ship, as select picks it, and how the models compare."""
     from edgernn.api import bench as api_bench
     from edgernn.convert.quantize import MODES
     from edgernn.measure.bench import BenchSettings
@@ -103,23 +106,42 @@ def bench(models: tuple[Path, ...], target: str, data_path: Path, fmt: str | Non
         formats=_formats(fmt), calib_path=calib,
         modes=_split(quantize, list(MODES), "quantization") if quantize else None,
     )
-    writer = ResultWriter(json_path or out_dir / "results.json", csv_path or out_dir / "results.csv")
+    writer = ResultWriter(json_path or out_dir / "results.json", csv_path or out_dir / "results.csv",
+                          inputs=[*models, data_path, *([calib] if calib else [])])
     try:
         with err.status("bench") as st:
             api_bench(list(models), target, data_path, out_dir, settings, writer.add,
                       on_step=lambda m: st.update(m))
     finally:
         if writer.rows:
-            out.print(bench_table(writer.rows, title=_bench_title(writer.rows), wide=wide),
-                      width=_table_width(wide))
+            width = _table_width(wide)
+            out.print(bench_table(writer.rows, title=_bench_title(writer.rows), wide=wide,
+                                  width=width, notes=all_notes), width=width)
             for line in op_decisions(writer.rows, max_drop=settings.max_drop):
-                out.print(line, highlight=False)
+                out.print(line, highlight=False, width=width)
             reused = sum(1 for r in writer.rows if r.get("reused"))
             out.print(f"rows: {writer.json_path} {writer.csv_path}; store: {store.path}"
                       + (f" ({reused} row(s) reused from the store, measured earlier with the same "
                          "settings; --force re-measures)"
-                         if reused else ""))
+                         if reused else ""), highlight=False)
+    if writer.rows:
+        print_verdict(writer.rows, max_drop, writer.json_path.with_name("verdict.json"))
     check_outcome([r["status"] for r in writer.rows if not _is_baseline(r)], strict, "bench")
+
+
+def print_verdict(rows: list[dict[str, Any]], max_drop: float | None, path: Path) -> None:
+    """The verdict block (``results.verdict``) after the table, and as JSON in ``path``."""
+    import json
+
+    from edgernn.results.selection import Budget
+    from edgernn.results.verdict import verdict, verdict_block
+
+    v = verdict(rows, Budget(max_drop=max_drop))
+    out.print()
+    for line in verdict_block(v):
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    path.write_text(json.dumps(v.to_dict(), indent=2, default=str))
+    out.print(f"verdict: {path}", highlight=False)
 
 
 def _is_baseline(row: dict[str, Any]) -> bool:

@@ -18,8 +18,10 @@ from edgernn.errors import EdgeRNNError
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--wide", is_flag=True, help="Show every column (default fits 120 columns).")
+@click.option("--notes", "all_notes", is_flag=True,
+              help="Show every footnote in full (default: the first ones, one line each).")
 def results(db: str | None, target: str | None, models: tuple[str, ...], all_rows: bool,
-            json_path: Path | None, csv_path: Path | None, wide: bool) -> None:
+            json_path: Path | None, csv_path: Path | None, wide: bool, all_notes: bool) -> None:
     """Show stored bench rows; export them as JSON or CSV."""
     from edgernn.results.store import export_rows, open_store
     from edgernn.results.table import bench_table
@@ -28,8 +30,9 @@ def results(db: str | None, target: str | None, models: tuple[str, ...], all_row
     rows = store.rows(target, models, latest=not all_rows)
     if not rows:
         raise EdgeRNNError(f"no stored rows match in {store.path}; run edgernn bench first")
-    out.print(bench_table(rows, title=f"{len(rows)} row(s) from {store.path}", wide=wide),
-              width=_table_width(wide))
+    width = _table_width(wide)
+    out.print(bench_table(rows, title=f"{len(rows)} row(s) from {store.path}", wide=wide,
+                          width=width, notes=all_notes), width=width)
     for p in (json_path, csv_path):
         if p:
             export_rows(rows, p)
@@ -52,20 +55,28 @@ def results(db: str | None, target: str | None, models: tuple[str, ...], all_row
               show_default=True)
 @click.option("--prefer", type=click.Choice(["latency", "size", "accuracy"]), default="latency",
               show_default=True, help="What to optimise among variants within budget.")
+@click.option("--format", "fmt", metavar="FORMATS",
+              help="Only these formats, comma-separated: a family (onnx, tflite) or a plug-in "
+                   "(tflite-litert); torch ranks the PyTorch runs (default: every file to ship).")
+@click.option("--runtime", "runtime", metavar="RUNTIMES",
+              help="Only rows run by these runtimes, comma-separated (e.g. onnxruntime, litert).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 def select_cmd(db: str | None, target: str | None, models: tuple[str, ...],
                max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
                max_rtf: float | None, metric: str | None, latency_stat: str, prefer: str,
-               json_path: Path | None) -> None:
-    """Pick the variant to ship under latency / size / accuracy budgets, and say why."""
+               fmt: str | None, runtime: str | None, json_path: Path | None) -> None:
+    """Pick the variant to ship under latency / size / accuracy budgets, and say why. A step
+    model and a whole-sequence model, or rows judged on different evaluation files, are ranked
+    in separate groups."""
     import json
 
-    from edgernn.results.selection import Budget, select
+    from edgernn.names import shown_row
+    from edgernn.results.selection import Budget, select_groups
     from edgernn.results.store import open_store
     from edgernn.results.table import selection_table
 
     store = open_store(db)
-    rows = store.rows(None, models)
+    rows = [shown_row(r) for r in store.rows(None, models)]  # names are data
     targets = sorted({r["target"] for r in rows if r["target"] != "host"})
     if target and target not in targets:
         raise EdgeRNNError(f"no stored rows for target {target} in {store.path} (targets there: "
@@ -76,15 +87,44 @@ def select_cmd(db: str | None, target: str | None, models: tuple[str, ...],
         raise EdgeRNNError(f"rows from several targets ({', '.join(targets)}); pass --target")
     target = target or targets[0]
     budget = Budget(max_latency_ms, max_size_mb, max_drop, latency_stat, max_rtf)
-    sel = select(rows, budget, metric, prefer, target=target)
-    out.print(selection_table(sel))
-    for line in sel.explanation:
-        out.print(line, highlight=False)
+    formats, runtimes = _names(fmt), _names(runtime)
+    sels = select_groups(rows, budget, metric, prefer, target=target, formats=formats,
+                         runtimes=runtimes)
+    if formats or runtimes:
+        sels = [s for s in sels if s.candidates] or sels
+        if not any(s.candidates for s in sels):
+            scope = " and ".join(f"{w} {v}" for w, v in (("format", fmt), ("runtime", runtime)) if v)
+            raise EdgeRNNError(f"no usable {scope} variant on {target} (ok and measured) in "
+                               f"{store.path}")
+    several = len(sels) > 1
+    if several:
+        out.print(f"{len(sels)} groups, ranked apart (a step model's per-step time is never "
+                  "ranked against whole-sequence calls, nor accuracies from different "
+                  "evaluation files):", highlight=False)
+    for sel in sels:
+        if several:
+            out.print(f"\n[bold]{sel.group}[/]", highlight=False)
+        out.print(selection_table(sel))
+        # a single failed selection says its first lines once, as the error below
+        lines = sel.explanation[2:] if sel.pick is None and not several else sel.explanation
+        for line in lines:
+            out.print(line, highlight=False)
     if json_path:
-        json_path.write_text(json.dumps(sel.to_dict(), indent=2, default=str))
-    if sel.pick is None:
-        raise EdgeRNNError(sel.explanation[0] + (" " + sel.explanation[1]
-                                                 if len(sel.explanation) > 1 else ""))
+        first = sels[0].to_dict()
+        payload = {**first, "groups": [s.to_dict() for s in sels]} if several else first
+        json_path.write_text(json.dumps(payload, indent=2, default=str))
+    if not any(s.pick for s in sels):
+        if several:
+            raise EdgeRNNError(f"nothing meets the budget in any of the {len(sels)} groups "
+                               "(closest variants above)")
+        expl = sels[0].explanation
+        raise EdgeRNNError(expl[0] + (" " + expl[1] if len(expl) > 1 else ""))
+
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated option as a tuple of names (None when not given)."""
+    items = tuple(v.strip() for v in (value or "").split(",") if v.strip())
+    return items or None
 
 
 @click.command()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import pickle
 import re
 import sys
@@ -20,8 +19,9 @@ from torch import nn
 
 from edgernn.errors import EdgeRNNError, ExportError
 from edgernn.hashing import sha256_file  # noqa: F401  (re-exported)
+from edgernn.limits import check_zip
 from edgernn.model import sandbox
-from edgernn.model.checkpoint import CHECKPOINT_KEY, SPEC_EXTRA_FILE
+from edgernn.model.checkpoint import CHECKPOINT_KEY, SPEC_EXTRA_FILE, read_spec_extra
 from edgernn.model.signature import error_line, flat_tensors, resolve_signature
 from edgernn.model.spec import (
     InputSpec,
@@ -198,7 +198,8 @@ def load_model(
             spec_d = {"axes": [{"size": a.size, "name": a.name} for a in first.axes],
                       "dtype": first.dtype}
             input_shape = None
-    spec = _resolve_spec(p, spec_d, input_shape, input_dtype, task)
+    spec = _resolve_spec(p, spec_d, input_shape, input_dtype, task,
+                         None if spec_d or input_shape else forward_inputs(module))
     module.eval()
     lm = LoadedModel(module, spec, kind, p, sha256_file(p), config, meta)
     pairs = [parse_state(t) for t in states]
@@ -241,12 +242,13 @@ def _zip_names(p: Path) -> list[str]:
     try:
         with zipfile.ZipFile(p) as z:
             names = z.namelist()
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:  # bad names: UnicodeError
         raise EdgeRNNError(f"{p} is truncated or corrupt (not a readable zip archive: {e})") from None
     for n in names:
         pp = PurePosixPath(n)
         if pp.is_absolute() or ".." in pp.parts or "\\" in n:
             raise EdgeRNNError(f"{p} has an unsafe member name {n!r} (path traversal); refusing it")
+    check_zip(p, "model file")  # declared tensor sizes within memory, no member a zip bomb
     return names
 
 
@@ -261,15 +263,7 @@ def _load_torchscript(p: Path) -> tuple[nn.Module, dict | None, dict]:
                                "refused (--trust-model runs it unsandboxed: only for a file "
                                "you trust)") from None
         raise EdgeRNNError(f"{p} is a damaged TorchScript archive ({_first_line(e)})") from None
-    spec_d, meta = None, {}
-    if extra[SPEC_EXTRA_FILE]:
-        try:
-            d = json.loads(extra[SPEC_EXTRA_FILE])
-            spec_d, meta = d.get("input_spec"), d.get("meta") or {}
-            if d.get("signature"):
-                meta = {**meta, "signature": d["signature"]}
-        except json.JSONDecodeError:
-            raise EdgeRNNError(f"{p}: the embedded {SPEC_EXTRA_FILE} is not valid JSON") from None
+    spec_d, meta = read_spec_extra(extra[SPEC_EXTRA_FILE], p)
     return module, spec_d, meta
 
 
@@ -302,7 +296,10 @@ def _load_torch_save(p: Path, trust: bool, imports: tuple[str, ...]):
         config = obj.get("config")
         if not isinstance(config, dict) or not isinstance(obj.get("state_dict"), dict):
             raise EdgeRNNError(f"{p}: edgernn checkpoint lacks 'config' or 'state_dict'")
-        module = build_model(config)
+        try:
+            module = build_model(config)
+        except EdgeRNNError as e:
+            raise type(e)(f"{p}: {e}") from None
         try:
             module.load_state_dict(obj["state_dict"])
         except RuntimeError as e:
@@ -375,8 +372,23 @@ def import_user_module(name: str) -> None:
         raise EdgeRNNError(f"--import {name} failed: {_first_line(e)}") from None
 
 
+def forward_inputs(module: Any) -> list[str] | None:
+    """The names of ``forward``'s inputs (TorchScript schema or Python signature), if known."""
+    import inspect
+
+    try:
+        schema = getattr(getattr(module, "forward", None), "schema", None)
+        if schema is not None:
+            return [a.name for a in schema.arguments][1:]  # without self
+        params = inspect.signature(module.forward).parameters.values()
+        return [q.name for q in params if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError, AttributeError, RuntimeError):
+        return None
+
+
 def _resolve_spec(
-    p: Path, spec_d: dict | None, shape: str | None, dtype: str | None, task: str | None
+    p: Path, spec_d: dict | None, shape: str | None, dtype: str | None, task: str | None,
+    inputs: list[str] | None = None,
 ) -> InputSpec:
     spec = InputSpec.from_dict(spec_d) if spec_d else None
     if shape:
@@ -386,6 +398,13 @@ def _resolve_spec(
             vocab_size=spec.vocab_size if spec else None,
             num_classes=spec.num_classes if spec else None,
             horizon=spec.horizon if spec else None,
+        )
+    elif spec is None and inputs and len(inputs) > 1:  # a step model: every input's shape
+        example = " ".join(f"--input {n}:SHAPE" for n in inputs)
+        raise NoInputSpec(
+            f"{p} carries no input spec and its forward takes {len(inputs)} inputs "
+            f"({', '.join(inputs)}); pass {example} (e.g. --input x:batch=1,576 --input "
+            "state:2,batch=1,128; named axes are dynamic, :state marks a state input)"
         )
     elif spec is None:
         raise NoInputSpec(

@@ -81,7 +81,7 @@ class InputSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
         try:
-            axes = [Axis(int(a["size"]), a.get("name")) for a in d["axes"]]
+            axes = check_example_size([Axis(int(a["size"]), a.get("name")) for a in d["axes"]])
             return cls(
                 axes=axes,
                 dtype=str(d.get("dtype", "float32")),
@@ -91,20 +91,24 @@ class InputSpec:
                 horizon=d.get("horizon"),
                 extra=dict(d.get("extra") or {}),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise EdgeRNNError(f"input spec in the model file is malformed ({e})") from None
 
 
 _AXIS_RE = re.compile(r"^(?:([A-Za-z_]\w*)=)?(\d+)$")
+_TIMES_RE = re.compile(r"(?<=\d)x(?=\d|[A-Za-z_]\w*=\d)")
 
 
 def parse_shape(text: str, minimum: int = 2) -> list[Axis]:
-    """Parse ``batch=1,seq=96,4`` into axes; a named entry is a dynamic axis. A whole-window
-    input needs ``minimum`` 2 axes (batch and sequence); a step input or a state 1."""
+    """Parse ``batch=1,seq=96,4`` (or ``1x96x4``) into axes; a named entry is a dynamic axis.
+    A whole-window input needs ``minimum`` 2 axes (batch and sequence); a step input or a
+    state 1."""
     axes: list[Axis] = []
     if minimum == 0 and text.strip() == "":
         return axes
-    for part in text.replace(" ", "").split(","):
+    # ``1x576`` (as in a sweep file) is ``1,576``: an x between a size and a size or name=
+    text = _TIMES_RE.sub(",", text.replace(" ", ""))
+    for part in text.split(","):
         m = _AXIS_RE.match(part)
         if not m or int(m.group(2)) <= 0:
             raise EdgeRNNError(
@@ -114,6 +118,24 @@ def parse_shape(text: str, minimum: int = 2) -> list[Axis]:
         axes.append(Axis(int(m.group(2)), m.group(1)))
     if len(axes) < minimum:
         raise EdgeRNNError(f"--input-shape {text!r}: a sequence input needs at least 2 axes")
+    return check_example_size(axes)
+
+
+MAX_EXAMPLE_VALUES = 10**8  # values of one example input (400 MB of float32)
+
+
+def check_example_size(axes: list[Axis]) -> list[Axis]:
+    """Refuse a shape whose example input would not fit a sane allocation (a file or option
+    declaring a sequence of 10^9 steps), before anything allocates it."""
+    n = 1
+    for a in axes:
+        if a.size < 0:
+            raise EdgeRNNError(f"input shape {format_shape(axes)} has a negative size")
+        n *= a.size
+    if n > MAX_EXAMPLE_VALUES:
+        raise EdgeRNNError(f"input shape {format_shape(axes)} has {n:,} values per example, "
+                           f"more than {MAX_EXAMPLE_VALUES:,}; give a smaller example shape "
+                           "(named axes such as seq stay dynamic)")
     return axes
 
 
@@ -210,7 +232,7 @@ class Signature:
                        [TensorSpec.from_dict(t) for t in d.get("outputs") or []],
                        {str(k): str(v) for k, v in (d.get("state") or {}).items()},
                        str(d.get("paired", "given")))
-        except (KeyError, TypeError, ValueError, EdgeRNNError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, EdgeRNNError) as e:
             raise EdgeRNNError(f"signature in the model file is malformed ({e})") from None
 
     def describe(self) -> str:

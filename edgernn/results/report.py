@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from edgernn import __version__
-from edgernn.results.selection import Budget, Selection, select
+from edgernn.names import file_part, shown_row
+from edgernn.results.selection import Budget, Candidate, Selection, select_groups
 from edgernn.results.table import agreement_text
+from edgernn.results.verdict import verdict, verdict_block
 
 
 @dataclass
@@ -33,43 +35,90 @@ def _plt():
     return plt
 
 
-def pareto_plot(target: str, sel: Selection) -> Figure:
+LABELLED = 6  # points named on the plot: the front (fastest first) and the pick; others numbered
+
+
+def pareto_plot(target: str, sel: Selection, name: str | None = None,
+                budget: Budget | None = None) -> Figure:
     """Latency (log x) vs accuracy drop; marker area ~ file size; colour = Pareto front,
-    dominated or over budget (the front is over latency, size AND drop); pick ringed."""
+    dominated or over budget (the front is over latency, size AND drop); pick ringed. Only
+    the pick and the front are named on the plot; other points carry a number, listed in the
+    key beside it. One group of comparable rows (``groups``) per plot."""
     plt = _plt()
     from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=110)
     sizes = [c.size_mb for c in sel.candidates] or [1.0]
     big = max(sizes)
-    for i, c in enumerate(sorted(sel.candidates, key=lambda c: (c.latency, c.drop))):
+    order = sorted(sel.candidates, key=lambda c: (c.latency, c.drop))
+    named, numbered = plot_labels(sel)
+    for c in order:
         area = 40 + 900 * (c.size_mb / big)
         color = "tab:gray" if c.failed else ("tab:green" if c in sel.pareto else "tab:blue")
         ax.scatter(c.latency, c.drop, s=area, alpha=0.55, color=color, edgecolor="k", lw=0.5)
-        ax.annotate(f"{c.name} ({c.size_mb * 1000:.0f} kB)", (c.latency, c.drop), fontsize=7,
-                    xytext=(6, 6 + 9 * (i % 3)), textcoords="offset points",
-                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"})
+    for i, c in enumerate(named):
+        ax.annotate(f"{c.name.split('/', 1)[-1] if _one_model(sel) else c.name} "
+                    f"({c.size_mb * 1000:.0f} kB)", (c.latency, c.drop), fontsize=7,
+                    xytext=(8, 10 + 11 * (i % 4)), textcoords="offset points",
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"},
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+    for i, c in enumerate(numbered, 1):
+        ax.annotate(str(i), (c.latency, c.drop), fontsize=6, ha="center", va="center")
     if sel.pick:
         ax.scatter(sel.pick.latency, sel.pick.drop, s=60 + 1100 * (sel.pick.size_mb / big),
                    facecolors="none", edgecolors="red", lw=2)
-    handles = [
-        Line2D([], [], marker="o", ls="", color="tab:green", label="Pareto front (latency, size, drop)"),
-        Line2D([], [], marker="o", ls="", color="tab:blue", label="dominated"),
-        Line2D([], [], marker="o", ls="", color="tab:gray", label="over budget"),
-        Line2D([], [], marker="o", ls="", mfc="none", mec="red", mew=2,
-               label=f"pick: {sel.pick.name}" if sel.pick else "no pick"),
-    ]
+    handles = [Line2D([], [], marker="o", ls="", color=col, label=label)
+               for col, label in legend_entries(sel, budget)]
+    handles.append(Line2D([], [], marker="o", ls="", mfc="none", mec="red", mew=2,
+                          label=f"pick: {sel.pick.name}" if sel.pick else "no pick"))
     ax.legend(handles=handles, fontsize=8, loc="best")
+    if numbered:
+        key = "\n".join(f"{i}: {c.name}" for i, c in enumerate(numbered, 1))
+        fig.text(0.80, 0.95, key, fontsize=6, va="top", ha="left", family="monospace")
+        fig.subplots_adjust(right=0.78)
     ax.set_xscale("log")
     ax.axhline(0, color="k", lw=0.5)
-    ax.set_xlabel("latency p50 (ms, log scale, batch 1)")
+    ax.set_xlabel("latency p50 (ms, log scale, batch 1"
+                  + (", one step call" if "step models" in sel.group else "") + ")")
     ax.set_ylabel(f"{sel.metric} drop vs best fp32 (lower is better)")
     ax.margins(x=0.15, y=0.2)
     emulated = any(c.row.get("emulated") for c in sel.candidates)
     ax.set_title(f"{target}{' (EMULATED: not device latency)' if emulated else ''}: "
-                 "latency vs accuracy, marker area = file size", fontsize=10)
-    fig.tight_layout()
-    return Figure(f"pareto-{target}", f"Pareto plot, {target}", _png(fig, plt))
+                 "latency vs accuracy, marker area = file size"
+                 + (f"\n{sel.group}" if sel.group else ""), fontsize=9)
+    if not numbered:
+        fig.tight_layout()
+    else:
+        fig.subplots_adjust(left=0.08, bottom=0.11, top=0.88)
+    return Figure(name or f"pareto-{target}", f"Pareto plot, {target}", _png(fig, plt))
+
+
+def plot_labels(sel: Selection) -> tuple[list[Candidate], list[Candidate]]:
+    """Points named on the Pareto plot (the pick, then the front fastest first, at most
+    ``LABELLED``) and the others, numbered in latency order in the key beside it."""
+    order = sorted(sel.candidates, key=lambda c: (c.latency, c.drop))
+    front = [c for c in order if c in sel.pareto and not c.failed]
+    named = (([sel.pick] if sel.pick else []) + [c for c in front if c is not sel.pick])
+    named = named[:LABELLED]
+    return named, [c for c in order if c not in named]
+
+
+def legend_entries(sel: Selection, budget: Budget | None) -> list[tuple[str, str]]:
+    """(colour, label) of the point kinds present: no "over budget" without a budget (then a
+    grey point is one the accuracy rule left out)."""
+    budgeted = budget is not None and any(
+        v is not None for v in (budget.max_latency_ms, budget.max_size_mb, budget.max_drop,
+                                budget.max_rtf))
+    kinds = [("tab:green", "Pareto front (latency, size, drop)", bool(sel.pareto)),
+             ("tab:blue", "dominated", any(c not in sel.pareto and not c.failed
+                                           for c in sel.candidates)),
+             ("tab:gray", "over budget" if budgeted else "significantly less accurate",
+              any(c.failed for c in sel.candidates))]
+    return [(col, label) for col, label, present in kinds if present]
+
+
+def _one_model(sel: Selection) -> bool:
+    return len({c.row["model"] for c in sel.candidates}) == 1
 
 
 def latency_plot(target: str, rows: list[dict[str, Any]]) -> Figure | None:
@@ -137,7 +186,8 @@ def _row_cells(r: dict[str, Any]) -> list[str]:
     rt = f"{r.get('runtime')} {r.get('runtime_version') or ''}".strip()
     status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
     return [r["variant"], r["target"] + (" (emulated)" if r.get("emulated") else ""), rt, status,
-            _fmt((r.get("size_bytes") or 0) / 1000, ".1f"), _fmt(lat.get("p50")),
+            _fmt(r["size_bytes"] / 1000 if r.get("size_bytes") else None, ".1f"),
+            _fmt(lat.get("p50")),
             _fmt(lat.get("p90")), _fmt(lat.get("p99")), _fmt(r.get("rtf"), ".3g"),
             _fmt(lat.get("load"), ".3g"),
             f"{r['metric']} {_fmt(r.get('value'))}", _fmt(r.get("accuracy_drop"), "+.4f"),
@@ -146,14 +196,17 @@ def _row_cells(r: dict[str, Any]) -> list[str]:
 
 def build(rows: list[dict[str, Any]], budget: Budget, prefer: str = "latency",
           metric: str | None = None) -> tuple[dict[str, Selection], list[Figure]]:
-    """Selections and figures for every target present in ``rows``."""
+    """Selections and figures for every target present in ``rows``, one per group of
+    comparable rows (``groups``: model kind and evaluation file) on it."""
     targets = sorted({r["target"] for r in rows if r["target"] != "host"}) or ["host"]
     sels, figs = {}, []
     for t in targets:
         trows = [r for r in rows if r["target"] in (t, "host")]
-        sel = select(trows, budget, metric, prefer, target=t)
-        sels[t] = sel
-        figs.append(pareto_plot(t, sel))
+        groups = select_groups(trows, budget, metric, prefer, target=t)
+        for i, sel in enumerate(groups):
+            key = t if len(groups) == 1 else f"{t}, {sel.group}"
+            sels[key] = sel
+            figs.append(pareto_plot(t, sel, f"pareto-{t}" + (f"-{i + 1}" if i else ""), budget))
         ok = [r for r in trows if r["status"] == "ok"]
         for fig in (latency_plot(t, ok), rtf_plot(t, ok)):
             if fig:
@@ -166,13 +219,20 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, budget: Budget,
                  title: str = "edgernn report", decision: str | None = None) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained, images inline) and ``report.md`` (+ PNGs);
     ``decision``: a decision record (Markdown, from ``edgernn compare``) to show first."""
+    rows = [shown_row(r) for r in rows]  # names are data: control characters escaped
     out_dir.mkdir(parents=True, exist_ok=True)
     sels, figs = build(rows, budget, prefer, metric)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for f in figs:
-        (out_dir / f"{f.name}.png").write_bytes(f.png)
+        (out_dir / f"{file_part(f.name)}.png").write_bytes(f.png)
     md = _markdown(rows, sels, figs, budget, title, stamp)
     page = _html(rows, sels, figs, budget, title, stamp)
+    block = verdict_block(verdict(rows, budget))  # the answer first, as bench ends with it
+    if block:
+        md = md.replace("\n## ", "\n## Verdict\n\n```text\n" + "\n".join(block[1:])
+                        + "\n```\n\n## ", 1)
+        page = page.replace("<h2>", "<h2>Verdict</h2><pre id='verdict'>"
+                            + html.escape("\n".join(block[1:])) + "</pre><h2>", 1)
     if decision:
         body = decision.replace("\n#", "\n##")  # its headings one level under the report's
         md = md.replace("\n## ", f"\n{body.strip()}\n\n## ", 1)
@@ -181,6 +241,15 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, budget: Budget,
     (out_dir / "report.md").write_text(md)
     (out_dir / "report.html").write_text(page)
     return out_dir / "report.html", out_dir / "report.md"
+
+
+FOLDED = ("Over budget: ", "Not a candidate: ")
+
+
+def _split_explanation(lines: list[str]) -> tuple[list[str], list[str]]:
+    """A selection's explanation: the pick and its reasons, and the long lists."""
+    return ([x for x in lines if not x.startswith(FOLDED)],
+            [x for x in lines if x.startswith(FOLDED)])
 
 
 def _budget_text(b: Budget) -> str:
@@ -203,7 +272,7 @@ def _markdown(rows, sels, figs, budget, title, stamp) -> str:
         lines.append("| " + " | ".join(c.replace("|", "/") for c in _row_cells(r)) + " |")
     lines.append("")
     for f in figs:
-        lines += [f"## {f.title}", "", f"![{f.title}]({f.name}.png)", ""]
+        lines += [f"## {f.title}", "", f"![{f.title}]({file_part(f.name)}.png)", ""]
     devices = sorted({f"{r['target']}: {(r.get('device') or {}).get('cpu_model', '?')} "
                       f"({(r.get('device') or {}).get('machine', '?')})"
                       for r in rows if r.get("device")})
@@ -229,8 +298,14 @@ def _html(rows, sels, figs, budget, title, stamp) -> str:
         pick = sel.pick.name if sel.pick else "none"
         parts.append(f"<h2>Selection for {e(t)}</h2><div class='pick' id='pick-{e(t)}' "
                      f"data-pick='{e(pick)}'><ul>")
-        parts += [f"<li>{e(x)}</li>" for x in sel.explanation]
-        parts.append("</ul></div>")
+        main, rest = _split_explanation(sel.explanation)
+        parts += [f"<li>{e(x)}</li>" for x in main]
+        parts.append("</ul>")
+        if rest:  # the long lists stay folded
+            parts.append(f"<details><summary>{len(rest)} over budget / not a candidate"
+                         "</summary><ul>" + "".join(f"<li>{e(x)}</li>" for x in rest)
+                         + "</ul></details>")
+        parts.append("</div>")
     for f in figs:
         b64 = base64.b64encode(f.png).decode()
         parts.append(f"<h2>{e(f.title)}</h2><img class='plot' id='{e(f.name)}' "
