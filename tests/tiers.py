@@ -91,6 +91,15 @@ SLOW_TESTS = frozenset({
     "test_frame_outputs.py::test_metric_fn_judges_rows_select_uses_it",
     "test_frame_outputs.py::test_classification_still_shows_agree",
     "test_sandbox.py::test_sandboxed_bench_of_a_benign_model",  # a whole bench, sandboxed
+    "test_sandbox.py::test_bench_does_not_run_onnxruntime_py_from_the_working_directory",
+    "test_hostile.py::test_nan_weights_bench_fails_and_is_never_picked",
+    "test_streaming.py::test_bench_step_model_scores_every_step_and_reports_rtf",
+    "test_streaming.py::test_bench_uses_initial_states_from_the_data",
+    "test_inputs_used.py::test_bench_after_export_to_the_same_folder_converts_nothing",
+    "test_inputs_used.py::test_one_hot_labels_are_read_as_classes",
+    "test_inputs_used.py::test_spec_less_file_exports_and_inspects_with_only_data",
+    "test_quantize_rnn.py::test_conv_kept_float_variant_and_the_per_op_decision",
+    "test_quantize_rnn.py::test_max_drop_keeps_the_sensitive_op_float",
     # adb / SSH test beds started inside the test
     "test_adb_runner.py::test_unauthorized_offline_not_found_and_several_devices",
     "test_adb_runner.py::test_measure_reports_sources_and_one_delegate_per_call",
