@@ -322,7 +322,7 @@ def bench(android, weather_models, target: Path, out: Path, model: str = "lstm")
     t0 = time.monotonic()
     code, stdout, err = _cli(["bench", weather_models[model], "--data", weather_models["eval"],
                               "--target", target, "--format", "tflite-litert", "--quantize",
-                              "none", "--out", out, *FAST])
+                              "none", "--out", out, "--wide", *FAST])
     rows = {}
     if (out / "results.json").exists():
         rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())}

@@ -77,7 +77,7 @@ def enhancer(tmp_path_factory) -> dict:
     data = tmp / "frames.npz"
     np.savez(data, **d)
     out = tmp / "b"
-    code, stdout, err = cli(["bench", path, *STEP_ARGS, "--data", data, "--format", "onnx",
+    code, stdout, err = cli(["bench", path, "--wide", *STEP_ARGS, "--data", data, "--format", "onnx",
                              "--quantize", "dynamic", "--out", out, *FAST])
     return {"code": code, "stdout": stdout, "err": err, "rows": rows_of(out) if code == 0 else {},
             "module": m, "data": d, "out": out}
@@ -189,7 +189,7 @@ def test_classification_still_shows_agree(tmp_path):
     with torch.no_grad():
         y = m(torch.from_numpy(x)).numpy().argmax(-1)
     np.savez(tmp_path / "tags.npz", x=x, y=y)
-    code, stdout, err = cli(["bench", path, "--input-shape", "batch=1,seq=15,6", "--data",
+    code, stdout, err = cli(["bench", path, "--wide", "--input-shape", "batch=1,seq=15,6", "--data",
                              tmp_path / "tags.npz", "--format", "onnx", "--quantize", "none",
                              "--out", tmp_path / "b", *FAST])
     assert code == 0, err
@@ -233,7 +233,7 @@ def test_metric_fn_judges_rows_select_uses_it(metric_file, tmp_path):
     np.savez(data, **d, fp32=masks.astype(np.float32))
     db = tmp_path / "rows.db"
     out = tmp_path / "b"
-    code, stdout, err = cli(["bench", path, *STEP_ARGS, "--data", data, "--format", "onnx",
+    code, stdout, err = cli(["bench", path, "--wide", *STEP_ARGS, "--data", data, "--format", "onnx",
                              "--quantize", "dynamic", "--metric-fn", f"{metric_file}:closeness",
                              "--db", db, "--out", out, *FAST])
     assert code == 0, err

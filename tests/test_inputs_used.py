@@ -139,4 +139,4 @@ def test_bench_after_export_to_the_same_folder_converts_nothing(tiny, tmp_path):
             for r in json.loads((out_dir / "results.json").read_text())}
     assert rows["onnx-fp32"]["status"] == "ok"
     assert rows["onnx-fp32"]["size_bytes"] == (out_dir / "tiny.onnx.fp32.onnx").stat().st_size
-    assert "export reused from" in out
+    assert "export taken from" in out

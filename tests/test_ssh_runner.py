@@ -57,7 +57,7 @@ def pi_bench(pi, weather_models, tmp_path_factory):
     before = leftover_dirs(pi)
     code, stdout, err = _cli(["bench", weather_models["lstm"], "--data", weather_models["eval"],
                               "--target", pi["target"], "--format", "onnx", "--quantize",
-                              "dynamic", "--out", out, *TIMING])  # default: 3 trials
+                              "dynamic", "--out", out, "--wide", *TIMING])  # default: 3 trials
     assert code == 0, err
     rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())}
     return {"rows": rows, "stdout": stdout, "before": before, "out": out}
@@ -274,7 +274,7 @@ def test_step_model_streams_on_the_emulated_pi(pi, step_kws, tmp_path):
     out = tmp_path / "step"
     code, stdout, err = _cli(["bench", step_kws["model"], *KWS_ARGS, "--data", step_kws["eval"],
                               "--target", pi["target"], "--format", "onnx", "--quantize", "none",
-                              "--step-ms", "36", "--out", out, *FAST])
+                              "--step-ms", "36", "--out", out, "--wide", *FAST])
     assert code == 0, err
     rows = {r["variant"]: r for r in json.loads((out / "results.json").read_text())}
     r = rows["kws_step/onnx-fp32"]

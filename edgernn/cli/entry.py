@@ -51,14 +51,27 @@ def main() -> None:
         _line(f"[red]edgernn: error:[/] out of memory ({rich_escape(_text(e))}); use smaller "
               "inputs, fewer samples or a machine with more memory")
         sys.exit(1)
-    except Exception as e:  # a bug, not the user's fault: still one line unless debugging
-        if os.environ.get("EDGERNN_DEBUG"):
-            raise
-        _line(f"edgernn: internal error: {type(e).__name__}: {rich_escape(_text(e))} "
-              "(set EDGERNN_DEBUG=1 for the traceback)")
+    except ValueError as e:
+        if "null byte" not in str(e) or os.environ.get("EDGERNN_DEBUG"):
+            _internal(e)
+        _line("[red]edgernn: error:[/] an argument or path contains a NUL byte; "
+              "pass it without one")
         sys.exit(1)
+    except Exception as e:  # a bug, not the user's fault: still one line unless debugging
+        _internal(e)
     finally:
         sandbox.reset()
+
+
+def _internal(e: Exception) -> None:
+    """A bug, not the user's fault: one line (the traceback with EDGERNN_DEBUG=1)."""
+    if os.environ.get("EDGERNN_DEBUG"):
+        raise e
+    _line(f"edgernn: internal error: {type(e).__name__}: {rich_escape(_text(e))} "
+          "(set EDGERNN_DEBUG=1 for the traceback)")
+    sys.exit(1)
+
+
 
 
 def _text(e: BaseException) -> str:

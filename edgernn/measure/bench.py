@@ -202,7 +202,7 @@ class ModelBench:
                                        max_drop, s.opt_in, self.target.seven_bit_weights())
                 if found is not None:
                     self.files = folder
-                    self.export_note = (f"export reused from {folder / 'manifest.json'}: same "
+                    self.export_note = (f"export taken from {folder / 'manifest.json'}: same "
                                         "model, settings and calibration, files hash-checked "
                                         "(--force converts again)")
                     self.step(f"{model.name}: {self.export_note}")
