@@ -87,12 +87,12 @@ class _Model:
         sg.tensors.append(t)
         return len(sg.tensors) - 1
 
-    def tensor(self, sg: Any, name: str, shape: list[int]) -> int:
-        """A float32 tensor that an op computes."""
+    def tensor(self, sg: Any, name: str, shape: list[int], kind: str = "FLOAT32") -> int:
+        """A tensor that an op computes (``kind``: a TensorType name)."""
         self.m.buffers.append(self.fb.BufferT())
         t = self.fb.TensorT()
         t.shape = np.asarray(shape, np.int32)
-        t.type = self.fb.TensorType.FLOAT32
+        t.type = getattr(self.fb.TensorType, kind)
         t.buffer = len(self.m.buffers) - 1
         t.name = name.encode()
         sg.tensors.append(t)
@@ -192,10 +192,10 @@ class _Ports:
 def _as_loop(md: _Model, sg: Any, layer: Layer, int8: bool, p: _Ports) -> list[Any]:
     """The loop form of one layer and direction, with its state in and out wired to the
     composite's ports (zeros FILLed when no state is given; the rank-4 cell state reshaped)."""
-    from edgernn.convert.formats.tflite_fused.loops import _Builder, recurrent_while
+    from edgernn.convert.formats.tflite_fused.loops import Builder, recurrent_while
 
     ops: list[Any] = []
-    b = _Builder(md, sg, f"edgernn_{layer.cell}{layer.id}/", int8, ops)
+    b = Builder(md, sg, f"edgernn_{layer.cell}{layer.id}/", int8, ops)
     batch = int(sg.tensors[p.x].shape[1 if layer.time_major else 0])
     xs = [int(d) for d in sg.tensors[p.x].shape]
     y = p.y if p.y is not None else b.tensor("y", [*xs[:2], layer.out])

@@ -31,18 +31,6 @@ from edgernn.convert.formats.tflite_fused.markers import Layer
 _F32, _I32, _BOOL = "FLOAT32", "INT32", "BOOL"
 
 
-def _tensor(md: Any, sg: Any, name: str, shape: list[int], kind: str = _F32) -> int:
-    fb = md.fb
-    md.m.buffers.append(fb.BufferT())
-    t = fb.TensorT()
-    t.shape = np.asarray(shape, np.int32)
-    t.type = getattr(fb.TensorType, kind)
-    t.buffer = len(md.m.buffers) - 1
-    t.name = name.encode()
-    sg.tensors.append(t)
-    return len(sg.tensors) - 1
-
-
 def _op(md: Any, name: str, ins: list[int], outs: list[int], opts: Any = None,
         opts_type: str | None = None, version: int = 1) -> Any:
     fb = md.fb
@@ -64,7 +52,7 @@ def _subgraph(md: Any, name: str) -> tuple[Any, int]:
     return sg, len(md.m.subgraphs) - 1
 
 
-class _Builder:
+class Builder:
     """Adds ops to one subgraph: tensors by shape, the options each op needs."""
 
     def __init__(self, md: Any, sg: Any, prefix: str, int8: bool, ops: list[Any]):
@@ -72,7 +60,7 @@ class _Builder:
         self.shared: dict[int, tuple[np.ndarray, int]] = {}
 
     def tensor(self, tag: str, shape: list[int], kind: str = _F32) -> int:
-        return _tensor(self.md, self.sg, self.p + tag, shape, kind)
+        return self.md.tensor(self.sg, self.p + tag, shape, kind)
 
     def const(self, tag: str, arr: np.ndarray) -> int:
         return self.md.const(self.sg, self.p + tag, np.asarray(arr))  # 0-d stays 0-d
@@ -81,17 +69,21 @@ class _Builder:
         """A weight constant; the same array twice (one per unrolled step) is one tensor."""
         from edgernn.convert.formats.tflite_fused.legalize import quantize_symmetric
 
+        def make() -> int:
+            data = np.ascontiguousarray(arr, np.float32)
+            if self.int8:
+                q, s = quantize_symmetric(data)
+                return self.md.const(self.sg, self.p + tag, q, s)
+            return self.md.const(self.sg, self.p + tag, data)
+
+        return self._once(arr, make)
+
+    def _once(self, arr: np.ndarray, make: Any) -> int:
+        """The constant made from ``arr`` in this subgraph, made on first use."""
         hit = self.shared.get(id(arr))
-        if hit is not None:
-            return hit[1]
-        data = np.ascontiguousarray(arr, np.float32)
-        if self.int8:
-            q, s = quantize_symmetric(data)
-            index = self.md.const(self.sg, self.p + tag, q, s)
-        else:
-            index = self.md.const(self.sg, self.p + tag, data)
-        self.shared[id(arr)] = (arr, index)  # holds arr: its id cannot be reused meanwhile
-        return index
+        if hit is None:
+            hit = self.shared[id(arr)] = (arr, make())  # holds arr: its id is not reused
+        return hit[1]
 
     def zeros(self, tag: str, shape: list[int]) -> int:
         """A float tensor of zeros made by FILL at run time (no constant of that size in the file)."""
@@ -108,11 +100,8 @@ class _Builder:
         o = self.md.fb.FullyConnectedOptionsT()
         o.asymmetricQuantizeInputs = self.int8
         out = self.tensor(tag, shape)
-        bias = -1
-        if b is not None:
-            hit = self.shared.get(id(b))
-            bias = hit[1] if hit else self.const(tag + "_b", b.astype(np.float32))
-            self.shared[id(b)] = (b, bias)
+        bias = -1 if b is None else self._once(
+            b, lambda: self.const(tag + "_b", b.astype(np.float32)))
         self.add("FULLY_CONNECTED", [x, self.weight(tag + "_w", w), bias], [out], o,
                  "FullyConnectedOptions", version=9 if self.int8 else 1)
         return out
@@ -172,7 +161,7 @@ def recurrent_while(md: Any, main: Any, layer: Layer, int8: bool, x_main: int, y
     seq = [steps, batch] if layer.time_major else [batch, steps]
 
     ops: list[Any] = []
-    m = _Builder(md, main, p, int8, ops)
+    m = Builder(md, main, p, int8, ops)
     bias = w["b_ih"] + w["b_hh"] if layer.cell == "lstm" else w["b_ih"]
     flat = m.reshape(x_main, [steps * batch, feat], "x_rows")
     pre = m.reshape(m.fc(flat, w["w_ih"], bias, "pre_rows", [steps * batch, gates * layer.hidden]),
@@ -190,7 +179,7 @@ def recurrent_while(md: Any, main: Any, layer: Layer, int8: bool, x_main: int, y
     return ops
 
 
-def _tail(m: _Builder, layer: Layer, pre: int, begin: int, state: list[int], out: int | None,
+def _tail(m: Builder, layer: Layer, pre: int, begin: int, state: list[int], out: int | None,
           y_main: int, state_out: list[int]) -> None:
     """Steps ``begin..T`` of ``pre`` as cells written into the main graph: into ``y_main``
     whole (``out`` None) or as the last steps of ``out``; the final state into ``state_out``."""
@@ -221,7 +210,7 @@ def _tail(m: _Builder, layer: Layer, pre: int, begin: int, state: list[int], out
         _rebind(m.ops, new, want)
 
 
-def _loop(md: Any, m: _Builder, layer: Layer, int8: bool, carry: list[int], end: int,
+def _loop(md: Any, m: Builder, layer: Layer, int8: bool, carry: list[int], end: int,
           final: list[int] | None) -> list[int]:
     """One WHILE over steps ``0..end`` (``CHUNK`` per iteration) of ``carry`` =
     (pre, state..., out) in the main subgraph; returns the carried tensors after it
@@ -233,19 +222,19 @@ def _loop(md: Any, m: _Builder, layer: Layer, int8: bool, carry: list[int], end:
     seq_pre, seq_out = main_shapes[0], main_shapes[-1]
     p = m.p + tag
 
-    def carried(b: _Builder, side: str) -> list[int]:
+    def carried(b: Builder, side: str) -> list[int]:
         return ([b.tensor(side + "t", [], _I32)]
                 + [b.tensor(f"{side}c{i}", s) for i, s in enumerate(main_shapes)])
 
     cond, cond_i = _subgraph(md, p + "cond")
-    c = _Builder(md, cond, p, int8, cond.operators)
+    c = Builder(md, cond, p, int8, cond.operators)
     c_in = carried(c, "c_")
     less = c.tensor("less", [], _BOOL)
     c.add("LESS", [c_in[0], c.const("end", np.asarray(end, np.int32))], [less])
     cond.inputs, cond.outputs = np.asarray(c_in, np.int32), np.asarray([less], np.int32)
 
     body, body_i = _subgraph(md, p + "body")
-    b = _Builder(md, body, p, int8, body.operators)
+    b = Builder(md, body, p, int8, body.operators)
     b_in = carried(b, "b_")
     t, pre_b, state, out = b_in[0], b_in[1], b_in[2:-1], b_in[-1]
     idx = b.binary("ADD", t, b.const("steps", np.arange(k, dtype=np.int32)), "idx", [k], _I32)
@@ -280,7 +269,7 @@ def _loop(md: Any, m: _Builder, layer: Layer, int8: bool, carry: list[int], end:
     return outs[1:]
 
 
-def _unpack(b: _Builder, seq: int, k: int, t_axis: int, tag: str) -> list[int]:
+def _unpack(b: Builder, seq: int, k: int, t_axis: int, tag: str) -> list[int]:
     """``k`` steps of ``seq`` ([B, k, G] or [k, B, G]) as k tensors [B, G]."""
     shape = [int(d) for d in b.sg.tensors[seq].shape]
     row = [shape[1 - t_axis], shape[2]]
@@ -291,7 +280,7 @@ def _unpack(b: _Builder, seq: int, k: int, t_axis: int, tag: str) -> list[int]:
     return parts
 
 
-def _pack(b: _Builder, hs: list[int], t_axis: int, out: int) -> int:
+def _pack(b: Builder, hs: list[int], t_axis: int, out: int) -> int:
     o = b.md.fb.PackOptionsT()
     o.valuesCount, o.axis = len(hs), t_axis
     b.add("PACK", hs, [out], o, "PackOptions")
@@ -305,7 +294,7 @@ def _rebind(ops: list[Any], old: int, new: int) -> None:
         op.inputs = np.asarray([new if int(t) == old else int(t) for t in op.inputs], np.int32)
 
 
-def _cells(b: _Builder, layer: Layer, pre_steps: list[int], state: list[int],
+def _cells(b: Builder, layer: Layer, pre_steps: list[int], state: list[int],
            tag: str = "") -> tuple[list[int], list[int]]:
     """The cells of ``pre_steps`` (each [B, G*H]: the input projection of one step) in
     order from ``state`` (h[, c]); their outputs h' and the final state."""
