@@ -17,6 +17,7 @@ import torch
 from tests.conftest import cli
 
 HIDDEN = 8
+T975_1 = 12.706205  # Student's t 0.975 quantile, 1 degree of freedom (tables)
 SEEDS = [0, 1]
 # timing-trial p50s (ms) the fake bench reports per contender and seed, for onnx-fp32; the
 # int8 variant is 0.8x of them (and smaller), so it is each contender's best pick
@@ -105,7 +106,8 @@ def test_parameter_claim_matches_hand_formula(run):
     assert c["measured"] == pytest.approx(1 - gru / lstm)
     assert c["values"] == {"gru": [gru] * 2, "lstm": [lstm] * 2}
     # a count does not change with the seed: the GRU's fewer parameters are a sure thing
-    assert c["holds"] is True and c["noise"] == 0
+    assert c["holds"] is True
+    assert c["interval"]["low"] == c["interval"]["high"] == lstm - gru
     assert c["article"] == "~25% fewer"
 
 
@@ -114,14 +116,17 @@ def test_training_claims_from_the_saved_histories(run):
     checkpoint recorded and from its own predictions."""
     ckpts = {k: torch.load(p, weights_only=False) for k, p in checkpoints(run["out"]).items()}
     claims = run["claims"]
-    # time per epoch: each seed's fastest epoch, medians over seeds, noise = the wider range
+    # time per epoch: each seed's fastest epoch; seed k's LSTM and GRU paired, Student's t
+    # interval (1 degree of freedom with 2 seeds: t = 12.7062) of the mean difference
     t = {n: [min(ckpts[n, s]["meta"]["epoch_seconds"]) for s in SEEDS] for n in ("lstm", "gru")}
     c = claims[("epoch_time", None)]
-    assert c["measured"] == pytest.approx(1 - median(t["gru"]) / median(t["lstm"]))
-    noise = max(max(v) - min(v) for v in t.values())
-    assert c["noise"] == pytest.approx(noise)
-    diff = median(t["lstm"]) - median(t["gru"])
-    assert c["holds"] == (True if diff > noise else False if diff < -noise else None)
+    d = np.array(t["lstm"]) - np.array(t["gru"])
+    assert c["measured"] == pytest.approx(d.mean() / np.mean(t["lstm"]))
+    half = T975_1 * d.std(ddof=1) / math.sqrt(2)
+    assert c["interval"]["low"] == pytest.approx(d.mean() - half)
+    assert c["interval"]["high"] == pytest.approx(d.mean() + half)
+    lo, hi = d.mean() - half, d.mean() + half
+    assert c["holds"] == (True if lo > 0 else False if hi < 0 else None)
     # epochs to the level every contender of that seed reaches
     epochs = {"lstm": [], "gru": []}
     for s in SEEDS:
@@ -132,7 +137,7 @@ def test_training_claims_from_the_saved_histories(run):
             epochs[n].append(next(i for i, a in enumerate(hist[n], 1) if a >= level))
     c = claims[("epochs_to_level", None)]
     assert c["values"] == {"gru": epochs["gru"], "lstm": epochs["lstm"]}
-    assert c["measured"] == pytest.approx(1 - median(epochs["gru"]) / median(epochs["lstm"]))
+    assert c["measured"] == pytest.approx(1 - np.mean(epochs["gru"]) / np.mean(epochs["lstm"]))
     # final accuracy of every saved model, by hand; the gap and the paired test per seed
     ev = np.load(run["out"] / "weather" / "weather.eval.npz")
     x, y = ev["x"].astype(np.float32), ev["y"].astype(np.int64)
@@ -144,7 +149,7 @@ def test_training_claims_from_the_saved_histories(run):
     c = claims[("final_gap", None)]
     assert c["values"]["lstm"] == pytest.approx(acc["lstm"], abs=1e-12)
     assert c["values"]["gru"] == pytest.approx(acc["gru"], abs=1e-12)
-    assert c["measured"] == pytest.approx(median(acc["lstm"]) - median(acc["gru"]), abs=1e-12)
+    assert c["measured"] == pytest.approx(np.mean(acc["lstm"]) - np.mean(acc["gru"]), abs=1e-12)
     for s, test in zip(SEEDS, c["paired_tests"], strict=True):
         b = int(np.sum(right["lstm", s] & ~right["gru", s]))
         cc = int(np.sum(~right["lstm", s] & right["gru", s]))
@@ -152,25 +157,31 @@ def test_training_claims_from_the_saved_histories(run):
         assert test["difference"] == pytest.approx((b - cc) / len(y))
         assert test["p_value"] == pytest.approx(hand_mcnemar(b, cc), rel=1e-9)
         assert test["significant"] == (hand_mcnemar(b, cc) < 0.05)
-    # the gap's noise covers the paired intervals: never smaller than the widest half-width
-    half = max((t["interval"][1] - t["interval"][0]) / 2 for t in c["paired_tests"])
-    assert c["noise"] >= half - 1e-12
+    # the gap's interval: the seeds' t term and the samples' normal term in quadrature
+    d = np.stack([right["lstm", s].astype(float) - right["gru", s] for s in SEEDS])
+    seeds_term = T975_1 * d.mean(1).std(ddof=1) / math.sqrt(2)
+    samples_term = 1.959964 * d.mean(0).std(ddof=1) / math.sqrt(len(y))
+    half = math.sqrt(seeds_term ** 2 + samples_term ** 2)
+    assert c["interval"]["low"] == pytest.approx(d.mean() - half, abs=1e-9)
+    assert c["interval"]["high"] == pytest.approx(d.mean() + half, abs=1e-9)
+    assert c["interval"]["seeds"] == 2 and c["interval"]["samples"] == len(y)
     # 14-day windows are neither long nor multi-seasonal: no LSTM-wins-on-long-data claim
     assert ("long_gap", None) not in claims
 
 
 def test_bench_claims_from_the_rows(run):
     claims = run["claims"]
-    lat = {n: [v for s in SEEDS for v in LAT[n][s]] for n in ("lstm", "gru")}
+    # one latency per seed (the median of its 3 trials), paired by seed
+    lat = {n: np.array([median(LAT[n][s]) for s in SEEDS]) for n in ("lstm", "gru")}
     c = claims[("onnx_fp32_latency", "x86")]
-    assert c["measured"] == pytest.approx(1 - median(lat["gru"]) / median(lat["lstm"]))
-    assert c["noise"] == pytest.approx(max(max(v) - min(v) for v in lat.values()))
-    assert c["holds"] is True  # 0.4 ms apart, trials within 0.03 ms
+    assert c["measured"] == pytest.approx((lat["lstm"] - lat["gru"]).mean() / lat["lstm"].mean())
+    assert c["interval"]["low"] == pytest.approx(0.40) == c["interval"]["high"]  # both seeds 0.40
+    assert c["holds"] is True
     # the best deployable variant of each is the int8 file (20% faster at equal accuracy)
     for comp_c in run["comp"].contenders:
         assert comp_c.best["x86"]["variant"].endswith("/onnx-int8-dynamic")
     c = claims[("best_latency", "x86")]
-    assert c["measured"] == pytest.approx(1 - median(lat["gru"]) / median(lat["lstm"]))
+    assert c["measured"] == pytest.approx((lat["lstm"] - lat["gru"]).mean() / lat["lstm"].mean())
     c = claims[("best_size", "x86")]
     assert c["measured"] == pytest.approx(1 - SIZE["gru"][1] / SIZE["lstm"][1])
     assert c["holds"] is True and "onnx-int8-dynamic" in c["detail"]
@@ -229,21 +240,36 @@ def claim(comp, key):
 
 
 @pytest.mark.parametrize("gru, holds", [
-    ([0.9, 1.1], None),    # 0.1 s faster, seeds spread 0.2 s: inside the noise
-    ([0.5, 0.55], True),   # 0.575 s faster, beyond the 0.2 s spread: as claimed
-    ([1.6, 1.7], False),   # 0.55 s slower, beyond the spread: the opposite
+    ([0.9, 1.3, 1.0], None),     # differences 0.1, -0.1, 0.1: the interval straddles 0
+    ([0.5, 0.72, 0.58], True),   # about 0.5 s faster in every seed: as claimed
+    ([1.6, 1.75, 1.7], False),   # about 0.6 s slower in every seed: the opposite
 ])
-def test_verdict_against_the_seed_spread(gru, holds):
-    lstm = [1.0, 1.2]
-    c = claim(comparison({"lstm": lstm, "gru": gru, "gru+lstm": [1.0, 1.0]}), "epoch_time")
+def test_verdict_from_the_paired_seed_interval(gru, holds):
+    lstm = [1.0, 1.2, 1.1]
+    c = claim(comparison({"lstm": lstm, "gru": gru, "gru+lstm": [1.0] * 3}), "epoch_time")
+    d = np.array(lstm) - np.array(gru)
+    half = 4.302653 * d.std(ddof=1) / math.sqrt(3)  # Student's t, 2 degrees of freedom
+    assert (c.interval.low, c.interval.high) == pytest.approx((d.mean() - half, d.mean() + half))
     assert c.holds is holds
-    assert c.noise == pytest.approx(0.2)
-    assert c.measured == pytest.approx(1 - median(gru) / median(lstm))
+    assert c.measured == pytest.approx(d.mean() / np.mean(lstm))
+    assert "95%" in c.measured_text or holds is None
+
+
+def test_more_seeds_narrow_the_interval_a_range_would_widen():
+    """Five seeds of the same spread give a narrower interval than two: the verdict rule
+    gets more decisive with seeds (a min-max range only grows)."""
+    rng = np.random.default_rng(0)
+    lstm = list(1.0 + 0.05 * rng.standard_normal(5))
+    gru = [v - 0.06 + 0.05 * e for v, e in zip(lstm, rng.standard_normal(5), strict=True)]
+    two = claim(comparison({"lstm": lstm[:2], "gru": gru[:2], "gru+lstm": [1.0] * 2}),
+                "epoch_time")
+    five = claim(comparison({"lstm": lstm, "gru": gru, "gru+lstm": [1.0] * 5}), "epoch_time")
+    assert five.interval.half_width < two.interval.half_width / 3
 
 
 def test_one_seed_is_inconclusive_except_for_counts():
     comp = comparison({"lstm": [1.0], "gru": [0.1], "gru+lstm": [1.0]})
-    assert claim(comp, "epoch_time").holds is None  # 10x faster, but no spread to judge
+    assert claim(comp, "epoch_time").holds is None  # 10x faster, but no interval to judge
     assert "--seeds" in claim(comp, "epoch_time").detail
     assert claim(comp, "final_gap").holds is None
     # a parameter count does not depend on the seed: one seed settles it
@@ -252,21 +278,24 @@ def test_one_seed_is_inconclusive_except_for_counts():
 
 
 @pytest.mark.parametrize("lstm, gru, holds", [
-    ([0.800, 0.802], [0.799, 0.801], True),   # gap 0.1 point, noise 0.2: within 1 point
-    ([0.80, 0.81], [0.70, 0.71], False),      # 10 points apart, noise 1 point
-    ([0.80, 0.82], [0.79, 0.80], None),       # 1.5 points, noise 2: could be either
+    ([0.800, 0.802, 0.801], [0.799, 0.801, 0.800], True),  # 0.1 point in every seed
+    ([0.80, 0.81, 0.805], [0.70, 0.71, 0.70], False),       # 10 points apart in every seed
+    ([0.80, 0.82, 0.81], [0.79, 0.80, 0.80], None),         # 1.3 points, +-1.4: either
 ])
 def test_nearly_equal_verdict(lstm, gru, holds):
-    comp = comparison({"lstm": [1, 1], "gru": [1, 1], "gru+lstm": [1, 1]},
+    comp = comparison({"lstm": [1] * 3, "gru": [1] * 3, "gru+lstm": [1] * 3},
                       {"lstm": lstm, "gru": gru, "gru+lstm": lstm})
     c = claim(comp, "final_gap")
+    d = np.array(lstm) - np.array(gru)
+    half = 4.302653 * d.std(ddof=1) / math.sqrt(3)
+    assert (c.interval.low, c.interval.high) == pytest.approx((d.mean() - half, d.mean() + half))
     assert c.holds is holds
-    assert c.measured == pytest.approx(median(lstm) - median(gru))
+    assert c.measured == pytest.approx(np.mean(lstm) - np.mean(gru))
 
 
-def test_paired_interval_counts_as_noise_even_when_seeds_agree():
+def test_paired_samples_count_even_when_seeds_agree():
     """Both seeds give LSTM and GRU the same accuracy (no seed spread), but on different
-    samples: 20 right only by the LSTM, 20 only by the GRU out of 100. The paired interval
+    samples: 20 right only by the LSTM, 20 only by the GRU out of 100. The samples' term
     (+-12 points) makes "nearly equal" unproven, not proven."""
     from edgernn.results.significance import per_sample_record
 
@@ -279,14 +308,15 @@ def test_paired_interval_counts_as_noise_even_when_seeds_agree():
         ok = right.get(c.name, right["lstm"])
         c.per_sample = per_sample_record(np.stack([ok, ~ok], 1).astype(np.float32), y, "classify")
     c = claim(comp, "final_gap")
-    se = math.sqrt(40) / 100
-    assert c.noise == pytest.approx(1.959964 * se, rel=1e-5)
+    d = right["lstm"].astype(float) - right["gru"]  # 20 of +1, 20 of -1, 60 of 0
+    half = 1.959964 * math.sqrt(np.sum(d ** 2) / 99) / 10
+    assert (c.interval.low, c.interval.high) == pytest.approx((-half, half), rel=1e-5)
     assert c.measured == 0 and c.holds is None
     assert [t["p_value"] for t in c.tests] == [1.0, 1.0]
 
 
 def test_long_data_claim_uses_error():
-    from edgernn.study.claims import verdict
+    from edgernn.study.intervals import Interval, directional_verdict, within_verdict
 
     # error rates 0.10/0.11 (LSTM) vs 0.20/0.21 (GRU): the LSTM's error is lower
     comp = comparison({"lstm": [1, 1], "gru": [1, 1], "gru+lstm": [1, 1]},
@@ -295,7 +325,10 @@ def test_long_data_claim_uses_error():
     c = claim(comp, "long_gap")
     assert c.measured == pytest.approx(1 - 0.105 / 0.205)
     assert c.holds is True and "200 steps" in c.detail
-    assert verdict(0.1, 0.1) is None and verdict(-0.2, 0.1) is False
+    assert directional_verdict(Interval(0.1, -0.05, 0.25, 2)) is None
+    assert directional_verdict(Interval(-0.2, -0.3, -0.1, 2)) is False
+    assert within_verdict(Interval(0.0, -0.02, 0.005, 2), 0.01) is None
+    assert within_verdict(Interval(0.0, -0.005, 0.005, 2), 0.01) is True
 
 
 def test_long_user_data_gets_the_long_claim(tmp_path):
@@ -314,10 +347,10 @@ def test_long_user_data_gets_the_long_claim(tmp_path):
     mae = {n: [torch.load(tmp_path / "o" / "long" / f, weights_only=False)["meta"]["history"][-1]
                ["mae"] for f in (f"{n}.pt", f"{n}-seed1.pt")] for n in ("lstm", "gru")}
     assert c.values == {"lstm": mae["lstm"], "gru": mae["gru"]}
-    assert c.measured == pytest.approx(1 - median(mae["lstm"]) / median(mae["gru"]))
-    # its noise covers each seed's paired bootstrap interval of LSTM minus GRU errors
-    assert [t["seed"] for t in c.tests] == [0, 1] and "paired bootstrap" in c.detail
-    assert c.noise >= max((t["interval"][1] - t["interval"][0]) / 2 for t in c.tests) - 1e-12
+    assert c.measured == pytest.approx(1 - np.mean(mae["lstm"]) / np.mean(mae["gru"]), rel=1e-5)
+    # judged over both seeds and the 24 held-out windows, paired
+    assert [t["seed"] for t in c.tests] == [0, 1]
+    assert (c.interval.seeds, c.interval.samples) == (2, 24) and "2 seeds x 24" in c.detail
 
 
 @pytest.mark.parametrize("name, why", [

@@ -55,6 +55,34 @@ def test_latency_decides_when_accuracy_ties_then_size_then_parameters():
     assert pick == "gru"
 
 
+def test_the_gaps_interval_over_seeds_and_samples_decides_when_present():
+    """With an interval (compare since early stopping), it decides, not the per-seed tests:
+    every seed significant but the interval straddling 0 (seeds disagree) does not decide;
+    an interval wholly above 0 does even with no seed significant alone."""
+    straddles = claim("final_gap", None, significant=True)
+    straddles["interval"] = {"estimate": 0.01, "low": -0.02, "high": 0.04, "seeds": 5}
+    pick, why = recommend(INFO, contenders(0.80, 0.79),
+                          [straddles, claim("best_latency", True, target="x86")])
+    assert pick == "gru" and why[0].startswith("accuracy does not decide")
+    above = claim("final_gap", False, significant=False)
+    above["interval"] = {"estimate": 0.03, "low": 0.01, "high": 0.05, "seeds": 5}
+    pick, why = recommend(INFO, contenders(0.80, 0.77),
+                          [above, claim("best_latency", True, target="x86")])
+    assert pick == "lstm" and why[0].startswith("accuracy decides")
+
+
+def test_early_stopping_budget_names_the_epochs_kept():
+    payload = {"seeds": [0, 1], "settings": {"epochs": 60, "patience": 6},
+               "datasets": {"d": INFO},
+               "contenders": [{**c, "layers": f"{c['contender']}:64", "epochs_used": e}
+                              for c, e in zip(contenders(0.8, 0.7) * 2, [12, 9, 20, 9],
+                                              strict=True)],
+               "claims": []}
+    text = decision_markdown(payload)
+    assert ("each trained until the validation metric stopped improving (patience 6, at most "
+            "60 epochs; epochs kept: lstm 12-20, gru 9); gru:64, lstm:64") in text
+
+
 def test_record_answers_the_five_questions(tmp_path):
     payload = {"seeds": [0, 1], "settings": {"hidden": 16, "epochs": 5, "targets": ["x86"],
                                              "budget": {"max_latency_ms": 1.0}},
@@ -65,7 +93,8 @@ def test_record_answers_the_five_questions(tmp_path):
     for q in ("Resource limits", "Sequence length", "Problem complexity", "Dataset size",
               "Experiment budget"):
         assert f"| {q} |" in text
-    assert "latency <= 1 ms" in text and "336 steps: long" in text and "2 seed(s) x 5" in text
+    assert "latency <= 1 ms" in text and "336 steps: long" in text
+    assert "2 seed(s), each trained 5 epochs; hidden 16" in text
     assert "**Recommendation: LSTM.**" in text and "ship on x86: lstm/onnx-int8-dynamic" in text
     p = tmp_path / "compare.json"
     p.write_text(json.dumps(payload))

@@ -21,9 +21,22 @@ from edgernn.errors import EdgeRNNError
 
 @click.command()
 @click.argument("data", nargs=-1, required=True)
-@click.option("--hidden", default=64, show_default=True, type=click.IntRange(1),
-              help="Hidden size of every contender (one size class).")
-@click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--hidden", type=click.IntRange(1),
+              help="Hidden size of every contender (one size class); default: the task's "
+                   "(128 for kws and sentiment, 64 otherwise).")
+@click.option("--epochs", default=60, show_default=True, type=click.IntRange(1),
+              help="Most epochs each contender trains (it stops earlier when its validation "
+                   "metric stops improving; see --patience).")
+@click.option("--patience", default=5, show_default=True, type=click.IntRange(0),
+              help="Stop a contender after N epochs without a better validation metric (a "
+                   "split of the training data) and keep its best epoch; 0: train exactly "
+                   "--epochs epochs on all the training data.")
+@click.option("--val-share", default=0.15, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Share of the training data held out to validate (with --patience).")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
+              help="Train (dataset, seed) groups on N processes (each group's contenders "
+                   "still train in lockstep in one process); benching starts after training.")
 @click.option("--max-train", type=click.IntRange(1), help="Use only the first N training windows.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(1),
@@ -55,10 +68,10 @@ from edgernn.errors import EdgeRNNError
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @db_option
-def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | None, seed: int,
-            seeds: int, train_threads: int, targets_: tuple[str, ...], no_bench: bool, names: str,
-            streaming: bool,
-            step_ms: float | None, fmt: str | None, quantize: str | None,
+def compare(data: tuple[str, ...], hidden: int | None, epochs: int, patience: int,
+            val_share: float, jobs: int, max_train: int | None, seed: int, seeds: int,
+            train_threads: int, targets_: tuple[str, ...], no_bench: bool, names: str,
+            streaming: bool, step_ms: float | None, fmt: str | None, quantize: str | None,
             max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
             min_runs: int, min_seconds: float, trials: int, out_dir: Path,
             json_path: Path | None, db: str | None) -> None:
@@ -76,6 +89,8 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
     from edgernn.results.table import compare_table
     from edgernn.study.claims import claims_table
     from edgernn.study.compare import CONTENDERS, compare_payload, run_compare, target_level
+    from edgernn.study.conditions import conditions, conditions_text
+    from edgernn.study.training import EarlyStop
 
     budget = Budget(max_latency_ms, max_size_mb, max_drop)
     settings = BenchSettings(
@@ -100,15 +115,20 @@ def compare(data: tuple[str, ...], hidden: int, epochs: int, max_train: int | No
                               max_train=max_train, threads=train_threads,
                               bench_fn=None if no_bench else bench_fn,
                               budget=budget, progress=progress, streaming=streaming,
-                              seeds=seeds, names=_split(names, list(CONTENDERS), "contender"))
+                              seeds=seeds, names=_split(names, list(CONTENDERS), "contender"),
+                              early_stop=EarlyStop(patience, val_share) if patience else None,
+                              workers=jobs)
+    facts = conditions(train_threads, jobs)
     from edgernn.study.decision import decision_markdown
 
     for ds, comp in results.items():
         out.print(compare_table(ds, comp.first, target_level(comp.first)),
                   width=_table_width(False))
-        out.print(claims_table(comp, comp.claims), width=_table_width(False))
+        out.print(claims_table(comp, comp.claims, conditions_text(facts)),
+                  width=_table_width(False))
     payload = compare_payload(results, {
-        "hidden": hidden, "epochs": epochs, "max_train": max_train,
+        "hidden": hidden, "epochs": epochs, "patience": patience, "val_share": val_share,
+        "jobs": jobs, "max_train": max_train, "conditions": facts,
         "targets": [] if no_bench else list(targets_),
         "budget": {"max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb,
                    "max_drop": max_drop}})

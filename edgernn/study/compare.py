@@ -4,6 +4,7 @@ the best deployable variant of each per target."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from edgernn.probe.metrics import PRIMARY
 from edgernn.results.selection import Budget, select
 from edgernn.study.claims import build_claims
 from edgernn.study.records import LONG_STEPS, Comparison, Contender, target_level
-from edgernn.study.training import train_epochs, write_outputs
+from edgernn.study.training import EarlyStop, TrainResult, train_epochs, write_outputs
 
 __all__ = ["Comparison", "Contender", "target_level"]
 
@@ -125,50 +126,129 @@ def step_models(group: list[Contender], eval_path: Path) -> tuple[list[Path], Pa
     return paths, steps
 
 
+# hidden size per bundled task, when --hidden is not given: the size class models of that task
+# are built at (keyword spotting: 128, as small on-device KWS RNNs; 64 for the short sensor,
+# weather and demand series; user data: 64)
+TASK_HIDDEN = {"kws": 128, "sentiment": 128}
+DEFAULT_HIDDEN = 64
+
+
+def hidden_for(ds: Dataset, hidden: int | None) -> int:
+    """The hidden size ``compare`` trains at: the user's, else the task's."""
+    return hidden if hidden is not None else TASK_HIDDEN.get(ds.name, DEFAULT_HIDDEN)
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One dataset and one seed: every contender trained in lockstep (one process)."""
+
+    source: str
+    seed: int
+    names: tuple[str, ...]
+    hidden: int | None
+    epochs: int
+    batch_size: int
+    lr: float
+    max_train: int | None
+    threads: int
+    early_stop: EarlyStop | None
+    label_seed: bool
+
+
+def train_group(job: TrainJob, progress: Any = None) -> dict[str, TrainResult]:
+    """Train every contender of ``job`` in lockstep, rotating who goes first each epoch (timing
+    noise falls on every contender alike); a contender that stops early leaves the rotation."""
+    ds = dataset_from(job.source)
+    specs = {name: parse_layers(spec) for name, spec in
+             contenders(hidden_for(ds, job.hidden), ds.task, job.names).items()}
+    runs = {name: train_epochs(ds, sp, epochs=job.epochs, batch_size=job.batch_size, lr=job.lr,
+                               seed=job.seed, max_train=job.max_train, progress=progress,
+                               threads=job.threads, early_stop=job.early_stop,
+                               label=f"{ds.name} {name}"
+                                     + (f" seed {job.seed}" if job.label_seed else ""))
+            for name, sp in specs.items()}
+    last: dict[str, TrainResult] = {}
+    active = list(runs)
+    for epoch in range(job.epochs):
+        if not active:
+            break
+        k = epoch % len(active)
+        for name in active[k:] + active[:k]:
+            try:
+                last[name] = next(runs[name])
+            except StopIteration:
+                active.remove(name)
+    return last
+
+
+def _train_all(jobs: list[TrainJob], workers: int, progress: Any, metrics: dict[str, str]
+               ) -> dict[tuple[str, int], dict[str, TrainResult]]:
+    """Every job, in this process or on ``workers`` processes (one job per process at a time:
+    each trains its contenders in lockstep, so the timing comparison stays within a process)."""
+    if workers <= 1 or len(jobs) <= 1:
+        return {(j.source, j.seed): train_group(j, progress) for j in jobs}
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    done: dict[tuple[str, int], dict[str, TrainResult]] = {}
+    task = progress.add_task(f"training on {workers} processes", total=len(jobs)) \
+        if progress is not None else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(train_group, j): j for j in jobs}
+        for f in as_completed(futures):
+            j = futures[f]
+            done[(j.source, j.seed)] = res = f.result()
+            if task is not None:
+                shown = ", ".join(f"{n} {r.final.get(metrics[j.source], 0):.3f}"
+                                  f" ({len(r.history)} ep)" for n, r in res.items())
+                progress.update(task, advance=1,
+                                description=f"trained {j.source} seed {j.seed}: {shown}")
+    return done
+
+
 def run_compare(
-    sources: list[str], out_dir: Path, *, hidden: int = 64, epochs: int = 10, seed: int = 0,
-    batch_size: int = 64, lr: float = 3e-3, max_train: int | None = None, threads: int = 1,
+    sources: list[str], out_dir: Path, *, hidden: int | None = None, epochs: int = 10,
+    seed: int = 0, batch_size: int = 64, lr: float = 3e-3, max_train: int | None = None,
+    threads: int = 1,
     bench_fn: Callable[[list[Path], Path, Path], list[dict[str, Any]]] | None = None,
     budget: Budget | None = None, progress: Any = None, streaming: bool = False,
     seeds: int = 1, names: list[str] | tuple[str, ...] = CONTENDERS,
+    early_stop: EarlyStop | None = None, workers: int = 1,
 ) -> dict[str, Comparison]:
     """Train every contender on every dataset with the same budget, ``seeds`` times (seeds
     ``seed``, ``seed + 1``, ...); optionally bench each and record its best deployable variant
-    per target (``bench_fn(models, data, out) -> rows``). ``streaming`` benches each
-    contender's step model (one time step per call, state fed back) on the same held-out
-    sequences, judged at their last step (hybrids and ensembles have no step form: not
-    benched then). ``names``: the contenders (``CONTENDERS``; encdec on forecasting only)."""
+    per target (``bench_fn(models, data, out) -> rows``). ``hidden`` None: each task's own size
+    (``TASK_HIDDEN``). ``early_stop``: each trains until its validation metric stops improving,
+    ``epochs`` the cap. ``workers`` > 1 trains (dataset, seed) groups on that many processes;
+    benching starts after all training. ``streaming`` benches each contender's step model (one
+    time step per call, state fed back) on the same held-out sequences, judged at their last
+    step (hybrids and ensembles have no step form: not benched then). ``names``: the
+    contenders (``CONTENDERS``; encdec on forecasting only)."""
     if seeds < 1:
         raise EdgeRNNError(f"--seeds must be at least 1, got {seeds}")
-    results: dict[str, Comparison] = {}
     seed_list = [seed + k for k in range(seeds)]
-    for src in sources:
-        ds = dataset_from(src)
+    datasets = {src: dataset_from(src) for src in sources}
+    for ds in datasets.values():  # fail early on an unknown contender
+        contenders(hidden_for(ds, hidden), ds.task, names)
+    jobs = [TrainJob(src, s, tuple(names), hidden, epochs, batch_size, lr, max_train, threads,
+                     early_stop, seeds > 1) for src in sources for s in seed_list]
+    trained = _train_all(jobs, workers, progress,
+                         {src: PRIMARY[ds.task] for src, ds in datasets.items()})
+    results: dict[str, Comparison] = {}
+    for src, ds in datasets.items():
         group = []
         eval_path = out_dir / ds.name / f"{ds.name}.eval.npz"
         specs = {name: parse_layers(spec)
-                 for name, spec in contenders(hidden, ds.task, names).items()}
-        runs = {(s, name): train_epochs(ds, sp, epochs=epochs, batch_size=batch_size, lr=lr,
-                                        seed=s, max_train=max_train, progress=progress,
-                                        threads=threads,
-                                        label=f"{ds.name} {name}"
-                                              + (f" seed {s}" if seeds > 1 else ""))
-                for s in seed_list for name, sp in specs.items()}
-        last: dict[tuple[int, str], Any] = {}
-        # lockstep, rotating who goes first: timing noise falls on every contender alike
-        for epoch in range(epochs):
-            keys = list(runs)
-            k = epoch % len(keys)
-            for key in keys[k:] + keys[:k]:
-                last[key] = next(runs[key])
-        for (s, name), res in last.items():
-            ckpt = out_dir / ds.name / checkpoint_name(name, s, s == seed_list[0])
-            write_outputs(ds, res, ckpt, eval_path)
-            group.append(Contender(ds.name, name, format_layers(specs[name]),
-                                   count_parameters(res.model), res.epoch_seconds, res.history,
-                                   PRIMARY[ds.task], ckpt, seed=s,
-                                   per_sample=held_out_record(res.model, ds),
-                                   bench_model=ckpt.stem))
+                 for name, spec in contenders(hidden_for(ds, hidden), ds.task, names).items()}
+        for s in seed_list:
+            for name, res in trained[(src, s)].items():
+                ckpt = out_dir / ds.name / checkpoint_name(name, s, s == seed_list[0])
+                write_outputs(ds, res, ckpt, eval_path)
+                group.append(Contender(ds.name, name, format_layers(specs[name]),
+                                       count_parameters(res.model), res.epoch_seconds,
+                                       res.history, PRIMARY[ds.task], ckpt, seed=s,
+                                       per_sample=held_out_record(res.model, ds),
+                                       bench_model=ckpt.stem, best_epoch=res.best_epoch))
         n_train = min(len(ds.x_train), max_train or len(ds.x_train))
         comp = Comparison(ds.name, ds.task, PRIMARY[ds.task], ds.seq_len,
                           (n_train, len(ds.x_test)), long_reason(ds), seed_list, group)

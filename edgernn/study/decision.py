@@ -5,7 +5,7 @@ alone, so it can be rebuilt from the stored results (``edgernn decision compare.
 
 from __future__ import annotations
 
-from statistics import median
+from statistics import mean
 from typing import Any
 
 from edgernn.probe.metrics import HIGHER_IS_BETTER
@@ -47,17 +47,21 @@ def recommend(info: dict[str, Any], contenders: list[dict[str, Any]],
     otherwise the smaller model (parameters are deterministic)."""
     metric = info["metric"]
     gap = _claim(claims, "long_gap") or _claim(claims, "final_gap")
-    finals = {n: median(c["final"] for c in cs) for n, cs in _by(contenders, "contender").items()}
+    finals = {n: mean(c["final"] for c in cs) for n, cs in _by(contenders, "contender").items()}
     tests = (gap or {}).get("paired_tests") or []
     significant = [t for t in tests if t.get("significant")]
+    iv = (gap or {}).get("interval") or {}
     why: list[str] = []
-    if gap and tests and len(significant) == len(tests):
+    # the gap's interval over seeds and samples excludes 0 (older files: every seed's test)
+    decides = (iv.get("low", 0) > 0 or iv.get("high", 0) < 0) if iv.get("seeds") else \
+        bool(tests) and len(significant) == len(tests)
+    if gap and decides:
         higher = HIGHER_IS_BETTER.get(metric, True)
         lstm_better = (finals["lstm"] > finals["gru"]) == higher
         pick = "lstm" if lstm_better else "gru"
         why.append(f"accuracy decides: {metric} LSTM {finals['lstm']:.4g} vs GRU "
-                   f"{finals['gru']:.4g}, a significant difference in every seed "
-                   f"({gap['detail'].split('; ')[-1]})")
+                   f"{finals['gru']:.4g}, a difference whose 95% interval excludes 0 "
+                   f"({gap['measured_text']})")
         return pick, why
     if gap:
         why.append(f"accuracy does not decide: {metric} LSTM {finals['lstm']:.4g} vs GRU "
@@ -74,8 +78,24 @@ def recommend(info: dict[str, Any], contenders: list[dict[str, Any]],
     return ("gru" if not params or params.get("holds") is not False else "lstm"), why
 
 
+def _epochs_text(settings: dict[str, Any], contenders: list[dict[str, Any]]) -> str:
+    """Epochs spent: fixed, or early stopping with the epochs each contender used."""
+    if not settings.get("patience"):
+        return f"{settings.get('epochs')} epochs"
+    used = []
+    for name, cs in _by(contenders, "contender").items():
+        eps = [c.get("epochs_used") for c in cs if c.get("epochs_used")]
+        if eps:
+            lo, hi = min(eps), max(eps)
+            used.append(f"{name} {lo}" + (f"-{hi}" if hi != lo else ""))
+    return (f"until the validation metric stopped improving (patience {settings['patience']}, "
+            f"at most {settings.get('epochs')} epochs; epochs kept: "
+            f"{', '.join(used) or 'not recorded'})")
+
+
 def questions(info: dict[str, Any], settings: dict[str, Any],
-              claims: list[dict[str, Any]]) -> list[tuple[str, str]]:
+              claims: list[dict[str, Any]],
+              contenders: list[dict[str, Any]] = ()) -> list[tuple[str, str]]:  # type: ignore[assignment]
     """The five questions with their answers from the data and the measurements."""
     steps = info["seq_len"]
     length = (f"{steps} steps: short (< {SHORT_STEPS}), where the folklore expects little "
@@ -90,8 +110,10 @@ def questions(info: dict[str, Any], settings: dict[str, Any],
     size = (f"{n_train} training / {n_test} held-out samples"
             + ("; small: differences below a few points cannot be resolved" if n_test < 500
                else ""))
-    spent = (f"{len(settings.get('seeds') or [])} seed(s) x {settings.get('epochs')} epochs, "
-             f"hidden {settings.get('hidden')}")
+    hidden = settings.get("hidden") or sorted({c["layers"] for c in contenders}) or "?"
+    hidden = ", ".join(hidden) if isinstance(hidden, list) else f"hidden {hidden}"
+    spent = (f"{len(settings.get('seeds') or [])} seed(s), each trained "
+             f"{_epochs_text(settings, list(contenders))}; {hidden}")
     return [("Resource limits", _budget_text(settings)), ("Sequence length", length),
             ("Problem complexity", complexity), ("Dataset size", size),
             ("Experiment budget", spent)]
@@ -110,7 +132,7 @@ def decision_markdown(payload: dict[str, Any]) -> str:
         claims, contenders = claims_by.get(name, []), cont_by.get(name, [])
         pick, why = recommend(info, contenders, claims)
         lines += [f"## {name}", "", "| question | answer from the data |", "|---|---|"]
-        lines += [f"| {q} | {a} |" for q, a in questions(info, settings, claims)]
+        lines += [f"| {q} | {a} |" for q, a in questions(info, settings, claims, contenders)]
         lines += ["", f"**Recommendation: {pick.upper()}.**", ""]
         lines += [f"- {w}" for w in why]
         best = _best(contenders, pick)

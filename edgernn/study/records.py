@@ -28,10 +28,20 @@ class Contender:
     seed: int = 0
     per_sample: dict[str, Any] | None = None  # held-out correctness / errors (significance)
     bench_model: str = ""  # the model name its bench rows carry
+    best_epoch: int | None = None  # early stopping: the epoch kept (1-based); None: the last
+
+    @property
+    def final_metrics(self) -> dict[str, float]:
+        """The held-out metrics of the model kept (the best validation epoch, else the last)."""
+        return self.history[(self.best_epoch or len(self.history)) - 1]
 
     @property
     def final(self) -> float:
-        return self.history[-1][self.metric]
+        return self.final_metrics[self.metric]
+
+    @property
+    def epochs_used(self) -> int:
+        return self.best_epoch or len(self.history)
 
     @property
     def s_per_epoch(self) -> float:
@@ -54,7 +64,9 @@ class Contender:
                 "parameters": self.parameters, "seconds_per_epoch": self.s_per_epoch,
                 "seconds_per_epoch_min": self.s_per_epoch_min,
                 "epoch_seconds": self.epoch_seconds, "metric": self.metric,
-                "final": self.final, "target_level": level,
+                "final": self.final, "final_metrics": self.final_metrics,
+                "epochs_used": self.epochs_used, "epochs_run": len(self.history),
+                "target_level": level,
                 "epochs_to_target": self.epochs_to(level), "history": self.history,
                 "checkpoint": str(self.checkpoint), "best_variant": self.best,
                 "seed": self.seed, "per_sample": self.per_sample}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,12 +20,50 @@ from edgernn.model.checkpoint import save_checkpoint
 from edgernn.model.spec import Axis, InputSpec
 from edgernn.models.build import build_model, config_spec, count_parameters
 from edgernn.models.layers import EncDecSpec, EnsembleSpec, ModelSpec, format_layers
-from edgernn.probe.metrics import compute_metrics
+from edgernn.probe.metrics import HIGHER_IS_BETTER, PRIMARY, compute_metrics
 
 # an ensemble's member i trains with seed ``seed + MEMBER_SEED_STEP * i``: member 0 is the
 # single model of the same spec and seed; the others never coincide with a model of a
 # nearby seed (compare's --seeds run seed, seed + 1, ...)
 MEMBER_SEED_STEP = 1000
+VALIDATION_SEED = 0  # the validation split does not change with the model's seed
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """Train until the validation metric stops improving: ``patience`` epochs without a
+    better value (the task's primary metric; equal values broken by the validation loss),
+    on a validation split of ``val_share`` of the training data; the epoch cap is the
+    caller's ``epochs``. The best epoch's weights are kept."""
+
+    patience: int = 5
+    val_share: float = 0.15
+
+
+def validation_split(x: np.ndarray, y: np.ndarray, task: str, share: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_fit, y_fit, x_val, y_val): forecasting keeps time order (the last ``share`` of the
+    training windows validate); classification draws them with a fixed seed, stratified by
+    class (every class in both parts where it has two or more samples)."""
+    n = len(x)
+    if n < 2:
+        raise EdgeRNNError(f"early stopping needs at least 2 training samples, got {n}")
+    if task != "classify":
+        cut = min(n - 1, max(1, int(round(n * (1 - share)))))
+        return x[:cut], y[:cut], x[cut:], y[cut:]
+    rng = np.random.default_rng(VALIDATION_SEED)
+    val: list[np.ndarray] = []
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        k = int(round(len(idx) * share))
+        if len(idx) >= 2:
+            val.append(idx[:max(1, k)])
+    chosen = np.sort(np.concatenate(val)) if val else np.array([n - 1])
+    if len(chosen) >= n:
+        chosen = chosen[:n - 1]
+    mask = np.zeros(n, bool)
+    mask[chosen] = True
+    return x[~mask], y[~mask], x[mask], y[mask]
 
 
 @dataclass
@@ -37,10 +76,16 @@ class TrainResult:
     members: list[TrainResult] = field(default_factory=list)  # an ensemble's members
     seed: int = 0
     eval_samples: int = 0  # held-out samples the history's metrics come from
+    best_epoch: int | None = None  # early stopping: the epoch whose weights were kept
+    val_samples: int = 0  # early stopping: training samples held out to validate
 
     @property
     def final(self) -> dict[str, float]:
-        return self.history[-1] if self.history else {}
+        """The held-out metrics of the model as returned (the best epoch's when stopped
+        early)."""
+        if not self.history:
+            return {}
+        return self.history[(self.best_epoch or len(self.history)) - 1]
 
 
 def model_config(ds: Dataset, layers: ModelSpec, embed_dim: int = 32) -> dict[str, Any]:
@@ -78,13 +123,14 @@ def input_spec(ds: Dataset) -> InputSpec:
 def train(
     ds: Dataset, layers: ModelSpec, *, epochs: int = 10, batch_size: int = 64,
     lr: float = 3e-3, seed: int = 0, max_train: int | None = None, threads: int | None = None,
-    progress: Any = None,
+    progress: Any = None, early_stop: EarlyStop | None = None,
 ) -> TrainResult:
     """Train a model of spec ``layers`` on ``ds``; evaluate on its held-out split after each
     epoch. An ensemble's members are trained separately (member i with seed
     ``seed + MEMBER_SEED_STEP * i``, the same epochs each) and evaluated together."""
     run = train_epochs(ds, layers, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                       max_train=max_train, threads=threads, progress=progress)
+                       max_train=max_train, threads=threads, progress=progress,
+                       early_stop=early_stop)
     results = list(run)
     return results[-1]
 
@@ -92,22 +138,28 @@ def train(
 def train_epochs(
     ds: Dataset, layers: ModelSpec, *, epochs: int = 10, batch_size: int = 64,
     lr: float = 3e-3, seed: int = 0, max_train: int | None = None, threads: int | None = None,
-    progress: Any = None, label: str = "",
+    progress: Any = None, label: str = "", early_stop: EarlyStop | None = None,
 ) -> Iterator[TrainResult]:
     """Like ``train`` but yields after every epoch, so several models can be trained in
-    lockstep (machine noise then falls on every contender alike)."""
+    lockstep (machine noise then falls on every contender alike). With ``early_stop`` the
+    run ends when the validation metric stops improving (or at ``epochs``); its last yield
+    carries the best epoch's weights and ``best_epoch``."""
     if isinstance(layers, EnsembleSpec):
         yield from _train_ensemble(ds, layers, epochs=epochs, batch_size=batch_size, lr=lr,
                                    seed=seed, max_train=max_train, threads=threads,
-                                   progress=progress, label=label)
+                                   progress=progress, label=label, early_stop=early_stop)
         return
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
     model = build_model(model_config(ds, layers))
+    unit_forget_bias(model)
     xtr, ytr = ds.x_train, ds.y_train
     if max_train:
         xtr, ytr = xtr[:max_train], ytr[:max_train]
+    xval = yval = None
+    if early_stop is not None:
+        xtr, ytr, xval, yval = validation_split(xtr, ytr, ds.task, early_stop.val_share)
     if not ds.vocab_size:
         flat = xtr.reshape(-1, xtr.shape[-1])
         model.x_mean.copy_(torch.from_numpy(flat.mean(0)))
@@ -117,9 +169,11 @@ def train_epochs(
         model.y_std.fill_(float(ytr.std() + 1e-6))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    result = TrainResult(model, input_spec(ds), seed=seed)
+    result = TrainResult(model, input_spec(ds), seed=seed,
+                         val_samples=0 if xval is None else len(xval))
     rng = np.random.default_rng(seed)
     task_id = progress.add_task(label or "train", total=epochs) if progress else None
+    watch = _Watch(PRIMARY[ds.task], early_stop) if early_stop is not None else None
     for epoch in range(epochs):
         model.train()
         t0 = time.perf_counter()
@@ -142,35 +196,108 @@ def train_epochs(
         result.epoch_seconds.append(time.perf_counter() - t0)
         metrics = evaluate_torch(model, ds.x_test, ds.y_test, ds.task)
         metrics["loss"] = total / len(xt)
+        stop = False
+        if watch is not None:
+            val = validation_scores(model, xval, yval, ds.task)
+            metrics.update({f"val_{k}": v for k, v in val.items()})
+            stop = watch.update(epoch + 1, val, model) or epoch == epochs - 1
         result.history.append(metrics)
         result.eval_samples = len(ds.y_test)
         if progress is not None:
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
+                              if not k.startswith("val_") or k == f"val_{PRIMARY[ds.task]}")
             progress.update(task_id, advance=1,
                             description=f"{label + ' ' if label else ''}epoch {epoch + 1}/{epochs} {shown}")
         model.eval()
+        if stop:
+            model.load_state_dict(watch.best_state)
+            result.best_epoch = watch.best_epoch
+            if progress is not None:
+                progress.update(task_id, total=epoch + 1, completed=epoch + 1)
+            yield result
+            return
         yield result
+
+
+def unit_forget_bias(model: nn.Module) -> None:
+    """Start every LSTM's forget gate open (bias 1, as Keras does by default; Jozefowicz et
+    al. 2015): without it an LSTM reading 100+ steps learns several times slower at first."""
+    for mod in model.modules():
+        if isinstance(mod, nn.LSTM):
+            with torch.no_grad():
+                for name, p in mod.named_parameters():
+                    if name.startswith(("bias_ih", "bias_hh")):
+                        h = p.shape[0] // 4  # gates i, f, g, o
+                        p[h:2 * h].fill_(1.0 if name.startswith("bias_ih") else 0.0)
+
+
+class _Watch:
+    """The best validation epoch so far and its weights; says when patience runs out."""
+
+    def __init__(self, metric: str, rule: EarlyStop):
+        self.metric, self.rule = metric, rule
+        self.higher = HIGHER_IS_BETTER[metric]
+        self.best: tuple[float, float] | None = None  # (metric, loss) of the best epoch
+        self.best_epoch = 0
+        self.best_state: dict[str, Any] = {}
+
+    def update(self, epoch: int, val: dict[str, float], model: nn.Module) -> bool:
+        m, loss = val[self.metric], val["loss"]
+        key = (m if self.higher else -m, -loss)
+        if self.best is None or key > self.best:
+            self.best, self.best_epoch = key, epoch
+            self.best_state = copy.deepcopy(model.state_dict())
+        return epoch - self.best_epoch >= self.rule.patience
+
+
+@torch.no_grad()
+def validation_scores(model: nn.Module, x: np.ndarray, y: np.ndarray,
+                      task: str) -> dict[str, float]:
+    """The task's metrics on the validation split, and its loss (cross-entropy, or the
+    standardised MSE training minimises)."""
+    model.eval()
+    out = torch.cat([model(torch.from_numpy(x[i:i + 256])) for i in range(0, len(x), 256)])
+    yt = torch.from_numpy(y)
+    if task == "classify":
+        loss = float(nn.functional.cross_entropy(out, yt))
+    else:
+        loss = float(nn.functional.mse_loss((out - model.y_mean) / model.y_std,
+                                            (yt - model.y_mean) / model.y_std))
+    return {**compute_metrics(out.numpy(), y, task), "loss": loss}
 
 
 def _train_ensemble(
     ds: Dataset, spec: EnsembleSpec, *, epochs: int, batch_size: int, lr: float, seed: int,
     max_train: int | None, threads: int | None, progress: Any, label: str,
+    early_stop: EarlyStop | None = None,
 ) -> Iterator[TrainResult]:
-    """Each member trained on its own (own seed, same epochs), one epoch of each per step;
-    the ensemble's epoch time is the sum of its members' (training it costs both)."""
+    """Each member trained on its own (own seed, same epoch cap, its own early stop), one
+    epoch of each per step; the ensemble's epoch time is the sum of its members' that
+    trained in that step (training it costs both)."""
     from edgernn.models.ensemble import EnsembleModel
 
     runs = [train_epochs(ds, m, epochs=epochs, batch_size=batch_size, lr=lr,
-                         seed=seed + MEMBER_SEED_STEP * i, max_train=max_train, threads=threads)
+                         seed=seed + MEMBER_SEED_STEP * i, max_train=max_train, threads=threads,
+                         early_stop=early_stop)
             for i, m in enumerate(spec.members)]
     task_id = progress.add_task(label or "train", total=epochs) if progress else None
     result: TrainResult | None = None
+    members: list[TrainResult | None] = [None] * len(runs)
+    active = set(range(len(runs)))
     for epoch in range(epochs):
-        members = [next(r) for r in runs]
+        stepped = []
+        for i in sorted(active):
+            try:
+                members[i] = next(runs[i])
+                stepped.append(i)
+            except StopIteration:
+                active.discard(i)
+        if not stepped:
+            break
         if result is None:
             model = EnsembleModel(model_config(ds, spec), [m.model for m in members])
             result = TrainResult(model, input_spec(ds), members=members, seed=seed)
-        result.epoch_seconds.append(sum(m.epoch_seconds[-1] for m in members))
+        result.epoch_seconds.append(sum(members[i].epoch_seconds[-1] for i in stepped))
         metrics = evaluate_torch(result.model, ds.x_test, ds.y_test, ds.task)
         metrics["loss"] = float(np.mean([m.history[-1]["loss"] for m in members]))
         result.history.append(metrics)

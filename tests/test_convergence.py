@@ -1,0 +1,145 @@
+"""compare trains until the validation metric stops improving (issue: training that converges)
+and judges claims with intervals that narrow with seeds. Expected values come from the
+stored histories, plain torch forwards of the saved weights, and t-table constants."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+# Student's t 0.975 quantiles from printed tables (independent of edgernn's own table)
+T_TABLE = {1: 12.706205, 2: 4.302653, 4: 2.776445, 9: 2.262157, 29: 2.045230, 60: 2.000298,
+           120: 1.979930}
+
+
+@pytest.mark.parametrize("df, t", sorted(T_TABLE.items()))
+def test_t_quantiles_match_the_tables(df, t):
+    from edgernn.study.intervals import t975
+
+    assert t975(df) == pytest.approx(t, abs=1e-3)
+
+
+def test_paired_seeds_interval_by_hand():
+    from edgernn.study.intervals import paired_seeds
+
+    gru, lstm = [1.0, 1.4, 1.1, 1.3, 1.2], [1.5, 1.6, 1.7, 1.4, 1.9]
+    d = np.array(lstm) - np.array(gru)  # 0.5, 0.2, 0.6, 0.1, 0.7
+    iv = paired_seeds(gru, lstm)
+    half = T_TABLE[4] * d.std(ddof=1) / math.sqrt(5)
+    assert (iv.estimate, iv.low, iv.high) == pytest.approx((0.42, 0.42 - half, 0.42 + half))
+    assert paired_seeds([1.0], [2.0]) is None
+
+
+def test_seeds_and_samples_interval_by_hand():
+    """Three seeds x 6 samples of 0/1 correctness: the seeds' t term and the samples'
+    normal term, combined in quadrature."""
+    from edgernn.study.intervals import paired_seeds_and_samples
+
+    a = [np.array([1, 1, 0, 1, 0, 1]), np.array([1, 1, 1, 1, 0, 0]), np.array([1, 0, 1, 1, 1, 1])]
+    b = [np.array([1, 0, 0, 1, 0, 0]), np.array([1, 1, 1, 0, 0, 0]), np.array([0, 0, 1, 1, 1, 1])]
+    iv = paired_seeds_and_samples(list(zip(a, b, strict=True)))
+    # by hand: per-seed accuracy gaps 2/6, 1/6, 1/6
+    seed_gaps = np.array([2, 1, 1]) / 6
+    seeds_term = T_TABLE[2] * seed_gaps.std(ddof=1) / math.sqrt(3)
+    # per-sample gap averaged over seeds: (1+0+1)/3 for sample 0, ...
+    per_sample = np.array([1, 1, 0, 1, 0, 1]) / 3
+    samples_term = 1.959964 * per_sample.std(ddof=1) / math.sqrt(6)
+    half = math.hypot(seeds_term, samples_term)
+    assert iv.estimate == pytest.approx(4 / 18)
+    assert (iv.low, iv.high) == pytest.approx((4 / 18 - half, 4 / 18 + half))
+    assert (iv.seeds, iv.samples) == (3, 6)
+
+
+def test_validation_split_is_stratified_and_disjoint():
+    from edgernn.study.training import validation_split
+
+    y = np.repeat(np.arange(3), [40, 20, 1])  # class 2 has one sample: training keeps it
+    x = np.arange(len(y), dtype=np.float32)[:, None]
+    xf, yf, xv, yv = validation_split(x, y, "classify", 0.25)
+    assert sorted(np.bincount(yv, minlength=3)) == [0, 5, 10]
+    assert np.bincount(yv, minlength=3).tolist() == [10, 5, 0]
+    assert set(xf[:, 0]).isdisjoint(xv[:, 0]) and len(xf) + len(xv) == len(x)
+    # forecasting keeps time order: the last quarter validates
+    xf, yf, xv, yv = validation_split(x, y.astype(np.float32), "forecast", 0.25)
+    assert xv[:, 0].tolist() == list(range(46, 61))
+
+
+@pytest.fixture(scope="module")
+def stopped():
+    """An LSTM on the vowels data with a 40-epoch cap and patience 2: it stops early."""
+    from edgernn.data.datasets import load_dataset
+    from edgernn.models.layers import parse_layers
+    from edgernn.study.training import EarlyStop, train_epochs
+
+    ds = load_dataset("vowels")
+    results = list(train_epochs(ds, parse_layers("lstm:16"), epochs=40, seed=0, lr=0.01,
+                                early_stop=EarlyStop(patience=2, val_share=0.2)))
+    return ds, results
+
+
+def test_training_stops_when_validation_stops_improving(stopped):
+    _, results = stopped
+    res = results[-1]
+    hist = res.history
+    assert len(results) == len(hist) < 40  # one yield per epoch; stopped before the cap
+    # the best epoch by hand: highest validation accuracy, ties broken by lower validation loss
+    keys = [(h["val_accuracy"], -h["val_loss"]) for h in hist]
+    best = max(range(len(keys)), key=lambda i: (keys[i], -i)) + 1
+    assert res.best_epoch == best
+    # no better epoch in the 2 after it, and it stopped right then
+    assert len(hist) == best + 2
+
+
+def test_the_best_epochs_weights_are_kept(stopped):
+    """The returned model is the best epoch's: its held-out accuracy, computed with a plain
+    nn.LSTM loaded from its weights, is that epoch's recorded accuracy, not the last's."""
+    ds, results = stopped
+    res = results[-1]
+    sd = res.model.state_dict()
+    rnn = torch.nn.LSTM(ds.x_test.shape[-1], 16, batch_first=True)
+    rnn.load_state_dict({n: sd[f"rnns.0.{n}"] for n, _ in rnn.named_parameters()})
+    with torch.no_grad():
+        h = rnn((torch.from_numpy(ds.x_test) - sd["x_mean"]) / sd["x_std"])[0][:, -1]
+        acc = float(((h @ sd["head.weight"].T + sd["head.bias"]).argmax(1).numpy()
+                     == ds.y_test).mean())
+    assert acc == pytest.approx(res.history[res.best_epoch - 1]["accuracy"])
+    assert res.final["accuracy"] == pytest.approx(acc)
+
+
+def test_lstm_forget_gate_starts_open():
+    from edgernn.models.build import build_model
+    from edgernn.study.training import unit_forget_bias
+
+    m = build_model({"arch": "sequence", "input": {"kind": "features", "features": 3},
+                     "layers": [{"cell": "lstm", "hidden": 5}], "task": "classify",
+                     "num_classes": 2, "horizon": None})
+    unit_forget_bias(m)
+    lstm = m.rnns[0]
+    total = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().numpy()
+    assert total[5:10].tolist() == [1.0] * 5  # PyTorch's gate order: input, forget, cell, output
+
+
+def test_compare_reports_epochs_used_and_stops_each_contender(tmp_path):
+    """compare with early stopping on 2 processes: every contender of every seed has its own
+    stopping epoch, recorded, and its final metric is its best epoch's."""
+    import json
+
+    from tests.conftest import cli
+
+    code, _, err = cli(["compare", "vowels", "--hidden", "8", "--epochs", "30", "--patience", "2",
+                        "--seeds", "2", "--jobs", "2", "--contenders", "lstm,gru", "--no-bench",
+                        "--out", tmp_path])
+    assert code == 0, err
+    payload = json.loads((tmp_path / "compare.json").read_text())
+    assert payload["settings"]["patience"] == 2 and payload["settings"]["jobs"] == 2
+    assert payload["settings"]["conditions"]["cores"] >= 1
+    for c in payload["contenders"]:
+        hist = c["history"]
+        assert c["epochs_run"] == len(hist) and c["epochs_used"] <= len(hist)
+        assert len(hist) == 30 or len(hist) == c["epochs_used"] + 2
+        assert c["final"] == hist[c["epochs_used"] - 1]["accuracy"]
+    decision = (tmp_path / "decision.md").read_text()
+    assert "until the validation metric stopped improving (patience 2" in decision
