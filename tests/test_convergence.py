@@ -143,3 +143,18 @@ def test_compare_reports_epochs_used_and_stops_each_contender(tmp_path):
         assert c["final"] == hist[c["epochs_used"] - 1]["accuracy"]
     decision = (tmp_path / "decision.md").read_text()
     assert "until the validation metric stopped improving (patience 2" in decision
+
+
+def test_learning_rate_halves_on_each_epoch_without_improvement(stopped):
+    """Patience 2: the rate halves after every epoch that is not a new best (patience // 2 = 1
+    epoch without improvement), and stays after a new best."""
+    _, results = stopped
+    hist = results[-1].history
+    best = None
+    for e in range(len(hist) - 1):
+        key = (hist[e]["val_accuracy"], -hist[e]["val_loss"])
+        improved = best is None or key > best
+        best = key if improved else best
+        expect = hist[e]["lr"] if improved else hist[e]["lr"] / 2
+        assert hist[e + 1]["lr"] == pytest.approx(expect), e
+    assert hist[0]["lr"] == 0.01

@@ -34,7 +34,9 @@ class EarlyStop:
     """Train until the validation metric stops improving: ``patience`` epochs without a
     better value (the task's primary metric; equal values broken by the validation loss),
     on a validation split of ``val_share`` of the training data; the epoch cap is the
-    caller's ``epochs``. The best epoch's weights are kept."""
+    caller's ``epochs``. The best epoch's weights are kept. On the way the learning rate is
+    halved after every ``patience // 2`` epochs without improvement (as Keras's
+    ReduceLROnPlateau), so a run settles before it stops."""
 
     patience: int = 5
     val_share: float = 0.15
@@ -201,11 +203,16 @@ def train_epochs(
             val = validation_scores(model, xval, yval, ds.task)
             metrics.update({f"val_{k}": v for k, v in val.items()})
             stop = watch.update(epoch + 1, val, model) or epoch == epochs - 1
+            metrics["lr"] = opt.param_groups[0]["lr"]
+            if watch.reduce_lr(epoch + 1):
+                for g in opt.param_groups:
+                    g["lr"] *= 0.5
         result.history.append(metrics)
         result.eval_samples = len(ds.y_test)
         if progress is not None:
             shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
-                              if not k.startswith("val_") or k == f"val_{PRIMARY[ds.task]}")
+                              if k != "lr" and (not k.startswith("val_")
+                                                or k == f"val_{PRIMARY[ds.task]}"))
             progress.update(task_id, advance=1,
                             description=f"{label + ' ' if label else ''}epoch {epoch + 1}/{epochs} {shown}")
         model.eval()
@@ -240,6 +247,16 @@ class _Watch:
         self.best: tuple[float, float] | None = None  # (metric, loss) of the best epoch
         self.best_epoch = 0
         self.best_state: dict[str, Any] = {}
+        self.last_cut = 0  # the epoch the learning rate was last halved
+
+    def reduce_lr(self, epoch: int) -> bool:
+        """Whether to halve the learning rate now: ``patience // 2`` (at least 1) epochs
+        without improvement since the best epoch and since the last cut."""
+        wait = max(1, self.rule.patience // 2)
+        if epoch - max(self.best_epoch, self.last_cut) >= wait:
+            self.last_cut = epoch
+            return True
+        return False
 
     def update(self, epoch: int, val: dict[str, float], model: nn.Module) -> bool:
         m, loss = val[self.metric], val["loss"]
