@@ -1,6 +1,6 @@
 """Helpers for work done in child processes (converters, probes): the isolated interpreter
-command every child runs, kill a child's whole process group, and name the signal that ended a
-process."""
+command every child runs, kill a child's whole process group, a child that dies with its
+parent, and name the signal that ended a process."""
 
 from __future__ import annotations
 
@@ -14,6 +14,30 @@ from pathlib import Path
 
 # edgernn's own source root, when it runs from a checkout (not an installed package)
 _ROOT = Path(__file__).resolve().parents[1]
+
+
+PARENT_ENV = "EDGERNN_PARENT_PID"  # set by a parent for children that must die with it
+
+
+def parent_env() -> dict[str, str]:
+    """The environment entry that lets a child started now check it still has its parent."""
+    return {PARENT_ENV: str(os.getpid())}
+
+
+def die_with_parent() -> None:
+    """In a child started in its own session (a converter): have Linux SIGKILL it when its
+    parent dies. A parent killed by SIGKILL or SIGTERM runs no cleanup, and its converter would
+    otherwise run on for minutes, holding a core. If the parent is already gone (the child was
+    re-parented before this ran), exit now. Elsewhere than Linux: nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PDEATHSIG
+    expected = os.environ.get(PARENT_ENV, "")
+    if expected.isdigit() and os.getppid() != int(expected):
+        os._exit(1)
 
 
 def python_argv(module: str | None = None, code: str | None = None) -> list[str]:

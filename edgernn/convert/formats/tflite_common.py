@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgernn.errors import ExportError
-from edgernn.isolation import kill_group, python_argv, signal_name
+from edgernn.isolation import die_with_parent, kill_group, parent_env, python_argv, signal_name
 
 # --------------------------------------------------------------------------- child processes
 
@@ -95,7 +95,7 @@ def run_child(module: str, job: dict[str, Any], what: str, settings: ChildSettin
         job_path, result_path, log_path = d / "job.json", d / "result.json", d / "log.txt"
         job_path.write_text(json.dumps({**job, "module": module, "result": str(result_path),
                                         "files": files, "fault_env": settings.fault_env}))
-        env = {**os.environ, **_BASE_ENV, **settings.env}
+        env = {**os.environ, **_BASE_ENV, **settings.env, **parent_env()}
         # python -I: no cwd/PYTHONPATH imports; a source checkout's root is put on the path
         code = f"from {__name__} import _child_entry; _child_entry(sys.argv[1])"
         t0 = time.perf_counter()
@@ -154,6 +154,7 @@ def _child_entry(job_path: str) -> None:
     """Entry point of a child: run the job, write result.json (or the error) and exit."""
     import faulthandler
 
+    die_with_parent()  # its own session: a killed edgernn must not leave it converting
     faulthandler.enable()  # a crash leaves its Python stack in the log
     job = json.loads(Path(job_path).read_text())
     _maybe_fault(os.environ.get(job.get("fault_env") or "", ""))
