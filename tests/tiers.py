@@ -40,6 +40,8 @@ SLOW_FIXTURES = frozenset({
 
 # single tests (name without parameters) that take 4 s or more, or convert with TF/LiteRT
 SLOW_TESTS = frozenset({
+    # training on two processes (spawned interpreters import torch: ~20 s)
+    "test_convergence.py::test_compare_reports_epochs_used_and_stops_each_contender",
     # TensorFlow / LiteRT conversions
     "test_tflite_fused.py::test_final_cell_state_read_makes_that_layer_a_loop",
     "test_tflite_fused.py::test_scripted_step_model_is_cells_with_state_in_and_out",
