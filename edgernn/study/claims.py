@@ -203,7 +203,7 @@ def _samples(comp: Comparison) -> list[tuple[Any, Any]]:
             for _, lstm, gru in pairs]
 
 
-def _tests_text(tests: list[tuple[int, Paired]], scale: float, unit: str) -> str:
+def _tests_text(tests: list[tuple[int, Paired]]) -> str:
     if not tests:
         return ""
     sig = sum(p.significant for _, p in tests)
@@ -250,7 +250,7 @@ def final_gap(comp: Comparison) -> Claim:
     fmt = ((lambda v: f"{v * scale:+.3g}{unit}") if points else (lambda v: f"{v:+.4g}"))
     detail = (f"{metric} LSTM {mean(lstm):.4g} vs GRU {mean(gru):.4g} (means over seeds); margin "
               f"{margin * scale:.3g}{unit.removesuffix('s') if points else unit}; "
-              + _interval_text(iv, fmt) + _tests_text(tests, scale, unit))
+              + _interval_text(iv, fmt) + _tests_text(tests))
     figure, measured_figure = _figure(comp, "final_gap")
     return Claim(comp.dataset, "final_gap", f"final {metric} nearly equal", a.article, gap,
                  text, holds, detail, None, gap, iv, {"lstm": lstm, "gru": gru},
@@ -279,8 +279,7 @@ def long_gap(comp: Comparison) -> Claim | None:
                        fmt=lambda v: f"{v:.4g}", names=("LSTM", "GRU"), interval=iv,
                        tests=tests,
                        note=f"; {name} on {comp.long_reason}"
-                       + _tests_text(tests, 100.0 if better else 1.0,
-                                     " points" if better else ""))
+                       + _tests_text(tests))
 
 
 def _rows_for(comp: Comparison, c: Contender, target: str, variant: str) -> list[dict[str, Any]]:

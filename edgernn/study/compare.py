@@ -19,7 +19,13 @@ from edgernn.probe.metrics import PRIMARY
 from edgernn.results.selection import Budget, select
 from edgernn.study.claims import build_claims
 from edgernn.study.records import LONG_STEPS, Comparison, Contender, target_level
-from edgernn.study.training import EarlyStop, TrainResult, train_epochs, write_outputs
+from edgernn.study.training import (
+    EarlyStop,
+    TrainResult,
+    predict,
+    train_epochs,
+    write_outputs,
+)
 
 __all__ = ["Comparison", "Contender", "target_level"]
 
@@ -91,15 +97,9 @@ def checkpoint_name(name: str, seed: int, first: bool) -> str:
 
 def held_out_record(model: Any, ds: Dataset) -> dict[str, Any]:
     """The trained model's per-sample correctness (or error) on the held-out data."""
-    import torch
-
     from edgernn.results.significance import per_sample_record
 
-    model.eval()
-    with torch.no_grad():
-        outs = np.concatenate([model(torch.from_numpy(ds.x_test[i:i + 256])).numpy()
-                               for i in range(0, len(ds.x_test), 256)])
-    return per_sample_record(outs, ds.y_test, ds.task)
+    return per_sample_record(predict(model, ds.x_test), ds.y_test, ds.task)
 
 
 def has_step_form(c: Contender) -> bool:

@@ -272,8 +272,7 @@ def validation_scores(model: nn.Module, x: np.ndarray, y: np.ndarray,
                       task: str) -> dict[str, float]:
     """The task's metrics on the validation split, and its loss (cross-entropy, or the
     standardised MSE training minimises)."""
-    model.eval()
-    out = torch.cat([model(torch.from_numpy(x[i:i + 256])) for i in range(0, len(x), 256)])
+    out = torch.from_numpy(predict(model, x))
     yt = torch.from_numpy(y)
     if task == "classify":
         loss = float(nn.functional.cross_entropy(out, yt))
@@ -328,10 +327,15 @@ def _train_ensemble(
 
 
 @torch.no_grad()
-def evaluate_torch(model: nn.Module, x: np.ndarray, y: np.ndarray, task: str) -> dict[str, float]:
+def predict(model: nn.Module, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """``model``'s outputs on ``x`` in eval mode, ``batch`` samples at a time."""
     model.eval()
-    outs = [model(torch.from_numpy(x[i : i + 256])).numpy() for i in range(0, len(x), 256)]
-    return compute_metrics(np.concatenate(outs), y, task)
+    return np.concatenate([model(torch.from_numpy(x[i:i + batch])).numpy()
+                           for i in range(0, len(x), batch)])
+
+
+def evaluate_torch(model: nn.Module, x: np.ndarray, y: np.ndarray, task: str) -> dict[str, float]:
+    return compute_metrics(predict(model, x), y, task)
 
 
 def write_outputs(ds: Dataset, result: TrainResult, out: Path, eval_out: Path) -> None:
