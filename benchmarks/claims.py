@@ -61,6 +61,9 @@ DATASETS = ["kws", "sentiment", "appliances", "demand", "motions", "vowels", "we
 SEEDS = 5
 RUN = {"contenders": "lstm,gru", "jobs": "2", "epochs": "60", "patience": "6", "target": "x86",
        "format": "onnx", "quantize": "dynamic", "runs": "30", "trials": "3"}
+# more seeds where training is cheap (minutes for all of them), benched on the first 5 only:
+# their intervals narrow as 1/sqrt(seeds) at almost no cost (benching is what costs there)
+DATASET_SEEDS = {"motions": 20, "vowels": 20, "weather": 20, "demand": 10, "appliances": 10}
 QUICK = {"datasets": ["weather", "vowels"], "seeds": 2,
          "run": {**RUN, "epochs": "3", "patience": "2", "runs": "5", "trials": "2"}}
 
@@ -86,9 +89,15 @@ SHORT_VERDICT = {"holds": "holds", "does not hold": "no", "inconclusive": "?"}
 # ---------------------------------------------------------------- running the study
 
 def compare_argv(datasets: list[str], seeds: int, run: dict[str, str], work: Path,
-                 json_path: Path) -> list[str]:
-    """The ``edgernn compare`` arguments (after ``edgernn``) for one run."""
+                 json_path: Path, dataset_seeds: dict[str, int] | None = None) -> list[str]:
+    """The ``edgernn compare`` arguments (after ``edgernn``) for one run; ``dataset_seeds``
+    (for the datasets run) trains those with more seeds and benches ``seeds`` of each."""
     argv = ["compare", *datasets, "--seeds", str(seeds)]
+    more = {k: n for k, n in (dataset_seeds or {}).items() if k in datasets and n != seeds}
+    for k, n in more.items():
+        argv += ["--dataset-seeds", f"{k}={n}"]
+    if more:
+        argv += ["--bench-seeds", str(seeds)]
     for k, v in run.items():
         argv += [f"--{k}", v]
     return argv + ["--json", str(json_path), "--out", str(work), "--db",
@@ -229,8 +238,11 @@ def conditions(settings: dict[str, Any]) -> str:
 
 
 def _seeds(payload: dict[str, Any]) -> str:
-    s = payload.get("seeds") or []
-    return str(len(s)) if s else "?"
+    """How many seeds: ``5``, or ``5-20`` when some tasks had more."""
+    counts = [len(d.get("seeds") or []) for d in (payload.get("datasets") or {}).values()]
+    counts = [n for n in counts if n] or [len(payload.get("seeds") or [])]
+    lo, hi = min(counts), max(counts)
+    return "?" if not hi else str(hi) if lo == hi else f"{lo}-{hi}"
 
 
 def figure_text(payload: dict[str, Any], dataset: str, what: str) -> str | None:
@@ -299,6 +311,20 @@ def _span(vals: list[Any]) -> str:
     return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
+def _seed_text(payload: dict[str, Any], seeds: list[int]) -> str:
+    """``0-4`` or, where some tasks had more seeds (benched on fewer), which."""
+    def span(v: list[int]) -> str:
+        return f"{v[0]}-{v[-1]}" if len(v) > 2 else ", ".join(map(str, v))
+    text = span(seeds) if seeds else "?"
+    more = {n: d for n, d in (payload.get("datasets") or {}).items()
+            if d.get("seeds") and d["seeds"] != seeds}
+    if more:
+        text += " (" + "; ".join(
+            f"{n}: {span(d['seeds'])}, benched {span(d.get('bench_seeds') or d['seeds'])}"
+            for n, d in more.items()) + ")"
+    return text
+
+
 def docs_section(payload: dict[str, Any], pick: dict[str, str]) -> str:
     """docs/benchmarks.md's lines between the markers."""
     claims = payload.get("claims") or []
@@ -312,7 +338,7 @@ def docs_section(payload: dict[str, Any], pick: dict[str, str]) -> str:
     lines = [head, "", "```bash", settings.get("command") or "(command not recorded)", "```", "",
              *textwrap.wrap(
                  f"on {conditions(settings)} ({(settings.get('conditions') or {}).get('os', '?')}"
-                 f"). Seeds {', '.join(map(str, seeds)) or '?'}; each contender trained until its "
+                 f"). Seeds {_seed_text(payload, seeds)}; each contender trained until its "
                  f"validation metric stopped improving (patience {settings.get('patience')}, "
                  f"at most {settings.get('epochs')} epochs), the best epoch kept. Every interval "
                  "and paired test: `benchmarks/results/claims.json`; the decision record: "
@@ -449,7 +475,8 @@ def main() -> None:
             else WORK.with_name("claims-try") if experiment else WORK)
     out_json = a.json or (RESULTS if not experiment else ROOT / work / "claims.json")
     run_json = work / "claims.json"  # compare writes here; decision.md beside it
-    argv = compare_argv(datasets, seeds, run, work, run_json)
+    argv = compare_argv(datasets, seeds, run, work, run_json,
+                        None if a.quick or a.seeds else DATASET_SEEDS)
     payload, wall = run_study(argv, work)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(stamp(payload, argv, wall), indent=1) + "\n")

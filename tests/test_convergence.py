@@ -158,3 +158,48 @@ def test_learning_rate_halves_on_each_epoch_without_improvement(stopped):
         expect = hist[e]["lr"] if improved else hist[e]["lr"] / 2
         assert hist[e + 1]["lr"] == pytest.approx(expect), e
     assert hist[0]["lr"] == 0.01
+
+
+@pytest.mark.slow
+def test_dataset_seeds_train_more_and_bench_seeds_bench_fewer(tmp_path):
+    """--dataset-seeds weather=3 trains weather 3 times (vowels twice, --seeds 2);
+    --bench-seeds 1 benches only seed 0's models: the training claims rest on every seed,
+    the latency claims on the benched one."""
+    import json
+    import sqlite3
+
+    from tests.conftest import cli
+
+    code, _, err = cli(["compare", "vowels", "weather", "--hidden", "4", "--epochs", "2",
+                        "--patience", "0", "--seeds", "2", "--dataset-seeds", "weather=3",
+                        "--bench-seeds", "1", "--contenders", "lstm,gru", "--format", "onnx",
+                        "--quantize", "none", "--runs", "3", "--min-seconds", "0",
+                        "--trials", "1", "--out", tmp_path, "--db", tmp_path / "s.sqlite"])
+    assert code == 0, err
+    payload = json.loads((tmp_path / "compare.json").read_text())
+    ds = payload["datasets"]
+    assert (ds["weather"]["seeds"], ds["weather"]["bench_seeds"]) == ([0, 1, 2], [0])
+    assert (ds["vowels"]["seeds"], ds["vowels"]["bench_seeds"]) == ([0, 1], [0])
+    seeds = sorted((c["dataset"], c["seed"], c["contender"]) for c in payload["contenders"])
+    assert seeds == sorted((d, s, n) for d, k in (("vowels", 2), ("weather", 3))
+                           for s in range(k) for n in ("lstm", "gru"))
+    for c in payload["contenders"]:
+        assert bool(c["best_variant"]) == (c["seed"] == 0), (c["dataset"], c["seed"])
+    claim = {(c["dataset"], c["key"]): c for c in payload["claims"]}
+    assert len(claim["weather", "epochs_to_level"]["values"]["gru"]) == 3
+    assert len(claim["weather", "onnx_fp32_latency"]["values"]["gru"]) == 1
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        variants = [v for (v,) in db.execute("select variant from rows")]
+    # seed 0 only (lstm.pt, gru.pt; seed k's files are lstm-seedk.pt), on each dataset
+    assert {v.split("/")[0] for v in variants} == {"lstm", "gru"}
+    assert sorted(v.split("/")[1] for v in variants) == ["onnx-fp32"] * 4 + ["torch-fp32"] * 4
+
+
+def test_dataset_seeds_refuses_a_bad_item_in_one_line(tmp_path):
+    from tests.conftest import cli
+
+    for item, words in (("weather", "expected NAME=N"), ("weather=0", "expected NAME=N"),
+                        ("kws=3", "not among the datasets compared")):
+        code, out, err = cli(["compare", "weather", "--dataset-seeds", item, "--no-bench",
+                              "--epochs", "1", "--out", tmp_path])
+        assert code == 1 and words in err and len(err.strip().splitlines()) == 1, (item, err)

@@ -42,6 +42,12 @@ from edgernn.errors import EdgeRNNError
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(1),
               help="Train each contender N times (seeds --seed, --seed+1, ...): a claim's "
                    "verdict needs the difference to exceed the spread across seeds.")
+@click.option("--dataset-seeds", "dataset_seeds_", multiple=True, metavar="NAME=N",
+              help="Another number of seeds for one dataset (repeatable), e.g. motions=20: "
+                   "more seeds where training is cheap narrow its intervals.")
+@click.option("--bench-seeds", type=click.IntRange(1),
+              help="Bench only each dataset's first N seeds (the bench claims rest on them; "
+                   "training claims on every seed). Default: every seed.")
 @click.option("--train-threads", default=1, show_default=True, type=click.IntRange(1),
               help="Torch threads while training (1 keeps epoch times comparable).")
 @click.option("--target", "targets_", multiple=True, default=["x86"], show_default=True,
@@ -74,7 +80,8 @@ def compare(data: tuple[str, ...], hidden: int | None, epochs: int, patience: in
             streaming: bool, step_ms: float | None, fmt: str | None, quantize: str | None,
             max_latency_ms: float | None, max_size_mb: float | None, max_drop: float | None,
             min_runs: int, min_seconds: float, trials: int, out_dir: Path,
-            json_path: Path | None, db: str | None) -> None:
+            json_path: Path | None, db: str | None, dataset_seeds_: tuple[str, ...] = (),
+            bench_seeds: int | None = None) -> None:
     """LSTM vs GRU vs GRU+LSTM on DATA (bundled dataset names or .npz files): same training
     budget, then each one's best deployable variant per target, and the folk claims about
     them (fewer parameters, faster training and inference, nearly equal accuracy) with
@@ -93,9 +100,12 @@ def compare(data: tuple[str, ...], hidden: int | None, epochs: int, patience: in
     from edgernn.study.training import EarlyStop
 
     budget = Budget(max_latency_ms, max_size_mb, max_drop)
+    dataset_seeds = _dataset_seeds(dataset_seeds_)
+    # no torch-int8-dynamic peer rows: PyTorch on the host is no contender's deployable
+    # variant, and the peer's timing trials cost a quarter of a dynamic-int8 bench
     settings = BenchSettings(
         store=open_store(db), min_runs=min_runs, min_seconds=min_seconds, trials=trials,
-        formats=_formats(fmt), step_ms=step_ms,
+        formats=_formats(fmt), step_ms=step_ms, peer=False,
         modes=_split(quantize, list(MODES), "quantization") if quantize else None)
     for t in targets_:
         from edgernn.runners.target import load_target
@@ -117,7 +127,8 @@ def compare(data: tuple[str, ...], hidden: int | None, epochs: int, patience: in
                               budget=budget, progress=progress, streaming=streaming,
                               seeds=seeds, names=_split(names, list(CONTENDERS), "contender"),
                               early_stop=EarlyStop(patience, val_share) if patience else None,
-                              workers=jobs)
+                              workers=jobs, dataset_seeds=dataset_seeds,
+                              bench_seeds=bench_seeds)
     facts = conditions(train_threads, jobs)
     from edgernn.study.decision import decision_markdown
 
@@ -129,6 +140,7 @@ def compare(data: tuple[str, ...], hidden: int | None, epochs: int, patience: in
     payload = compare_payload(results, {
         "hidden": hidden, "epochs": epochs, "patience": patience, "val_share": val_share,
         "jobs": jobs, "max_train": max_train, "conditions": facts,
+        "dataset_seeds": dataset_seeds, "bench_seeds": bench_seeds,
         "targets": [] if no_bench else list(targets_),
         "budget": {"max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb,
                    "max_drop": max_drop}})
@@ -161,3 +173,15 @@ def decision(compare_json: Path, out_path: Path | None) -> None:
     dest = out_path or compare_json.with_name("decision.md")
     write_text(dest, text, inputs=[compare_json])
     out.print(f"wrote {dest}")
+
+
+def _dataset_seeds(items: tuple[str, ...]) -> dict[str, int]:
+    """``--dataset-seeds NAME=N`` items as {name: N}; a malformed item is one line."""
+    out: dict[str, int] = {}
+    for item in items:
+        name, eq, n = item.partition("=")
+        if not eq or not name.strip() or not n.strip().isdigit() or int(n) < 1:
+            raise EdgeRNNError(f"--dataset-seeds {item!r}: expected NAME=N with N >= 1 "
+                               "(e.g. motions=20)")
+        out[name.strip()] = int(n)
+    return out

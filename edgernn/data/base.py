@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgernn.errors import EdgeRNNError
+
+if TYPE_CHECKING:
+    from edgernn.data.augment import Augment
 
 
 @dataclass
@@ -36,6 +40,7 @@ class Dataset:
     license: str = ""
     class_names: list[str] = field(default_factory=list)
     tokenizer_json: str | None = None  # text datasets: the tokenizers.Tokenizer that made the ids
+    augment: Augment | None = None  # applied to training batches (e.g. SpecAugment on kws)
 
     @property
     def seq_len(self) -> int:

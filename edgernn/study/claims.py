@@ -315,7 +315,7 @@ def bench_claims(comp: Comparison) -> list[Claim]:
                       "not benched (--no-bench)") for k in ("onnx_fp32_latency", "best_latency",
                                                             "best_size")]
     claims = []
-    pairs = _pairs(comp)
+    pairs = [p for p in _pairs(comp) if p[0] in comp.bench_seeds or not comp.bench_seeds]
     lstm, gru = [p[1] for p in pairs], [p[2] for p in pairs]
     for t in targets:
         lat = {n: [[v for r in _rows_for(comp, c, t, "onnx-fp32") for v in _trials(r["latency_ms"])]

@@ -214,6 +214,7 @@ def run_compare(
     budget: Budget | None = None, progress: Any = None, streaming: bool = False,
     seeds: int = 1, names: list[str] | tuple[str, ...] = CONTENDERS,
     early_stop: EarlyStop | None = None, workers: int = 1,
+    dataset_seeds: dict[str, int] | None = None, bench_seeds: int | None = None,
 ) -> dict[str, Comparison]:
     """Train every contender on every dataset with the same budget, ``seeds`` times (seeds
     ``seed``, ``seed + 1``, ...); optionally bench each and record its best deployable variant
@@ -223,19 +224,24 @@ def run_compare(
     benching starts after all training. ``streaming`` benches each contender's step model (one
     time step per call, state fed back) on the same held-out sequences, judged at their last
     step (hybrids and ensembles have no step form: not benched then). ``names``: the
-    contenders (``CONTENDERS``; encdec on forecasting only)."""
-    if seeds < 1:
-        raise EdgeRNNError(f"--seeds must be at least 1, got {seeds}")
-    seed_list = [seed + k for k in range(seeds)]
+    contenders (``CONTENDERS``; encdec on forecasting only). ``dataset_seeds``: another
+    number of seeds for some datasets (by name or source; more where training is cheap);
+    ``bench_seeds``: bench only each dataset's first N seeds (benching, not training, is
+    what costs on a small task; the bench claims then rest on those seeds)."""
     datasets = {src: dataset_from(src) for src in sources}
+    seed_lists = seed_plan(datasets, seed, seeds, dataset_seeds or {})
+    if bench_seeds is not None and bench_seeds < 1:
+        raise EdgeRNNError(f"--bench-seeds must be at least 1, got {bench_seeds}")
     for ds in datasets.values():  # fail early on an unknown contender
         contenders(hidden_for(ds, hidden), ds.task, names)
     jobs = [TrainJob(src, s, tuple(names), hidden, epochs, batch_size, lr, max_train, threads,
-                     early_stop, seeds > 1) for src in sources for s in seed_list]
+                     early_stop, len(seed_lists[src]) > 1)
+            for src in sources for s in seed_lists[src]]
     trained = _train_all(jobs, workers, progress,
                          {src: PRIMARY[ds.task] for src, ds in datasets.items()})
     results: dict[str, Comparison] = {}
     for src, ds in datasets.items():
+        seed_list = seed_lists[src]
         group = []
         eval_path = out_dir / ds.name / f"{ds.name}.eval.npz"
         specs = {name: parse_layers(spec)
@@ -253,12 +259,14 @@ def run_compare(
         comp = Comparison(ds.name, ds.task, PRIMARY[ds.task], ds.seq_len,
                           (n_train, len(ds.x_test)), long_reason(ds), seed_list, group)
         if bench_fn is not None:
-            benched = [c for c in group if not streaming or has_step_form(c)]
+            bench_list = seed_list[:bench_seeds] if bench_seeds else seed_list
+            benched = [c for c in group if (not streaming or has_step_form(c))
+                       and c.seed in bench_list]
             models, data = [c.checkpoint for c in benched], eval_path
             if streaming:
                 models, data = step_models(benched, eval_path)
             rows = bench_fn(models, data, out_dir / ds.name / "bench")
-            comp.rows = rows
+            comp.rows, comp.bench_seeds = rows, bench_list
             stat = (budget or Budget()).latency_stat
             for c, model in zip(benched, models, strict=True):
                 c.bench_model = model.stem
@@ -281,6 +289,24 @@ def run_compare(
     return results
 
 
+def seed_plan(datasets: dict[str, Dataset], seed: int, seeds: int,
+              dataset_seeds: dict[str, int]) -> dict[str, list[int]]:
+    """Each source's seeds: ``seeds`` of them from ``seed`` on, or its own number from
+    ``dataset_seeds`` (keyed by dataset name or source); an unknown key is refused."""
+    known = {k for src, ds in datasets.items() for k in (src, ds.name)}
+    unknown = sorted(set(dataset_seeds) - known)
+    if unknown:
+        raise EdgeRNNError(f"--dataset-seeds names {', '.join(unknown)}, which is not among the "
+                           f"datasets compared ({', '.join(ds.name for ds in datasets.values())})")
+    plan = {}
+    for src, ds in datasets.items():
+        n = dataset_seeds.get(src, dataset_seeds.get(ds.name, seeds))
+        if n < 1:
+            raise EdgeRNNError(f"seeds must be at least 1, got {n} for {ds.name}")
+        plan[src] = [seed + k for k in range(n)]
+    return plan
+
+
 def compare_payload(results: dict[str, Comparison],
                     settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """``compare.json``: the run's settings, each dataset's facts, every contender of every
@@ -295,7 +321,8 @@ def compare_payload(results: dict[str, Comparison],
         claims += [c.to_dict() for c in comp.claims]
     seeds = next(iter(results.values())).seeds if results else []
     datasets = {name: {"task": c.task, "metric": c.metric, "seq_len": c.seq_len,
-                       "samples": list(c.samples), "long_reason": c.long_reason}
+                       "samples": list(c.samples), "long_reason": c.long_reason,
+                       "seeds": c.seeds, "bench_seeds": c.bench_seeds}
                 for name, c in results.items()}
     return {"seeds": seeds, "settings": settings or {}, "datasets": datasets,
             "contenders": contenders_, "claims": claims}

@@ -112,7 +112,11 @@ def questions(info: dict[str, Any], settings: dict[str, Any],
                else ""))
     hidden = settings.get("hidden") or sorted({c["layers"] for c in contenders}) or "?"
     hidden = ", ".join(hidden) if isinstance(hidden, list) else f"hidden {hidden}"
-    spent = (f"{len(settings.get('seeds') or [])} seed(s), each trained "
+    seeds = info.get("seeds") or settings.get("seeds") or []
+    benched = info.get("bench_seeds") or seeds
+    spent = (f"{len(seeds)} seed(s)"
+             + (f" ({len(benched)} benched)" if len(benched) != len(seeds) else "")
+             + ", each trained "
              f"{_epochs_text(settings, list(contenders))}; {hidden}")
     return [("Resource limits", _budget_text(settings)), ("Sequence length", length),
             ("Problem complexity", complexity), ("Dataset size", size),

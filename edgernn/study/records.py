@@ -85,6 +85,7 @@ class Comparison:
     seeds: list[int]
     contenders: list[Contender]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    bench_seeds: list[int] = field(default_factory=list)  # the seeds whose models were benched
     claims: list[Any] = field(default_factory=list)  # judged by the caller (claims.build_claims)
 
     def group(self, seed: int) -> list[Contender]:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgernn.data.augment import Augment
 from edgernn.data.datasets import Dataset
 from edgernn.data.evalfile import save_eval
 from edgernn.errors import EdgeRNNError
@@ -141,15 +142,21 @@ def train_epochs(
     ds: Dataset, layers: ModelSpec, *, epochs: int = 10, batch_size: int = 64,
     lr: float = 3e-3, seed: int = 0, max_train: int | None = None, threads: int | None = None,
     progress: Any = None, label: str = "", early_stop: EarlyStop | None = None,
+    augment: Augment | None | bool = True,
 ) -> Iterator[TrainResult]:
     """Like ``train`` but yields after every epoch, so several models can be trained in
     lockstep (machine noise then falls on every contender alike). With ``early_stop`` the
     run ends when the validation metric stops improving (or at ``epochs``); its last yield
-    carries the best epoch's weights and ``best_epoch``."""
+    carries the best epoch's weights and ``best_epoch``. ``augment``: True applies the
+    dataset's own training augmentation (``Dataset.augment``, e.g. SpecAugment on kws),
+    False or None none, or the one given."""
+    if augment is True:
+        augment = ds.augment
     if isinstance(layers, EnsembleSpec):
         yield from _train_ensemble(ds, layers, epochs=epochs, batch_size=batch_size, lr=lr,
                                    seed=seed, max_train=max_train, threads=threads,
-                                   progress=progress, label=label, early_stop=early_stop)
+                                   progress=progress, label=label, early_stop=early_stop,
+                                   augment=augment)
         return
     torch.manual_seed(seed)
     if threads:
@@ -174,6 +181,7 @@ def train_epochs(
     result = TrainResult(model, input_spec(ds), seed=seed,
                          val_samples=0 if xval is None else len(xval))
     rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)  # the augmentation's draws
     task_id = progress.add_task(label or "train", total=epochs) if progress else None
     watch = _Watch(PRIMARY[ds.task], early_stop) if early_stop is not None else None
     for epoch in range(epochs):
@@ -183,7 +191,10 @@ def train_epochs(
         total = 0.0
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
-            out = model(xt[idx])
+            xb = xt[idx]
+            if augment:
+                xb = augment(xb, model.x_mean, gen)
+            out = model(xb)
             if ds.task == "classify":
                 loss = nn.functional.cross_entropy(out, yt[idx])
             else:
@@ -285,7 +296,7 @@ def validation_scores(model: nn.Module, x: np.ndarray, y: np.ndarray,
 def _train_ensemble(
     ds: Dataset, spec: EnsembleSpec, *, epochs: int, batch_size: int, lr: float, seed: int,
     max_train: int | None, threads: int | None, progress: Any, label: str,
-    early_stop: EarlyStop | None = None,
+    early_stop: EarlyStop | None = None, augment: Augment | None | bool = None,
 ) -> Iterator[TrainResult]:
     """Each member trained on its own (own seed, same epoch cap, its own early stop), one
     epoch of each per step; the ensemble's epoch time is the sum of its members' that
@@ -294,7 +305,7 @@ def _train_ensemble(
 
     runs = [train_epochs(ds, m, epochs=epochs, batch_size=batch_size, lr=lr,
                          seed=seed + MEMBER_SEED_STEP * i, max_train=max_train, threads=threads,
-                         early_stop=early_stop)
+                         early_stop=early_stop, augment=augment)
             for i, m in enumerate(spec.members)]
     task_id = progress.add_task(label or "train", total=epochs) if progress else None
     result: TrainResult | None = None
