@@ -67,6 +67,27 @@ def test_validation_split_is_stratified_and_disjoint():
     assert xv[:, 0].tolist() == list(range(46, 61))
 
 
+def test_validation_split_by_group_holds_out_whole_groups():
+    """With groups (speakers), no group is on both sides, validation reaches the share with
+    whole groups (the last one added crossed it), and the split does not depend on the order
+    of the samples' labels."""
+    from edgernn.study.training import validation_split
+
+    sizes = [5, 9, 3, 12, 7, 4, 10, 6]  # 56 samples in 8 groups
+    groups = np.repeat([f"g{i}" for i in range(8)], sizes)
+    x = np.arange(len(groups), dtype=np.float32)[:, None]
+    y = np.arange(len(groups)) % 3
+    xf, yf, xv, yv = validation_split(x, y, "classify", 0.25, groups)
+    val_groups = set(groups[xv[:, 0].astype(int)])
+    fit_groups = set(groups[xf[:, 0].astype(int)])
+    assert val_groups and fit_groups and val_groups.isdisjoint(fit_groups)
+    assert len(xf) + len(xv) == 56 and len(xv) >= 0.25 * 56
+    # no more groups than needed: without one of them (the last added) it was short
+    assert any(len(xv) - sizes[int(g[1:])] < 0.25 * 56 for g in val_groups)
+    again = validation_split(x, y, "classify", 0.25, groups)
+    assert np.array_equal(again[2], xv)
+
+
 @pytest.fixture(scope="module")
 def stopped():
     """An LSTM on the vowels data with a 40-epoch cap and patience 2: it stops early."""

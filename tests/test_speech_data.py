@@ -186,6 +186,23 @@ def test_split_is_speaker_disjoint_by_whole_variants(tiny):
         assert {s for s in d.meta["speakers"] if variant(s) == v} <= test
 
 
+@needs_espeak
+def test_validation_groups_are_the_variants_the_test_split_holds_out_together(tiny):
+    """The dataset's training groups (what early stopping validates on, whole groups at a
+    time) are the variant families the held-out split uses: every training sample's group
+    is its variant's family, and no group of training samples is a test family."""
+    d, _ = tiny
+
+    def variant(voice: str) -> str:
+        return voice.split("+", 1)[1] if "+" in voice else ""
+
+    ds = kws.to_dataset(d)
+    assert ds.groups_train is not None and len(ds.groups_train) == len(d.y_train)
+    fams = {kws.family(variant(v)) for v in d.speaker_train.tolist()}
+    assert set(ds.groups_train.tolist()) == fams
+    assert not fams & {kws.family(v) for v in d.meta["test_variants"]}
+
+
 def test_related_variants_are_held_out_together():
     import re
 

@@ -41,6 +41,9 @@ class Dataset:
     class_names: list[str] = field(default_factory=list)
     tokenizer_json: str | None = None  # text datasets: the tokenizers.Tokenizer that made the ids
     augment: Augment | None = None  # applied to training batches (e.g. SpecAugment on kws)
+    # who made each training sample (kws: the voice's variant family); a validation split then
+    # holds out whole groups, as the held-out split holds out whole speakers
+    groups_train: np.ndarray | None = None
 
     @property
     def seq_len(self) -> int:

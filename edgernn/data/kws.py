@@ -328,7 +328,9 @@ def to_dataset(d: KwsData, name: str = "kws") -> Dataset:
     return Dataset(
         name, "classify", d.x_train, d.y_train, d.x_test, d.y_test, desc, real=False,
         num_classes=len(m["classes"]), class_names=list(m["classes"]),
-        feature_names=[f"log_mel_{i}" for i in range(d.x_train.shape[2])])
+        feature_names=[f"log_mel_{i}" for i in range(d.x_train.shape[2])],
+        groups_train=np.array([family(s.split("+", 1)[1] if "+" in s else "")
+                               for s in d.speaker_train]))  # as the test split groups them
 
 
 @register("kws", domain="speech",

@@ -257,7 +257,8 @@ def run_compare(
                                        bench_model=ckpt.stem, best_epoch=res.best_epoch))
         n_train = min(len(ds.x_train), max_train or len(ds.x_train))
         comp = Comparison(ds.name, ds.task, PRIMARY[ds.task], ds.seq_len,
-                          (n_train, len(ds.x_test)), long_reason(ds), seed_list, group)
+                          (n_train, len(ds.x_test)), long_reason(ds), seed_list, group,
+                          augment=str(ds.augment) if ds.augment else None)
         if bench_fn is not None:
             bench_list = seed_list[:bench_seeds] if bench_seeds else seed_list
             benched = [c for c in group if (not streaming or has_step_form(c))
@@ -322,7 +323,8 @@ def compare_payload(results: dict[str, Comparison],
     seeds = next(iter(results.values())).seeds if results else []
     datasets = {name: {"task": c.task, "metric": c.metric, "seq_len": c.seq_len,
                        "samples": list(c.samples), "long_reason": c.long_reason,
-                       "seeds": c.seeds, "bench_seeds": c.bench_seeds}
+                       "seeds": c.seeds, "bench_seeds": c.bench_seeds,
+                       "augment": c.augment}
                 for name, c in results.items()}
     return {"seeds": seeds, "settings": settings or {}, "datasets": datasets,
             "contenders": contenders_, "claims": claims}

@@ -117,7 +117,9 @@ def questions(info: dict[str, Any], settings: dict[str, Any],
     spent = (f"{len(seeds)} seed(s)"
              + (f" ({len(benched)} benched)" if len(benched) != len(seeds) else "")
              + ", each trained "
-             f"{_epochs_text(settings, list(contenders))}; {hidden}")
+             f"{_epochs_text(settings, list(contenders))}; {hidden}"
+             + (f"; training batches augmented: {info['augment']}" if info.get("augment")
+                else ""))
     return [("Resource limits", _budget_text(settings)), ("Sequence length", length),
             ("Problem complexity", complexity), ("Dataset size", size),
             ("Experiment budget", spent)]

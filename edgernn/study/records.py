@@ -86,6 +86,7 @@ class Comparison:
     contenders: list[Contender]
     rows: list[dict[str, Any]] = field(default_factory=list)
     bench_seeds: list[int] = field(default_factory=list)  # the seeds whose models were benched
+    augment: str | None = None  # the training augmentation (the dataset's own), if any
     claims: list[Any] = field(default_factory=list)  # judged by the caller (claims.build_claims)
 
     def group(self, seed: int) -> list[Contender]:

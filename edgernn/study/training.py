@@ -43,11 +43,14 @@ class EarlyStop:
     val_share: float = 0.15
 
 
-def validation_split(x: np.ndarray, y: np.ndarray, task: str, share: float
+def validation_split(x: np.ndarray, y: np.ndarray, task: str, share: float,
+                     groups: np.ndarray | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_fit, y_fit, x_val, y_val): forecasting keeps time order (the last ``share`` of the
     training windows validate); classification draws them with a fixed seed, stratified by
-    class (every class in both parts where it has two or more samples)."""
+    class (every class in both parts where it has two or more samples), or, with ``groups``
+    (e.g. the speaker of each sample), whole groups in a seeded order until ``share`` of the
+    samples: validation then asks what the held-out split asks (unseen speakers)."""
     n = len(x)
     if n < 2:
         raise EdgeRNNError(f"early stopping needs at least 2 training samples, got {n}")
@@ -55,6 +58,8 @@ def validation_split(x: np.ndarray, y: np.ndarray, task: str, share: float
         cut = min(n - 1, max(1, int(round(n * (1 - share)))))
         return x[:cut], y[:cut], x[cut:], y[cut:]
     rng = np.random.default_rng(VALIDATION_SEED)
+    if groups is not None and len(np.unique(groups)) >= 2:
+        return _group_split(x, y, np.asarray(groups), share, rng)
     val: list[np.ndarray] = []
     for label in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == label))
@@ -66,6 +71,23 @@ def validation_split(x: np.ndarray, y: np.ndarray, task: str, share: float
         chosen = chosen[:n - 1]
     mask = np.zeros(n, bool)
     mask[chosen] = True
+    return x[~mask], y[~mask], x[mask], y[mask]
+
+
+def _group_split(x: np.ndarray, y: np.ndarray, groups: np.ndarray, share: float,
+                 rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Whole groups, in a seeded order, go to validation until it holds ``share`` of the
+    samples (at least one group; at least one group left to fit)."""
+    names, counts = np.unique(groups, return_counts=True)
+    order = rng.permutation(len(names))
+    held, total = [], 0
+    for i in order[:-1]:
+        if held and total >= share * len(x):
+            break
+        held.append(names[i])
+        total += counts[i]
+    mask = np.isin(groups, held)
     return x[~mask], y[~mask], x[mask], y[mask]
 
 
@@ -163,12 +185,13 @@ def train_epochs(
         torch.set_num_threads(threads)
     model = build_model(model_config(ds, layers))
     unit_forget_bias(model)
-    xtr, ytr = ds.x_train, ds.y_train
+    xtr, ytr, groups = ds.x_train, ds.y_train, ds.groups_train
     if max_train:
         xtr, ytr = xtr[:max_train], ytr[:max_train]
+        groups = None if groups is None else groups[:max_train]
     xval = yval = None
     if early_stop is not None:
-        xtr, ytr, xval, yval = validation_split(xtr, ytr, ds.task, early_stop.val_share)
+        xtr, ytr, xval, yval = validation_split(xtr, ytr, ds.task, early_stop.val_share, groups)
     if not ds.vocab_size:
         flat = xtr.reshape(-1, xtr.shape[-1])
         model.x_mean.copy_(torch.from_numpy(flat.mean(0)))
