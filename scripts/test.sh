@@ -19,9 +19,9 @@ if [ $quick = 1 ]; then
 fi
 ./scripts/system_deps.sh
 export EDGERNN_FUZZ=${EDGERNN_FUZZ:-ci}  # >= 10,000 fuzz cases (tests/test_fuzz.py); quick: 660
-# serial: two pytest-xdist workers (EDGERNN_XDIST=1: -n 2 --dist loadgroup, tests sharing a test
-# bed on one worker, see tests/conftest.py) are wired but not yet timed or passed end to end
-if [ "${EDGERNN_XDIST:-0}" = 1 ]; then
+# two pytest-xdist workers (-n 2 --dist loadgroup): tests sharing a test bed (emulated Pi,
+# adb, PostgreSQL, Ray) run on one worker, see tests/conftest.py; EDGERNN_XDIST=0 runs serially
+if [ "${EDGERNN_XDIST:-1}" = 1 ]; then
   exec python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder --durations=25 "$@"
 fi
 exec python -m pytest -q --durations=25 "$@"

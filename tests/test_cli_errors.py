@@ -127,3 +127,27 @@ def test_refused_pickle_through_the_real_executable(tmp_path):
     proc = subprocess.run([*exe, "bench", str(p)], capture_output=True, text=True)
     assert proc.returncode == 2 and "Missing option '--data'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_long_path_cuts_the_middle_of_the_line_not_its_advice(tmp_path, capsys):
+    """A refusal naming a 400-character path keeps the start of the line and its end (what
+    went wrong and what to do), with `` ... `` where the middle was."""
+    deep = tmp_path.joinpath(*["d" * 60] * 6)
+    deep.mkdir(parents=True)
+    bad = deep / "model.pt"
+    bad.write_text("hello")
+    code, _, err = run_cli(["inspect", str(bad)], capsys)
+    _assert_one_line_error(code, err, "edgernn: error:")
+    line = err.strip()
+    assert line.endswith("it starts with bytes b'hell')"), line
+    assert " ... " in line and "is not a PyTorch model file" in line
+    assert line.startswith(f"edgernn: error: {str(bad)[:100]}")
+    assert len(line) <= len("edgernn: error: ") + 400
+
+
+def test_clip_middle_by_hand():
+    from edgernn.cli.entry import clip_middle
+
+    assert clip_middle("abc", 10) == "abc"
+    text = "0123456789" * 3  # 30 characters into 15: (15 - 5) * 3 // 5 = 6 first, 4 last
+    assert clip_middle(text, 15) == "012345 ... 6789"

@@ -293,10 +293,10 @@ def test_int8_mixed_search_uses_the_metric_fn(metric_file, tmp_path, sandboxed):
     data = tmp_path / "seq.npz"
     np.savez(data, **d, fp32=ref)
 
-    def bench(out: str, *metric: str) -> tuple[dict, dict]:
+    def bench(out: str, *metric: str, max_drop: float = 0.25) -> tuple[dict, dict]:
         code, _, err = cli(["bench", path, "--input-shape", "batch=1,seq=10,8", "--data", data,
-                            "--format", "onnx", "--quantize", "dynamic", "--max-drop", "0.25",
-                            *metric, *([] if sandboxed else ["--trust-model"]),
+                            "--format", "onnx", "--quantize", "dynamic", "--max-drop",
+                            str(max_drop), *metric, *([] if sandboxed else ["--trust-model"]),
                             "--out", tmp_path / out, *FAST])
         assert code == 0, err
         man = json.loads((tmp_path / out / "enh_seq" / "manifest.json").read_text())
@@ -307,9 +307,18 @@ def test_int8_mixed_search_uses_the_metric_fn(metric_file, tmp_path, sandboxed):
     assert arts["onnx-int8-mixed"]["status"] == "not applicable"
     assert "mae drop" in arts["onnx-int8-mixed"]["error"], arts["onnx-int8-mixed"]
     assert "onnx-int8-mixed" not in rows
-    # closeness to fp32 x 1000 (about 0.29 for all-int8 on the budget's samples, 0.19 with the
-    # head float): all-int8 misses 0.25, so the search keeps one MatMul float and fits
-    rows, arts = bench("close", "--metric-fn", f"{metric_file}:closeness")
+    # closeness to fp32 x 1000: all-int8's drop, measured here with onnxruntime on the int8
+    # file, depends on the CPU (with VNNI, 8-bit weights; without, 7-bit: about 0.29, and 0.19
+    # with the head float). A budget of 0.8x it: all-int8 misses it, so the search keeps one
+    # MatMul float and fits
+    s = ort.InferenceSession(str(artifact(tmp_path / "mae", "enh_seq", "onnx-int8-dynamic")),
+                             providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    q = np.concatenate([s.run(None, {name: d["x"][i:i + 1]})[0] for i in range(len(d["x"]))])
+    all_int8_drop = 1000.0 * float(np.mean(np.abs(q - ref)))
+    assert all_int8_drop > 0.05  # int8 really changes the masks
+    rows, arts = bench("close", "--metric-fn", f"{metric_file}:closeness",
+                       max_drop=0.8 * all_int8_drop)
     mixed = arts["onnx-int8-mixed"]
     assert mixed["status"] == "ok", mixed
     assert "kept float" in mixed["notes"][0] and "closeness drop" in mixed["notes"][0]

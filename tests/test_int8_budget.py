@@ -22,8 +22,8 @@ FAST = ["--runs", "10", "--min-seconds", "0", "--warmup", "2", "--trials", "1"]
 @pytest.fixture(scope="session")
 def encoder_bench(tmp_path_factory):
     work = tmp_path_factory.mktemp("int8-budget")
-    x, y = corpus.speaker_data(600, frames=20, seed=0, offset=100.0)
-    xe, ye = corpus.speaker_data(200, frames=20, seed=1, offset=100.0)
+    x, y = corpus.speaker_data(600, frames=20, seed=0, offset=400.0)
+    xe, ye = corpus.speaker_data(200, frames=20, seed=1, offset=400.0)
     model = corpus.train_speaker_encoder(x, y, hidden=24, epochs=8)
     traced = torch.jit.trace(model, (torch.from_numpy(xe[:1]),))
     torch.jit.save(traced, str(work / "encoder.pt"))  # no edgernn spec inside

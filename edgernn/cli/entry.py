@@ -74,11 +74,23 @@ def _internal(e: Exception) -> None:
 
 
 
+LINE_LIMIT = 400  # characters of an error's message shown on its one line
+
+
 def _text(e: BaseException) -> str:
     """The first line of an exception's message (its type name when the message is empty),
-    control characters escaped."""
+    control characters escaped; a longer line loses its middle, not its end (edgernn's own
+    messages end with what to do: long paths must not cut that off)."""
     lines = [ln for ln in str(e).splitlines() if ln.strip()]
-    return shown(lines[0][:300] if lines else type(e).__name__)
+    return shown(clip_middle(lines[0]) if lines else type(e).__name__)
+
+
+def clip_middle(text: str, limit: int = LINE_LIMIT) -> str:
+    """``text`` within ``limit`` characters: its start and end with `` ... `` between."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 5) * 3 // 5
+    return f"{text[:head]} ... {text[-(limit - 5 - head):]}"
 
 
 def _line(text: str) -> None:
