@@ -16,25 +16,26 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from edgernn.errors import EdgeRNNError
 
 
-def _finite_floats() -> None:
-    """Every float option of every command must be finite: click's float type (and so its
-    FloatRange, which lets ``nan`` through because nan compares false) refuses nan and inf,
-    so ``--max-drop nan`` cannot lift a guard."""
-    convert = click.types.FloatParamType.convert
-    if getattr(convert, "finite_only", False):
-        return
+class FiniteFloat(click.FloatRange):
+    """A float option that must be finite: click's float type takes ``nan`` and ``inf``, and a
+    FloatRange lets ``nan`` through (nan compares false), so ``--max-drop nan`` could lift a
+    guard. Bounds as FloatRange's; unbounded it shows as FLOAT."""
 
-    def finite(self: Any, value: Any, param: Any, ctx: Any) -> Any:
-        v = convert(self, value, param, ctx)
-        if isinstance(v, float) and not math.isfinite(v):
+    def __init__(self, min: float | None = None, max: float | None = None,  # noqa: A002
+                 min_open: bool = False, max_open: bool = False):
+        super().__init__(min, max, min_open, max_open)
+        if min is None and max is None:
+            self.name = "float"
+
+    def _describe_range(self) -> str:
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return v
 
-    finite.finite_only = True  # type: ignore[attr-defined]
-    click.types.FloatParamType.convert = finite  # type: ignore[method-assign]
-
-
-_finite_floats()
 
 # tables are wide: when output is not a terminal, do not squeeze them into 80 columns
 out = Console(width=None if sys.stdout.isatty() else 320)
@@ -49,7 +50,7 @@ def _progress() -> Progress:
 
 def max_drop_option(f: Callable) -> Callable:
     return click.option(
-        "--max-drop", type=click.FloatRange(0), default=None,
+        "--max-drop", type=FiniteFloat(0), default=None,
         help="Accuracy-aware int8: when all-int8 loses more than this (metric units; without "
              "labels, the share of changed predictions), add an int8-mixed variant keeping the "
              "most sensitive ops float until it fits. bench default for a classifier with "
@@ -90,7 +91,7 @@ def load_options(f: Callable) -> Callable:
                      help="Module or .py file defining the classes of a trusted pickle.")(f)
     f = click.option("--trust-pickle", is_flag=True,
                      help="Allow loading a pickled nn.Module (can run arbitrary code).")(f)
-    f = click.option("--call-timeout", type=click.FloatRange(min=1), metavar="SECONDS",
+    f = click.option("--call-timeout", type=FiniteFloat(min=1), metavar="SECONDS",
                      expose_value=False, callback=_sandbox_setting("call_timeout"),
                      help="Longest one call of a sandboxed model (and its load) may take before "
                           "it is stopped (default 60; an export gets 30 times this).")(f)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.markup import escape as rich_escape
 
-from edgernn.cli.app import _load_kwargs, _progress, load_options, out
+from edgernn.cli.app import FiniteFloat, _load_kwargs, _progress, load_options, out
 from edgernn.errors import EdgeRNNError
 from edgernn.names import shown
 
@@ -103,7 +103,7 @@ def datasets(stream: str | None, enhance_n: int | None, steps: int | None, bins:
              "separately, predictions averaged).")
 @click.option("--epochs", default=15, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=3e-3, show_default=True, type=float)
+@click.option("--lr", default=3e-3, show_default=True, type=FiniteFloat())
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--max-train", type=click.IntRange(1), help="Use only the first N training windows.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,

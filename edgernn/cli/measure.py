@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from edgernn.cli.app import (
+    FiniteFloat,
     _formats,
     _load_kwargs,
     _opt_in,
@@ -37,12 +38,12 @@ from edgernn.errors import EdgeRNNError
 @click.option("--threads", type=click.IntRange(1), help="Inference threads (default: target's).")
 @click.option("--runs", "min_runs", default=100, show_default=True, type=click.IntRange(1),
               help="Minimum timed runs per variant (after warm-up).")
-@click.option("--min-seconds", default=1.0, show_default=True, type=click.FloatRange(0),
+@click.option("--min-seconds", default=1.0, show_default=True, type=FiniteFloat(0),
               help="Keep timing each variant at least this long.")
 @click.option("--warmup", default=20, show_default=True, type=click.IntRange(0))
 @click.option("--eval-batch", default=1, show_default=True, type=click.IntRange(1),
               help="Evaluation batch size where a variant accepts batches (1 = as deployed).")
-@click.option("--collapse", default=0.10, show_default=True, type=click.FloatRange(0),
+@click.option("--collapse", default=0.10, show_default=True, type=FiniteFloat(0),
               help="Relative metric degradation that marks a variant 'accuracy collapsed'.")
 @click.option("--out", "out_dir", default="edgernn-bench", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Working directory.")
@@ -52,7 +53,7 @@ from edgernn.errors import EdgeRNNError
               help="Write rows as CSV (default: OUT/results.csv).")
 @click.option("--force", is_flag=True, help="Measure again even what the store already has.")
 @trials_option
-@click.option("--step-ms", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--step-ms", type=FiniteFloat(0, min_open=True), default=None,
               help="Stream time one call of a step model covers (e.g. 36 for 576 samples at "
                    "16 kHz): rows get rtf = p50 / MS and rtf_p99.")
 @click.option("--wide", is_flag=True, help="Show every column (default fits 120 columns).")

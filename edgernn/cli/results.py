@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgernn.cli.app import _table_width, db_option, out
+from edgernn.cli.app import FiniteFloat, _table_width, db_option, out
 from edgernn.errors import EdgeRNNError
 
 
@@ -43,11 +43,11 @@ def results(db: str | None, target: str | None, models: tuple[str, ...], all_row
 @db_option
 @click.option("--target", help="Only variants measured on this target.")
 @click.option("--model", "models", multiple=True, help="Only these models (name or sha256).")
-@click.option("--max-latency-ms", type=click.FloatRange(0, min_open=True))
-@click.option("--max-size-mb", type=click.FloatRange(0, min_open=True))
-@click.option("--max-drop", type=float,
+@click.option("--max-latency-ms", type=FiniteFloat(0, min_open=True))
+@click.option("--max-size-mb", type=FiniteFloat(0, min_open=True))
+@click.option("--max-drop", type=FiniteFloat(),
               help="Largest accepted metric degradation vs fp32 PyTorch (metric units).")
-@click.option("--max-rtf", type=click.FloatRange(0, min_open=True),
+@click.option("--max-rtf", type=FiniteFloat(0, min_open=True),
               help="Largest real-time factor of a step model (step latency / stream time it "
                    "covers, from bench --step-ms; p99's with --latency-stat p99).")
 @click.option("--metric", help="Metric to judge accuracy by (default: the task's).")
@@ -131,10 +131,10 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 @db_option
 @click.option("--target", "targets_", multiple=True, help="Only these targets (default: all).")
 @click.option("--model", "models", multiple=True, help="Only these models (name or sha256).")
-@click.option("--max-latency-ms", type=click.FloatRange(0, min_open=True))
-@click.option("--max-size-mb", type=click.FloatRange(0, min_open=True))
-@click.option("--max-drop", type=float)
-@click.option("--max-rtf", type=click.FloatRange(0, min_open=True),
+@click.option("--max-latency-ms", type=FiniteFloat(0, min_open=True))
+@click.option("--max-size-mb", type=FiniteFloat(0, min_open=True))
+@click.option("--max-drop", type=FiniteFloat())
+@click.option("--max-rtf", type=FiniteFloat(0, min_open=True),
               help="Largest real-time factor of a step model.")
 @click.option("--metric")
 @click.option("--latency-stat", type=click.Choice(["p50", "p90", "p99", "mean"]), default="p50")

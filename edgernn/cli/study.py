@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgernn.cli.app import (
+    FiniteFloat,
     _formats,
     _progress,
     _split,
@@ -32,7 +33,7 @@ from edgernn.errors import EdgeRNNError
                    "split of the training data) and keep its best epoch; 0: train exactly "
                    "--epochs epochs on all the training data.")
 @click.option("--val-share", default=0.15, show_default=True,
-              type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              type=FiniteFloat(0, 1, min_open=True, max_open=True),
               help="Share of the training data held out to validate (with --patience).")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
               help="Train (dataset, seed) groups on N processes (each group's contenders "
@@ -60,15 +61,15 @@ from edgernn.errors import EdgeRNNError
                    "forecasting only).")
 @click.option("--streaming", is_flag=True,
               help="Bench each contender's step model (one step per call, state fed back).")
-@click.option("--step-ms", type=click.FloatRange(0, min_open=True),
+@click.option("--step-ms", type=FiniteFloat(0, min_open=True),
               help="With --streaming: stream time one step covers; rows get rtf.")
 @click.option("--format", "fmt", default=None, help="Formats to bench (default: the target's).")
 @click.option("--quantize", default=None, help="Quantizations (default: the target's).")
-@click.option("--max-latency-ms", type=click.FloatRange(0, min_open=True))
-@click.option("--max-size-mb", type=click.FloatRange(0, min_open=True))
-@click.option("--max-drop", type=float)
+@click.option("--max-latency-ms", type=FiniteFloat(0, min_open=True))
+@click.option("--max-size-mb", type=FiniteFloat(0, min_open=True))
+@click.option("--max-drop", type=FiniteFloat())
 @click.option("--runs", "min_runs", default=100, show_default=True, type=click.IntRange(1))
-@click.option("--min-seconds", default=1.0, show_default=True, type=click.FloatRange(0))
+@click.option("--min-seconds", default=1.0, show_default=True, type=FiniteFloat(0))
 @trials_option
 @click.option("--out", "out_dir", default="edgernn-compare", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
