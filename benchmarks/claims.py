@@ -271,7 +271,7 @@ def readme_section(payload: dict[str, Any]) -> str:
     intro = (f"LSTM vs GRU on {n_tasks} bundled tasks x {_seeds(payload)} seeds (early stopping, "
              f"ONNX on {targets}): a verdict needs the whole 95% interval on one side of the "
              "claim's threshold (`benchmarks/results/claims.json`):")
-    lines = [*textwrap.wrap(intro, README_WIDTH), "",
+    lines = [*textwrap.wrap(intro, README_WIDTH, break_on_hyphens=False), "",
              "| claim | article | measured across tasks | holds | does not hold | inconclusive |",
              "|---|---|---|---:|---:|---:|"]
     for key, cs in by_key.items():
@@ -290,7 +290,8 @@ def readme_section(payload: dict[str, Any]) -> str:
                    f"[docs/benchmarks.md](docs/benchmarks.md#{DOCS_ANCHOR}).")
     for b in bullets:
         if b:
-            lines += textwrap.wrap(b, README_WIDTH, initial_indent="- ", subsequent_indent="  ")
+            lines += textwrap.wrap(b, README_WIDTH, initial_indent="- ", subsequent_indent="  ",
+                                   break_on_hyphens=False, break_long_words=False)
     return "\n".join(lines) + "\n"
 
 

@@ -186,3 +186,14 @@ def test_pages_show_what_the_committed_results_render_to():
         "README.md is stale: python benchmarks/claims.py --render-only"
     assert claims.between((ROOT / "docs" / "benchmarks.md").read_text()) == d, \
         "docs/benchmarks.md is stale: python benchmarks/claims.py --render-only"
+
+
+def test_links_survive_wrapping_in_the_committed_readme_section():
+    """Wrapping never breaks a link's target (a hyphenated anchor split across lines is a
+    dead link): every ``](target)`` in the README section rendered from the committed results
+    is one unbroken token."""
+    import re
+
+    text = claims.readme_section(json.loads(claims.RESULTS.read_text()))
+    targets = re.findall(r"\]\(([^)]*)\)", text)
+    assert targets and all(not re.search(r"\s", t) for t in targets), targets
