@@ -4,6 +4,7 @@ applies it to every training batch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -45,4 +46,5 @@ class SpecAugment:
                 f"{self.time_masks} time masks of <= {self.time_width} steps)")
 
 
-Augment = SpecAugment  # the one kind so far
+# what training calls on each batch: (x [N, T, F], fill [F], generator) -> augmented x
+Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]

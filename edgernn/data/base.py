@@ -40,7 +40,9 @@ class Dataset:
     license: str = ""
     class_names: list[str] = field(default_factory=list)
     tokenizer_json: str | None = None  # text datasets: the tokenizers.Tokenizer that made the ids
-    augment: Augment | None = None  # applied to training batches (e.g. SpecAugment on kws)
+    # applied to training batches (none of the bundled sets has one: SpecAugment on kws slowed
+    # the LSTM more than the epoch cap allows; see issue 25's note)
+    augment: Augment | None = None
     # who made each training sample (kws: the voice's variant family); a validation split then
     # holds out whole groups, as the held-out split holds out whole speakers
     groups_train: np.ndarray | None = None

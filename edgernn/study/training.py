@@ -170,7 +170,7 @@ def train_epochs(
     lockstep (machine noise then falls on every contender alike). With ``early_stop`` the
     run ends when the validation metric stops improving (or at ``epochs``); its last yield
     carries the best epoch's weights and ``best_epoch``. ``augment``: True applies the
-    dataset's own training augmentation (``Dataset.augment``, e.g. SpecAugment on kws),
+    dataset's own training augmentation (``Dataset.augment``; none of the bundled sets has one),
     False or None none, or the one given."""
     if augment is True:
         augment = ds.augment
