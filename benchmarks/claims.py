@@ -3,8 +3,8 @@
 One ``edgernn compare`` of LSTM and GRU on the seven bundled tasks (kws first: it takes
 longest), 5 seeds (``DATASET_SEEDS``: 20 on motions, vowels and weather, 10 on demand and
 appliances, where training costs minutes; every task benched on its first 5), each contender
-trained until its validation metric stops improving
-(patience 8, at most 60 epochs), then benched as ONNX fp32 and dynamic int8 on the x86 host
+trained until its validation metric stops improving (patience 8, at most 60 epochs), then
+benched as ONNX fp32 and dynamic int8 on the x86 host
 (30 timed runs in 3 interleaved trials per variant). ``edgernn compare`` judges each claim of
 the article (GRU ~25% fewer parameters, 20-30% faster training, ~35% faster inference, final
 metric within 1 point, LSTM ~8% lower error on long / multi-seasonal data, 31 vs 42 MB; KWS

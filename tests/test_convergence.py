@@ -69,8 +69,7 @@ def test_validation_split_is_stratified_and_disjoint():
 
 def test_validation_split_by_group_holds_out_whole_groups():
     """With groups (speakers), no group is on both sides, validation reaches the share with
-    whole groups (the last one added crossed it), and the split does not depend on the order
-    of the samples' labels."""
+    whole groups (the last one added crossed it), and the same call gives the same split."""
     from edgernn.study.training import validation_split
 
     sizes = [5, 9, 3, 12, 7, 4, 10, 6]  # 56 samples in 8 groups
@@ -220,6 +219,7 @@ def test_dataset_seeds_refuses_a_bad_item_in_one_line(tmp_path):
     from tests.conftest import cli
 
     for item, words in (("weather", "expected NAME=N"), ("weather=0", "expected NAME=N"),
+                        ("weather=\u00b2", "expected NAME=N"),  # a digit int() cannot read
                         ("kws=3", "not among the datasets compared")):
         code, out, err = cli(["compare", "weather", "--dataset-seeds", item, "--no-bench",
                               "--epochs", "1", "--out", tmp_path])

@@ -181,7 +181,7 @@ def _dataset_seeds(items: tuple[str, ...]) -> dict[str, int]:
     out: dict[str, int] = {}
     for item in items:
         name, eq, n = item.partition("=")
-        if not eq or not name.strip() or not n.strip().isdigit() or int(n) < 1:
+        if not eq or not name.strip() or not n.strip().isdecimal() or int(n) < 1:
             raise EdgeRNNError(f"--dataset-seeds {item!r}: expected NAME=N with N >= 1 "
                                "(e.g. motions=20)")
         out[name.strip()] = int(n)
