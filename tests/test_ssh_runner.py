@@ -98,6 +98,27 @@ def test_remote_working_directory_is_removed(pi, pi_bench):
     assert leftover_dirs(pi) == pi_bench["before"]
 
 
+def test_a_file_uploaded_again_is_still_itself_after_another(pi, weather_models, tmp_path):
+    """Timing trials 2..N run a variant's file again after the other variants were uploaded:
+    the remote path handed back for a file must still hold that file's bytes (every artifact
+    used to go to one remote name, so a later trial timed the last-uploaded variant)."""
+    from edgernn.runners import get_runner
+    from edgernn.runners.target import load_target
+
+    a, b = weather_models["lstm"], weather_models["gru"]  # two different files, same suffix
+    assert a.read_bytes() != b.read_bytes()
+    runner = get_runner(load_target(str(pi["target"])))
+    try:
+        first = runner.put(a, "artifact")
+        runner.put(b, "artifact")
+        again = runner.put(a, "artifact")
+        on_device = (pi["root"] / again.lstrip("/")).read_bytes()
+        assert again == first and on_device == a.read_bytes()
+        assert (pi["root"] / runner.put(b, "artifact").lstrip("/")).read_bytes() == b.read_bytes()
+    finally:
+        runner.close()
+
+
 def test_targets_check_reports_the_device(pi, capsys):
     code, out, err = run_cli(["targets", "check", pi["target"]], capsys)
     assert code == 0, err

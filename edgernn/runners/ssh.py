@@ -223,12 +223,16 @@ class SshRunner(Runner):
             free < 1024 else ""
         return RunnerError(f"upload of {name} to {self.where} failed ({why}{hint})")
 
-    def put(self, local: Path, name: str) -> str:
+    def put(self, local: Path, role: str) -> str:
+        """Upload ``local`` once per connection (as ``<role>-<n><suffix>``, ``n`` counting
+        the uploads: two files never share a remote name, so a file uploaded earlier is still
+        itself when a later timing trial runs it again); its remote path."""
         import paramiko
 
         key = (str(local.resolve()), local.stat().st_mtime)
         if key in self.uploaded:
             return self.uploaded[key]
+        name = f"{role}-{len(self.uploaded)}{local.suffix}"
         try:
             self.sftp.put(str(local), self.remote(name))
         except (OSError, EOFError, paramiko.SSHException) as e:
@@ -250,8 +254,8 @@ class SshRunner(Runner):
 
         self._ensure_connected()
         remote_files = {}
-        for i, (key, local) in enumerate(sorted(files.items())):
-            remote_files[key] = self.put(Path(local), f"{key}-{i}{Path(local).suffix}")
+        for key, local in sorted(files.items()):
+            remote_files[key] = self.put(Path(local), key)
         job = {k: (remote_files[v] if isinstance(v, str) and v in remote_files else v)
                for k, v in job.items()}
         job.pop("save_outputs", None)
