@@ -11,7 +11,7 @@ from edgernn.convert.exporting import export_model
 from edgernn.data.datasets import Dataset, load_dataset
 from edgernn.data.evalfile import check_fits, load_eval
 from edgernn.errors import EdgeRNNError
-from edgernn.measure.bench import PARITY_SAMPLES, BenchSettings, bench_model, check_formats
+from edgernn.measure.bench import PARITY_SAMPLES, BenchSettings, bench_models, check_formats
 from edgernn.measure.inputs import fit_data
 from edgernn.model.loading import load_model, load_model_for_data
 from edgernn.models.layers import parse_layers
@@ -96,7 +96,8 @@ def bench(
     settings: BenchSettings | None = None, on_row: Callable[[dict], None] | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Bench every model's variants on ``target``; rows go to ``on_row`` as they finish."""
+    """Bench every model's variants on ``target``; rows go to ``on_row`` as they finish.
+    Timing trials after the first run round-robin over every variant of every model."""
     t = load_target(target)
     settings = settings or BenchSettings()
     rows: list[dict[str, Any]] = []
@@ -110,6 +111,5 @@ def bench(
     names = [Path(m).stem for m in models]
     if len(set(names)) != len(names):
         raise EdgeRNNError("models must have distinct file names (their stems name the rows)")
-    for m in models:
-        bench_model(Path(m), t, Path(data), out_dir, settings, keep, on_step)
+    bench_models([Path(m) for m in models], t, Path(data), out_dir, settings, keep, on_step)
     return rows

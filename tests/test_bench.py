@@ -170,6 +170,27 @@ def test_rows_survive_a_later_failure(weather_models, tmp_path, capsys_session):
     assert "Traceback" not in err
     rows = json.loads((tmp_path / "results.json").read_text())
     assert [r["variant"] for r in rows] == ["gru/torch-fp32", "gru/onnx-fp32"]
+    # the model before the broken one still got all its timing trials (default 3)
+    for r in rows:
+        assert r["latency_ms"]["trials"] == 3 and not r.get("provisional"), r["variant"]
+        assert not any("interrupted" in n for n in r.get("notes", [])), r["notes"]
+
+
+def test_timing_trials_alternate_between_models(weather_models, tmp_path, capsys_session):
+    """Trials 2..N run round-robin over the variants of every model benched together: a slow
+    spell of the machine then hits one trial of several models, not all trials of one."""
+    code, _, err = capsys_session(["bench", weather_models["lstm"], weather_models["gru"],
+                                   "--data", weather_models["eval"], "--out", tmp_path,
+                                   "--format", "onnx", "--quantize", "none", "--trials", "3",
+                                   "--db", tmp_path / "own.db", *FAST])  # nothing reused
+    assert code == 0, err
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "results.json").read_text())}
+    assert not any(r.get("reused") for r in rows.values())
+    lstm, gru = (sorted(rows[f"{m}/onnx-fp32"]["device_use"]) for m in ("lstm", "gru"))
+    assert len(lstm) == len(gru) == 3
+    # trial 1 of each model in turn, then trial 2 of each, then trial 3 of each
+    order = sorted([(start, "lstm") for start, _ in lstm] + [(start, "gru") for start, _ in gru])
+    assert [name for _, name in order] == ["lstm", "gru"] * 3
 
 
 def test_judge_marks_collapse_only_beyond_threshold():

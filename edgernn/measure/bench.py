@@ -50,7 +50,8 @@ from edgernn.runners.target import Target
 PARITY_SAMPLES = 8  # evaluation samples the export parity check runs on
 
 __all__ = ["BASELINE", "PARITY_SAMPLES", "TORCH_INT8", "BenchSettings", "ModelBench", "bench_model",
-           "bench_plan", "check_formats", "judge", "model_classes", "target_runtimes", "vname"]
+           "bench_models", "bench_plan", "check_formats", "judge", "model_classes",
+           "target_runtimes", "vname"]
 
 
 def bench_model(
@@ -328,8 +329,10 @@ class ModelBench:
             return row, Pending(row, job, files, local=False)
         return row, None
 
-    def run(self) -> list[dict[str, Any]]:
-        """Every row of this model on the target, in the order they were made."""
+    def first_trials(self) -> list[Pending]:
+        """Export (or reuse), stored rows, the PyTorch baseline and trial 1 of every variant
+        on the target, each row emitted as it is made; the rows that wait for more timing
+        trials (``finish`` runs them). The runner stays open for the caller."""
         manifest = self.manifest()
         plan = bench_plan(manifest, self.target, self.settings)
         hits = self.stored_rows(manifest, plan)
@@ -348,19 +351,98 @@ class ModelBench:
                 if waiting is not None:
                     waiting.store_id = rid
                     pending.append(waiting)
-            if pending:
-                more_trials(pending, self.trials, self.target_runner(), self.target, self.step)
         except BaseException:
-            for p in pending:
-                self.update(p, interrupted=True)
+            self.settle(pending, interrupted=True)
             raise
-        finally:
-            if self.runner is not None:
-                self.runner.close()
-                self.runner = None
+        return pending
+
+    def settle(self, pending: list[Pending], interrupted: bool) -> None:
+        """Fold every pending row's trials into its latency and rewrite it."""
         for p in pending:
-            self.update(p, interrupted=False)
+            self.update(p, interrupted)
+
+    def close_runner(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+            self.runner = None
+
+    def run(self) -> list[dict[str, Any]]:
+        """Every row of this model on the target, in the order they were made."""
+        try:
+            pending = self.first_trials()
+            try:
+                if pending:
+                    more_trials(pending, self.trials, self.target_runner(), self.target,
+                                self.step)
+            except BaseException:
+                self.settle(pending, interrupted=True)
+                raise
+        finally:
+            self.close_runner()
+        self.settle(pending, interrupted=False)
         return self.rows
+
+
+def bench_models(
+    model_paths: list[Path], target: Target, data_path: Path, out_dir: Path,
+    settings: BenchSettings, on_row: Callable[[dict[str, Any]], None],
+    on_step: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Bench several models on one target through one runner: trial 1 of every variant of
+    each model in turn, then timing trials 2..N round-robin over the variants of **all** the
+    models. A slow spell of a shared machine (seconds long) then costs one trial of several
+    models, which the median of trials drops, rather than every trial of one model (which
+    made one model of several identical ones 80% slower). An error in one model's first pass
+    still completes the trials of the models before it, then ends the bench."""
+    step = on_step or (lambda _m: None)
+    benches: list[tuple[ModelBench, list[Pending]]] = []
+    holder = _RunnerHolder(target)
+    failure: Exception | None = None
+    try:
+        for path in model_paths:
+            try:
+                b = ModelBench(path, target, data_path, out_dir, settings, on_row, on_step)
+                b.runner = holder.runner  # one connection for every model, opened on first use
+                try:
+                    benches.append((b, b.first_trials()))
+                finally:
+                    holder.runner, b.runner = b.runner, None
+            except Exception as e:  # a bad model: the others' trials first, then its error
+                failure = e
+                break
+        pending = [p for _, ps in benches for p in ps]
+        if pending:
+            remote = not all(p.local for p in pending)
+            more_trials(pending, benches[0][0].trials, holder.open() if remote else None,
+                        target, step)
+    except BaseException:  # interrupted: every started row says how many trials it got
+        for b, ps in benches:
+            b.settle(ps, interrupted=True)
+        raise
+    finally:
+        holder.close()
+    for b, ps in benches:
+        b.settle(ps, interrupted=False)
+    if failure is not None:
+        raise failure
+    return [r for b, _ in benches for r in b.rows]
+
+
+class _RunnerHolder:
+    """The one runner ``bench_models`` shares between its models."""
+
+    def __init__(self, target: Target):
+        self.target, self.runner = target, None
+
+    def open(self) -> Any:
+        if self.runner is None:
+            self.runner = get_runner(self.target)
+        return self.runner
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+            self.runner = None
 
 
 def model_classes(model: LoadedModel, x: np.ndarray, task: str,
