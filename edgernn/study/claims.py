@@ -3,10 +3,12 @@
 Verdict rule: every claim is a difference between the LSTM and the GRU with a 95% interval
 (``edgernn.study.intervals``): paired by seed (seed k's LSTM and GRU were trained together
 from the same seed), and for a metric on evaluation samples also over the samples both saw.
-A directional claim ("the GRU is faster") holds when the whole interval is on the claimed
-side of 0 and does not hold when it is wholly on the other side; "nearly equal" holds when
-the interval lies within the margin and does not when it lies outside. Inconclusive only when
-the interval straddles the threshold, and the interval is printed. Parameter counts and file
+A directional claim ("the GRU is faster") holds when the whole interval lies above the
+smallest advantage that counts (``MEANINGFUL``: 5% of the other side's value, the margin
+inside which ``select`` calls two latencies equal) and does not hold when it lies wholly
+below it (the other way round, or an advantage too small to matter); "nearly equal" holds
+when the interval lies within the margin and does not when it lies outside. Inconclusive
+only when the interval straddles the threshold, and the interval is printed. Parameter counts and file
 sizes have no randomness: exact. One seed gives a seed-dependent quantity no interval
 (inconclusive).
 """
@@ -35,6 +37,9 @@ from edgernn.study.records import Comparison, Contender, target_level
 POINT_METRICS = {"accuracy", "macro_f1", "roc_auc"}  # shares: gaps in points (x100)
 EQUAL_POINTS = 0.01  # "nearly equal": within 1 point (96.2 vs 96.8%; F1 0.91 vs 0.92)
 EQUAL_RELATIVE = 0.01  # for error metrics: within 1% of the LSTM's error
+# a directional claim ("GRU faster / fewer / smaller") needs an advantage above 5% of the
+# other side's value: the tie margin of select (latencies within 5% are equal when picking)
+MEANINGFUL = 0.05
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,8 @@ def directional(dataset: str, key: str, claimed: list[float], other: list[float]
         iv = interval or paired_seeds(claimed, other)
     diff = iv.estimate if iv is not None else co - ca
     rel = diff / co if co else 0.0
-    holds = directional_verdict(iv)
+    margin = MEANINGFUL * abs(co)
+    holds = directional_verdict(iv, margin)
     word = words[0] if rel >= 0 else words[1]
     text = f"{abs(rel):.1%} {word}"
     if iv is not None and iv.low != iv.high and co:
@@ -163,6 +169,12 @@ def directional(dataset: str, key: str, claimed: list[float], other: list[float]
     detail = f"{names[0]} {fmt(ca)} vs {names[1]} {fmt(co)}; {_interval_text(iv, fmt)}"
     if holds:
         detail += _magnitude(rel, a)
+    elif holds is False and iv is not None and iv.high > 0:
+        detail += (f"; any advantage is below {MEANINGFUL:.0%} ({fmt(margin)}), the smallest "
+                   f"that counts")
+    elif holds is None and iv is not None and iv.low > 0:
+        detail += (f"; {words[0]}, but perhaps by less than {MEANINGFUL:.0%} ({fmt(margin)}), "
+                   f"the smallest advantage that counts")
     return Claim(dataset, key, a.claim, a.article, rel, text, holds, detail + note, target,
                  diff, iv, {names[0].lower(): list(claimed), names[1].lower(): list(other)},
                  [{"seed": s, **p.to_dict()} for s, p in tests])
@@ -414,7 +426,8 @@ def claims_table(comp: Comparison, claims: list[Claim], conditions: str = "") ->
         t.add_row(label, article, measured, f"[{style[c.holds]}]{c.verdict}[/]", c.detail)
     t.caption = ("verdict: holds / does not hold when the whole 95% interval of the LSTM-GRU "
                  "difference (paired by seed; metrics also over the held-out samples) is on "
-                 "one side of the claim's threshold; inconclusive when it straddles it"
+                 "one side of the claim's threshold (an advantage above 5% of the other side; "
+                 "nearly equal: the margin); inconclusive when it straddles it"
                  + (f". Measured on {conditions}" if conditions else ""))
     return t
 

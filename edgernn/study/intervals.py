@@ -110,16 +110,16 @@ def paired_seeds_and_samples(per_seed: list[tuple[np.ndarray, np.ndarray]]) -> I
                     f"paired over {k} seeds x {n} samples (t over seeds, normal over samples)")
 
 
-def directional_verdict(iv: Interval | None) -> bool | None:
-    """Holds when the whole interval is on the claimed side of 0, does not hold when it is
-    wholly on the other side; inconclusive when it straddles 0 (or is missing)."""
+def directional_verdict(iv: Interval | None, margin: float = 0.0) -> bool | None:
+    """Holds when the whole interval is above ``margin`` (the smallest advantage that counts,
+    >= 0), does not hold when it is wholly below it (the other way, or no advantage worth the
+    name); inconclusive when it straddles ``margin`` (or is missing). An exact difference
+    (no randomness) holds only when above ``margin``."""
     if iv is None:
         return None
-    if iv.low > 0:
+    if iv.low > margin:
         return True
-    if iv.high < 0:
-        return False
-    if iv.low == iv.high == 0:  # exactly equal, with no randomness: not "fewer" / "faster"
+    if iv.high < margin or iv.low == iv.high:
         return False
     return None
 
