@@ -255,8 +255,19 @@ def test_first_use_generates_with_progress_then_reads_the_cache(tmp_path, monkey
     assert sha(again.x_train, again.y_train, again.x_test) == sha(d.x_train, d.y_train, d.x_test)
     ds = kws.to_dataset(again)
     assert ds.description.startswith("synthetic speech: keyword spotting") and not ds.real
-    assert ds.task == "classify" and ds.num_classes == 5 and ds.seq_len == 101
-    assert ds.features == 40 and ds.class_names[-2:] == ["unknown", "silence"]
+    assert ds.task == "classify" and ds.num_classes == 5
+    assert ds.class_names[-2:] == ["unknown", "silence"]
+    # each time step holds 2 consecutive 10 ms frames side by side: 101 frames -> 50 steps of
+    # 2 x 40 features (the 101st frame dropped), checked against the cached frames
+    assert again.x_train.shape[1:] == (101, 40)
+    assert ds.seq_len == 50 and ds.features == 80
+    x = again.x_train
+    for t in (0, 17, 49):
+        assert np.array_equal(ds.x_train[:, t, :40], x[:, 2 * t])
+        assert np.array_equal(ds.x_train[:, t, 40:], x[:, 2 * t + 1])
+    assert ds.feature_names[40] == "log_mel_0_frame1" and len(ds.feature_names) == 80
+    one = kws.to_dataset(again, frames_per_step=1)  # the frames as they are
+    assert one.seq_len == 101 and np.array_equal(one.x_test, again.x_test)
 
 
 @needs_espeak

@@ -100,6 +100,17 @@ def log_mel(x: np.ndarray) -> np.ndarray:
 NOISES = ("white", "pink", "brown", "hum", "babble")
 
 
+def stack_frames(x: np.ndarray, k: int) -> np.ndarray:
+    """[..., T, F] frames as [..., T // k, k * F]: step ``t`` holds frames ``t*k .. t*k+k-1``
+    side by side (a lower frame rate, as low-frame-rate acoustic models read speech); the last
+    ``T % k`` frames are dropped."""
+    if k == 1:
+        return x
+    t, f = x.shape[-2], x.shape[-1]
+    steps = t // k
+    return np.ascontiguousarray(x[..., :steps * k, :].reshape(*x.shape[:-2], steps, k * f))
+
+
 def _shaped(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
     """Gaussian noise with power spectral density ~ 1 / f**exponent."""
     spec = np.fft.rfft(rng.standard_normal(n))
