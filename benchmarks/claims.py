@@ -232,12 +232,10 @@ def _wall(seconds: float | None) -> str:
 
 
 def conditions(settings: dict[str, Any]) -> str:
-    c = settings.get("conditions") or {}
-    thr = c.get("train_threads", "?")
-    return (f"{c.get('cpu', '?')}, {c.get('cores', '?')} cores"
-            + (f" (int8: {c['int8']})" if c.get("int8") else "") + f", training {thr} "
-            f"thread{'s' if thr != 1 else ''} x {c.get('jobs', '?')} processes, "
-            f"torch {c.get('torch', '?')}, onnxruntime {c.get('onnxruntime', '?')}")
+    """The run's conditions in compare's own words (``conditions_text``)."""
+    from edgernn.study.conditions import conditions_text
+
+    return conditions_text(settings.get("conditions") or {})
 
 
 def _seeds(payload: dict[str, Any]) -> str:

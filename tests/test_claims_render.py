@@ -126,7 +126,7 @@ def test_readme_rows_ranges_and_counts():
     # 5 of the 10 verdicts are inconclusive (2 epoch time, 2 final gap, 1 long); 5400 s
     assert "50% of the 10 verdicts inconclusive" in flat
     assert "wall time 1 h 30 min; 2 seeds" in flat
-    assert ("AMD EPYC, 2 cores, training 1 thread x 2 processes, torch 2.13.0+cpu, "
+    assert ("AMD EPYC, 2 cores; training 1 thread x 2 processes; torch 2.13.0+cpu, "
             "onnxruntime 1.32.0") in flat
     assert "(docs/benchmarks.md#lstm-vs-gru-the-folk-claims-on-every-bundled-task)" in flat
 
