@@ -3,7 +3,8 @@ PyTorch. ``ModelBench`` walks the data path for one model:
 
     load model + data -> export (or reuse the manifest) -> plan (artifact, sub-variant)
     -> reuse stored rows -> PyTorch baseline (+ int8 peer) on this host
-    -> trial 1 of every variant on the target -> trials 2..N round-robin -> rows
+    -> trial 1 of every variant on the target -> (``bench_models``: the same for the next
+    model) -> trials 2..N round-robin over every variant of every model -> rows
 
 Every row is stored and handed on the moment it exists (``emit``), so an error later loses
 nothing; a row waiting for more trials is provisional and rewritten when they are in."""
@@ -59,7 +60,7 @@ def bench_model(
     on_row: Callable[[dict[str, Any]], None], on_step: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Bench one model; every finished row is stored and handed to ``on_row`` at once."""
-    return ModelBench(model_path, target, data_path, out_dir, settings, on_row, on_step).run()
+    return bench_models([model_path], target, data_path, out_dir, settings, on_row, on_step)
 
 
 class ModelBench:
@@ -288,7 +289,7 @@ class ModelBench:
         return f"artifact is fixed at sequence length {spec.shape[seq_axis]}; the data has {data_seq}"
 
     def target_runner(self) -> Any:
-        """The target's runner, opened on first use (closed at the end of ``run``)."""
+        """The target's runner, opened on first use (``bench_models`` shares and closes it)."""
         if self.runner is None:
             self.runner = get_runner(self.target)
         return self.runner
@@ -332,7 +333,7 @@ class ModelBench:
     def first_trials(self) -> list[Pending]:
         """Export (or reuse), stored rows, the PyTorch baseline and trial 1 of every variant
         on the target, each row emitted as it is made; the rows that wait for more timing
-        trials (``finish`` runs them). The runner stays open for the caller."""
+        trials (``bench_models`` runs them). The runner stays open for the caller."""
         manifest = self.manifest()
         plan = bench_plan(manifest, self.target, self.settings)
         hits = self.stored_rows(manifest, plan)
@@ -360,28 +361,6 @@ class ModelBench:
         """Fold every pending row's trials into its latency and rewrite it."""
         for p in pending:
             self.update(p, interrupted)
-
-    def close_runner(self) -> None:
-        if self.runner is not None:
-            self.runner.close()
-            self.runner = None
-
-    def run(self) -> list[dict[str, Any]]:
-        """Every row of this model on the target, in the order they were made."""
-        try:
-            pending = self.first_trials()
-            try:
-                if pending:
-                    more_trials(pending, self.trials, self.target_runner(), self.target,
-                                self.step)
-            except BaseException:
-                self.settle(pending, interrupted=True)
-                raise
-        finally:
-            self.close_runner()
-        self.settle(pending, interrupted=False)
-        return self.rows
-
 
 def bench_models(
     model_paths: list[Path], target: Target, data_path: Path, out_dir: Path,
