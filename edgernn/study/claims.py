@@ -8,9 +8,9 @@ smallest advantage that counts (``MEANINGFUL``: 5% of the other side's value, th
 inside which ``select`` calls two latencies equal) and does not hold when it lies wholly
 below it (the other way round, or an advantage too small to matter); "nearly equal" holds
 when the interval lies within the margin and does not when it lies outside. Inconclusive
-only when the interval straddles the threshold, and the interval is printed. Parameter counts and file
-sizes have no randomness: exact. One seed gives a seed-dependent quantity no interval
-(inconclusive).
+only when the interval straddles the threshold, and the interval is printed. Parameter
+counts and file sizes have no randomness: exact. One seed gives a seed-dependent quantity no
+interval (inconclusive).
 """
 
 from __future__ import annotations
