@@ -160,10 +160,12 @@ def sqlite_rows(path: Path) -> list[dict]:
     """Every stored row, read with sqlite3 directly ([] before the sweep made the table)."""
     if not path.exists():
         return []
-    with sqlite3.connect(path) as c:
+    with sqlite3.connect(path, timeout=30) as c:  # wait out the sweep's writes, not []
         try:
             found = c.execute("SELECT id, row_json FROM rows ORDER BY id").fetchall()
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as e:
+            if "no such table" not in str(e):
+                raise
             return []
         return [dict(json.loads(js), _id=i) for i, js in found]
 
@@ -260,9 +262,10 @@ def test_sweep_into_sqlite_with_ray_started_here_stops_on_ctrl_c_and_resumes(lab
                             text=True)
     deadline = time.monotonic() + 900
     while proc.poll() is None and time.monotonic() < deadline:
-        if sum(1 for r in sqlite_rows(db) if r.get("device_use")) >= 8:
+        if sum(1 for r in sqlite_rows(db) if r.get("device_use")) >= 5:
             break
-        time.sleep(0.5)
+        time.sleep(0.25)
+    assert proc.poll() is None, "the sweep finished before it could be interrupted"
     before = {r["_id"]: r["status"] for r in sqlite_rows(db)}
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
