@@ -268,6 +268,9 @@ def test_first_use_generates_with_progress_then_reads_the_cache(tmp_path, monkey
     assert ds.feature_names[40] == "log_mel_0_frame1" and len(ds.feature_names) == 80
     one = kws.to_dataset(again, frames_per_step=1)  # the frames as they are
     assert one.seq_len == 101 and np.array_equal(one.x_test, again.x_test)
+    for bad in (0, -1, 102):  # no frames per step, or more than the clip has: refused
+        with pytest.raises(ValueError, match="frames per step must be 1..101"):
+            audio.stack_frames(x, bad)
 
 
 @needs_espeak

@@ -104,6 +104,8 @@ def stack_frames(x: np.ndarray, k: int) -> np.ndarray:
     """[..., T, F] frames as [..., T // k, k * F]: step ``t`` holds frames ``t*k .. t*k+k-1``
     side by side (a lower frame rate, as low-frame-rate acoustic models read speech); the last
     ``T % k`` frames are dropped."""
+    if k < 1 or k > x.shape[-2]:
+        raise ValueError(f"frames per step must be 1..{x.shape[-2]} (the frames), got {k}")
     if k == 1:
         return x
     t, f = x.shape[-2], x.shape[-1]

@@ -10,8 +10,8 @@ level, a random time shift, and noise (white, pink, brown, mains hum or babble) 
 several SNRs. Features: 40 log-mel bands x 101 frames (25 ms, 10 ms hop; ``edgernn.data.audio``);
 the dataset's time steps stack ``FRAMES_PER_STEP`` consecutive frames (``audio.stack_frames``:
 2 frames, 50 steps x 80 features, 20 ms per step), as low-frame-rate speech models read it:
-half the recurrent steps to train and to run, and the LSTM reached 0.89-0.91 (3 seeds) in the cap
-where it stopped near 0.89 at 101 steps (issue 25's note).
+half the recurrent steps to train and to run, and the LSTM reached 0.894-0.914 (5 seeds, mean
+0.904) where it stopped near 0.89 at 101 steps (issue 25's note).
 
 The split is **speaker-disjoint**: whole variants (a voice timbre, with every accent it is
 used with; variants derived from one another, e.g. iven/iven2/iven3, together) are held out for

@@ -68,7 +68,7 @@ class ModelBench:
 
     def __init__(self, model_path: Path, target: Target, data_path: Path, out_dir: Path,
                  settings: BenchSettings, on_row: Callable[[dict[str, Any]], None],
-                 on_step: Callable[[str], None] | None = None):
+                 runner: SharedRunner, on_step: Callable[[str], None] | None = None):
         self.target, self.settings, self.on_row = target, settings, on_row
         self.step = on_step or (lambda _m: None)
         data = load_eval(data_path)
@@ -124,7 +124,7 @@ class ModelBench:
                                          model.sig.to_dict())
         self.data_file = (settings.scratch or self.work) / "probe-data.npz"
         self.reference = self.work / f"reference-{model.sha256[:12]}-{self.data_sha[:12]}.npy"
-        self.runner: Any = None
+        self.runner = runner  # the target's, opened on first use and closed by the caller
 
     def labels(self, data: Any) -> Any:
         """The evaluation data with one-hot ``y`` read as class ids, said in every row and at
@@ -290,9 +290,7 @@ class ModelBench:
 
     def target_runner(self) -> Any:
         """The target's runner, opened on first use (``bench_models`` shares and closes it)."""
-        if self.runner is None:
-            self.runner = get_runner(self.target)
-        return self.runner
+        return self.runner.open()
 
     def measure(self, art: Artifact, sub: str | None, i: int, n: int,
                 baseline: dict[str, Any] | None) -> tuple[dict[str, Any], Pending | None]:
@@ -362,6 +360,7 @@ class ModelBench:
         for p in pending:
             self.update(p, interrupted)
 
+
 def bench_models(
     model_paths: list[Path], target: Target, data_path: Path, out_dir: Path,
     settings: BenchSettings, on_row: Callable[[dict[str, Any]], None],
@@ -375,31 +374,28 @@ def bench_models(
     still completes the trials of the models before it, then ends the bench."""
     step = on_step or (lambda _m: None)
     benches: list[tuple[ModelBench, list[Pending]]] = []
-    holder = _RunnerHolder(target)
+    runner = SharedRunner(target)  # one connection for every model, opened on first use
     failure: Exception | None = None
     try:
         for path in model_paths:
             try:
-                b = ModelBench(path, target, data_path, out_dir, settings, on_row, on_step)
-                b.runner = holder.runner  # one connection for every model, opened on first use
-                try:
-                    benches.append((b, b.first_trials()))
-                finally:
-                    holder.runner, b.runner = b.runner, None
+                b = ModelBench(path, target, data_path, out_dir, settings, on_row, runner,
+                               on_step)
+                benches.append((b, b.first_trials()))
             except Exception as e:  # a bad model: the others' trials first, then its error
                 failure = e
                 break
         pending = [p for _, ps in benches for p in ps]
         if pending:
             remote = not all(p.local for p in pending)
-            more_trials(pending, benches[0][0].trials, holder.open() if remote else None,
+            more_trials(pending, benches[0][0].trials, runner.open() if remote else None,
                         target, step)
     except BaseException:  # interrupted: every started row says how many trials it got
         for b, ps in benches:
             b.settle(ps, interrupted=True)
         raise
     finally:
-        holder.close()
+        runner.close()
     for b, ps in benches:
         b.settle(ps, interrupted=False)
     if failure is not None:
@@ -407,8 +403,9 @@ def bench_models(
     return [r for b, _ in benches for r in b.rows]
 
 
-class _RunnerHolder:
-    """The one runner ``bench_models`` shares between its models."""
+class SharedRunner:
+    """The target's runner, opened on first use (a target that cannot be opened ends the bench
+    only when a variant is measured), shared by every model of one ``bench_models`` call."""
 
     def __init__(self, target: Target):
         self.target, self.runner = target, None

@@ -11,6 +11,7 @@ from edgernn.results.significance import higher_is_better
 
 LATENCY_STATS = ("p50", "p90", "p99", "mean")
 PREFER = ("latency", "size", "accuracy")
+TIE = 0.05  # relative latency difference counted as equal (timing noise) when picking
 
 
 @dataclass
@@ -200,7 +201,7 @@ def _pick(feasible: list[Candidate], prefer: str, tie: float) -> Candidate | Non
 
 
 def select(rows: list[dict[str, Any]], budget: Budget, metric: str | None = None,
-           prefer: str = "latency", tie: float = 0.05, target: str | None = None,
+           prefer: str = "latency", tie: float = TIE, target: str | None = None,
            formats: tuple[str, ...] | None = None,
            runtimes: tuple[str, ...] | None = None) -> Selection:
     """Pareto set of the usable rows (of ``target``, if given) and the best feasible one under
@@ -260,7 +261,7 @@ def rule_text(prefer: str, n: int, budget: Budget) -> str:
 
 
 def select_groups(rows: list[dict[str, Any]], budget: Budget, metric: str | None = None,
-                  prefer: str = "latency", tie: float = 0.05, target: str | None = None,
+                  prefer: str = "latency", tie: float = TIE, target: str | None = None,
                   formats: tuple[str, ...] | None = None,
                   runtimes: tuple[str, ...] | None = None) -> list[Selection]:
     """One selection per group of comparable rows (``groups.group_rows``: a step model's
@@ -362,7 +363,7 @@ def faster(a: dict[str, Any], b: dict[str, Any], tie: float) -> float:
     return pb / pa if pa < pb / (1 + noise) or pb < pa / (1 + noise) else 1.0
 
 
-def op_decisions(rows: list[dict[str, Any]], tie: float = 0.05,
+def op_decisions(rows: list[dict[str, Any]], tie: float = TIE,
                  max_drop: float | None = None) -> list[str]:
     """For each alternative variant measured beside its twin on the same target (registered by
     the quantizers: an op class kept fp32, or another quantization setting), which to keep:

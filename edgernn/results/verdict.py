@@ -10,10 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgernn.results.groups import group_rows
-from edgernn.results.selection import Budget, Candidate, Selection, faster, select
+from edgernn.results.selection import TIE, Budget, Candidate, Selection, faster, select
 from edgernn.results.significance import Paired, compare_rows, unpaired_accuracy
-
-TIE = 0.05  # relative latency difference counted as equal (select's default)
 
 
 @dataclass

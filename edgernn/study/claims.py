@@ -23,6 +23,7 @@ from rich import box
 from rich.table import Table
 
 from edgernn.probe.metrics import HIGHER_IS_BETTER
+from edgernn.results.selection import TIE
 from edgernn.results.significance import Paired, paired_test, record_values
 from edgernn.study.intervals import (
     Interval,
@@ -37,9 +38,9 @@ from edgernn.study.records import Comparison, Contender, target_level
 POINT_METRICS = {"accuracy", "macro_f1", "roc_auc"}  # shares: gaps in points (x100)
 EQUAL_POINTS = 0.01  # "nearly equal": within 1 point (96.2 vs 96.8%; F1 0.91 vs 0.92)
 EQUAL_RELATIVE = 0.01  # for error metrics: within 1% of the LSTM's error
-# a directional claim ("GRU faster / fewer / smaller") needs an advantage above 5% of the
-# other side's value: the tie margin of select (latencies within 5% are equal when picking)
-MEANINGFUL = 0.05
+# a directional claim ("GRU faster / fewer / smaller") needs an advantage above this share of
+# the other side's value: select's tie (latencies within 5% are equal when picking)
+MEANINGFUL = TIE
 
 
 @dataclass(frozen=True)
@@ -426,8 +427,8 @@ def claims_table(comp: Comparison, claims: list[Claim], conditions: str = "") ->
         t.add_row(label, article, measured, f"[{style[c.holds]}]{c.verdict}[/]", c.detail)
     t.caption = ("verdict: holds / does not hold when the whole 95% interval of the LSTM-GRU "
                  "difference (paired by seed; metrics also over the held-out samples) is on "
-                 "one side of the claim's threshold (an advantage above 5% of the other side; "
-                 "nearly equal: the margin); inconclusive when it straddles it"
+                 f"one side of the claim's threshold (an advantage above {MEANINGFUL:.0%} of the "
+                 "other side; nearly equal: the margin); inconclusive when it straddles it"
                  + (f". Measured on {conditions}" if conditions else ""))
     return t
 
